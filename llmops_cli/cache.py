@@ -1,0 +1,111 @@
+"""On-disk response cache (SQLite, WAL mode; safe with concurrent runs).
+
+Keyed by SHA-256 of the canonical JSON of model, api_base, messages, call
+parameters and repeat index. Stores the response text, token usage, cost and
+the raw response — never credentials (api keys are not part of the request
+description passed in, and raw responses carry none). LiteLLM's own cache is
+not used (its hit path imports proxy-only modules in 1.106.2).
+
+Location: ``--cache-dir`` or ``$LLMOPS_CACHE_DIR``, default ``.llmops/cache``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import canonical_json, sha256_text
+
+DEFAULT_DIR = ".llmops/cache"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def cache_key(model: str, api_base: str | None, messages: list[dict], params: dict[str, Any], repeat: int = 0) -> str:
+    """The cache key of one model call (64 hex digits)."""
+    return sha256_text(canonical_json({"model": model, "api_base": api_base, "messages": messages, "params": params, "repeat": repeat}))
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get("LLMOPS_CACHE_DIR") or DEFAULT_DIR)
+
+
+class ResponseCache:
+    """A response cache in ``<dir>/responses.sqlite``.
+
+    ``get(key)`` returns the stored dict or ``None``; ``put(key, model, value)``
+    stores a JSON-serialisable dict (committed at once, so an interrupted run
+    keeps every completed answer). Counts ``hits`` and ``misses``.
+    """
+
+    def __init__(self, directory: str | Path | None = None):
+        self.dir = Path(directory) if directory else default_dir()
+        self.path = self.dir / "responses.sqlite"
+        self.hits = 0
+        self.misses = 0
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if not self.path.exists() and self._conn is None:
+            self.misses += 1
+            return None
+        with self._lock:
+            row = self._db().execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return json.loads(row[0])
+
+    def put(self, key: str, model: str, value: dict[str, Any]) -> None:
+        text = json.dumps(value, ensure_ascii=False)
+        with self._lock:
+            self._db().execute(
+                "INSERT OR REPLACE INTO responses (key, model, value, created) VALUES (?, ?, ?, ?)",
+                (key, model, text, time.time()),
+            )
+
+    def info(self) -> dict[str, Any]:
+        """``{path, entries, bytes, models: {model: entries}}``."""
+        if not self.path.exists():
+            return {"path": str(self.path), "entries": 0, "bytes": 0, "models": {}}
+        with self._lock:
+            rows = self._db().execute("SELECT model, COUNT(*) FROM responses GROUP BY model").fetchall()
+        size = sum(p.stat().st_size for p in self.dir.glob("responses.sqlite*"))
+        return {"path": str(self.path), "entries": sum(n for _, n in rows), "bytes": size, "models": dict(rows)}
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many were deleted."""
+        if not self.path.exists():
+            return 0
+        with self._lock:
+            n = self._db().execute("DELETE FROM responses").rowcount
+            self._db().execute("VACUUM")
+        return n
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

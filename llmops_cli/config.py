@@ -1,0 +1,361 @@
+"""The pinned LLM configuration: one YAML file, validated by pydantic.
+
+A config pins everything that decides what the application answers — model,
+parameters, prompt templates and retrieval setup — plus the eval set, the
+metrics, the gate rules and where the baseline lives. Unknown keys are errors.
+
+Public API: :func:`load_config`, :class:`Config`, :func:`fingerprint`,
+:func:`config_diff`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Params(_Strict):
+    """Parameters passed to every model call (OpenAI names; LiteLLM maps them).
+
+    ``timeout`` is seconds per request; ``max_tokens`` counts completion tokens.
+    """
+
+    temperature: float | None = Field(0.0, ge=0, le=2)
+    max_tokens: int | None = Field(256, gt=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stop: list[str] | None = None
+    timeout: float = Field(60.0, gt=0)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, v):
+        return [v] if isinstance(v, str) else v
+
+
+class Prompt(_Strict):
+    """System and user message templates (Jinja2, undefined variables are
+    errors). Give each inline (``system``/``user``) or as a file next to the
+    config (``system_file``/``user_file``); files are read at load time."""
+
+    system: str | None = None
+    user: str | None = None
+    system_file: str | None = None
+    user_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.system and self.system_file:
+            raise ValueError("give either system or system_file, not both")
+        if self.user and self.user_file:
+            raise ValueError("give either user or user_file, not both")
+        if not (self.user or self.user_file):
+            raise ValueError("a user template is required (user or user_file)")
+        return self
+
+
+class Chunking(_Strict):
+    """How corpus documents become retrievable chunks: ``document`` keeps each
+    document whole; ``words`` cuts windows of ``size`` words overlapping by
+    ``overlap`` words."""
+
+    mode: Literal["document", "words"] = "document"
+    size: int = Field(200, gt=0)
+    overlap: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_lt_size(self):
+        if self.overlap >= self.size:
+            raise ValueError("overlap must be smaller than size")
+        return self
+
+
+class Retrieval(_Strict):
+    """Retrieval setup. ``corpus`` is a JSONL/JSON/CSV file of documents with
+    ``id_field`` and ``text_field``; ``query`` is a Jinja2 template over the
+    case inputs; the ``top_k`` chunks are given to the prompt as ``chunks``
+    (a list of ``{id, doc_id, text, score}``) and ``context`` (their texts
+    joined by blank lines)."""
+
+    corpus: str
+    id_field: str = "id"
+    text_field: str = "text"
+    chunking: Chunking = Chunking()
+    retriever: Literal["bm25"] = "bm25"
+    k1: float = Field(1.5, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
+    top_k: int = Field(3, gt=0)
+    query: str = "{{ question }}"
+
+
+class Dataset(_Strict):
+    """The eval set: a JSONL, CSV or JSON (list of objects) file.
+
+    ``id``: the field holding a unique case id. ``inputs``: fields passed to
+    the templates (default: every field but id and references).
+    ``references``: the field (or fields) holding the reference answer(s); a
+    field may hold a string or a list of strings. ``limit``: use only the
+    first N cases."""
+
+    path: str
+    format: Literal["jsonl", "csv", "json"] | None = None
+    id: str = "id"
+    inputs: list[str] | None = None
+    references: list[str] = ["reference"]
+    limit: int | None = Field(None, gt=0)
+
+    @field_validator("references", "inputs", mode="before")
+    @classmethod
+    def _as_list(cls, v):
+        return [v] if isinstance(v, str) else v
+
+
+class GateRule(_Strict):
+    """Per-metric rule, in the metric's own units. ``min``: absolute floor for
+    the candidate's aggregate. ``max_drop``: largest allowed fall from the
+    baseline (candidate − baseline ≥ −max_drop)."""
+
+    min: float | None = None
+    max_drop: float | None = Field(None, ge=0)
+
+
+class Gate(_Strict):
+    """Gate settings. ``mode: paired`` (default) flags a regression only when
+    the paired-bootstrap confidence interval of the delta lies wholly below
+    ``-max_drop``; ``mode: plain`` compares the aggregates directly."""
+
+    mode: Literal["paired", "plain"] = "paired"
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    resamples: int = Field(1000, ge=100)
+    seed: int = 12345
+    cluster: str | None = None
+    metrics: dict[str, GateRule] = {}
+
+
+class Config(_Strict):
+    """A whole pinned configuration. Build with :func:`load_config`."""
+
+    version: Literal[1] = 1
+    name: str | None = None
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    params: Params = Params()
+    prompt: Prompt
+    retrieval: Retrieval | None = None
+    dataset: Dataset
+    metrics: list[str] = ["exact_match", "token_f1"]
+    gate: Gate = Gate()
+    baseline: str = "baseline.json"
+    repeats: int = Field(1, ge=1)
+    max_error_share: float = Field(0.1, ge=0, le=1)
+
+    # set by load_config, not by the YAML
+    _path: Path | None = None
+    _system_text: str | None = None
+    _user_text: str = ""
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v):
+        from .scorers import SCORERS
+
+        if not v:
+            raise ValueError("at least one metric is required")
+        for name in v:
+            if name not in SCORERS:
+                raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(SCORERS))}")
+        if len(set(v)) != len(v):
+            raise ValueError("a metric is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _gated_metrics_are_run(self):
+        for name in self.gate.metrics:
+            if name not in self.metrics:
+                raise ValueError(f"gate.metrics.{name}: not in metrics {self.metrics}")
+        return self
+
+    # -- paths -----------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        return self._path.parent if self._path else Path.cwd()
+
+    def resolve(self, p: str) -> Path:
+        """Resolve a path from the config relative to the config's folder."""
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else self.base_dir / q
+
+    @property
+    def baseline_path(self) -> Path:
+        return self.resolve(self.baseline)
+
+    @property
+    def system_template(self) -> str | None:
+        return self._system_text if self._system_text is not None else self.prompt.system
+
+    @property
+    def user_template(self) -> str:
+        return self._user_text or self.prompt.user or ""
+
+    # -- identity --------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The configuration as plain data, prompt files inlined, for the run
+        record and for :func:`config_diff`. Holds no secrets: ``api_key_env``
+        is the *name* of an environment variable."""
+        d = self.model_dump(mode="json")
+        d["prompt"] = {"system": self.system_template, "user": self.user_template}
+        return d
+
+
+def _load_text(cfg_path: Path, key: str, rel: str) -> str:
+    p = Path(rel)
+    p = p if p.is_absolute() else cfg_path.parent / p
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(cfg_path, key, f"file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(cfg_path, key, f"cannot read {p}: {e}") from None
+
+
+def _validation_message(err: ValidationError) -> tuple[str, str]:
+    first = err.errors()[0]
+    key = ".".join(str(x) for x in first["loc"]) or None
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    msg = msg.removeprefix("Value error, ")
+    more = len(err.errors()) - 1
+    if more:
+        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return key, msg
+
+
+def parse_config(data: Any, path: str | Path = "<config>") -> Config:
+    """Validate already-loaded YAML data. Raises :class:`ConfigError`."""
+    path = Path(path)
+    if data is None:
+        raise ConfigError(path, None, "the config is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(path, None, f"expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        key, msg = _validation_message(e)
+        raise ConfigError(path, key, msg) from None
+    cfg._path = path.resolve() if path.name != "<config>" else None
+    if cfg.prompt.system_file:
+        cfg._system_text = _load_text(path, "prompt.system_file", cfg.prompt.system_file)
+    if cfg.prompt.user_file:
+        cfg._user_text = _load_text(path, "prompt.user_file", cfg.prompt.user_file)
+    from .prompt import check_template
+
+    for key, text in (("prompt.system", cfg.system_template), ("prompt.user", cfg.user_template)):
+        if text is not None:
+            check_template(text, path, key)
+    if cfg.retrieval:
+        check_template(cfg.retrieval.query, path, "retrieval.query")
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config (``yaml.safe_load``).
+
+    Paths inside the config resolve relative to the config file's folder.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or fails validation; the
+            message names the file and the offending key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, None, "config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(path, None, "is a directory, expected a YAML file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, None, f"cannot read: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(path, where, f"invalid YAML: {problem}") from None
+    return parse_config(data, path)
+
+
+# -- identity ------------------------------------------------------------
+
+IDENTITY_KEYS = ("model", "api_base", "params", "prompt", "retrieval", "repeats")
+
+
+def canonical_json(obj: Any) -> str:
+    """Stable JSON text: sorted keys, no whitespace, UTF-8 kept."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fingerprint(snapshot: dict[str, Any], corpus_hash: str | None = None) -> str:
+    """Config fingerprint: SHA-256 (first 16 hex digits) of the canonical JSON
+    of model, api_base, params, prompt text, retrieval setup, repeats and the
+    retrieval corpus's content hash. Eval set, metrics, gate and baseline path
+    are not part of it: they are how the configuration is *measured*."""
+    ident = {k: snapshot.get(k) for k in IDENTITY_KEYS}
+    ident["corpus_hash"] = corpus_hash
+    return sha256_text(canonical_json(ident))[:16]
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    else:
+        out[prefix] = d
+    return out
+
+
+def _short(v: Any, width: int = 60) -> str:
+    s = json.dumps(v, ensure_ascii=False) if not isinstance(v, (int, float)) or isinstance(v, bool) else repr(v)
+    if v is None:
+        s = "—"
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def config_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """What changed between two config snapshots that changes the answers,
+    one line per key, e.g. ``params.temperature: 0.0 → 0.7``."""
+    if not old:
+        return []
+    a = _flatten({k: old.get(k) for k in IDENTITY_KEYS})
+    b = _flatten({k: new.get(k) for k in IDENTITY_KEYS})
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            lines.append(f"{key}: {_short(a.get(key))} → {_short(b.get(key))}")
+    return lines

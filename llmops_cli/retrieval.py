@@ -1,0 +1,100 @@
+"""Retrieval: corpus loading, chunking and BM25 ranking (the ``bm25s``
+package: Lù, 2024, "BM25S: Orders of magnitude faster lexical search via eager
+sparse scoring"; Lucene's BM25 variant, Robertson & Zaragoza 2009)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Retrieval as RetrievalSpec
+from .dataset import read_records
+from .errors import DatasetError
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable unit: ``id`` is ``<doc_id>`` for whole documents or
+    ``<doc_id>#<n>`` for the n-th window of a document."""
+
+    id: str
+    doc_id: str
+    text: str
+
+
+def chunk_documents(docs: list[tuple[str, str]], mode: str = "document", size: int = 200, overlap: int = 0) -> list[Chunk]:
+    """Split ``[(doc_id, text), ...]`` into chunks.
+
+    ``mode="document"``: one chunk per document. ``mode="words"``: windows of
+    ``size`` whitespace-separated words, each starting ``size - overlap`` words
+    after the previous one.
+    """
+    if mode == "document":
+        return [Chunk(d, d, t) for d, t in docs]
+    step = size - overlap
+    out = []
+    for doc_id, text in docs:
+        words = text.split()
+        starts = range(0, max(len(words) - overlap, 1), step)
+        for n, s in enumerate(starts):
+            out.append(Chunk(f"{doc_id}#{n}", doc_id, " ".join(words[s : s + size])))
+    return out
+
+
+class BM25Retriever:
+    """BM25 over a list of chunks (``bm25s``, English stop words removed,
+    lowercased, no stemming). Scores are raw BM25 scores (unbounded, ≥ 0)."""
+
+    def __init__(self, chunks: list[Chunk], k1: float = 1.5, b: float = 0.75):
+        import bm25s
+
+        if not chunks:
+            raise ValueError("no chunks to index")
+        self.chunks = chunks
+        self._tokenizer = bm25s.tokenization.Tokenizer(stopwords="english")
+        tokens = self._tokenizer.tokenize([c.text for c in chunks], show_progress=False, return_as="tuple")
+        self._bm25 = bm25s.BM25(k1=k1, b=b)
+        self._bm25.index(tokens, show_progress=False)
+
+    def retrieve(self, queries: list[str], k: int) -> list[list[tuple[Chunk, float]]]:
+        """Top-``k`` ``(chunk, score)`` pairs for each query, best first."""
+        if not queries:
+            return []
+        k = min(k, len(self.chunks))
+        q = self._tokenizer.tokenize(queries, update_vocab=False, show_progress=False, return_as="string")
+        idx, scores = self._bm25.retrieve(q, k=k, show_progress=False)
+        return [[(self.chunks[int(i)], float(s)) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(idx, scores)]
+
+
+def load_corpus(spec: RetrievalSpec, base_dir: Path) -> tuple[list[Chunk], str]:
+    """Read the corpus file and chunk it. Returns ``(chunks, corpus_hash)``
+    where the hash is SHA-256 (16 hex digits) of the file's bytes.
+
+    Raises:
+        DatasetError: the corpus is missing, malformed, lacks the id/text
+            fields, or is empty.
+    """
+    path = Path(spec.corpus)
+    path = path if path.is_absolute() else base_dir / path
+    rows = read_records(path, None, "corpus")
+    docs: list[tuple[str, str]] = []
+    for n, row in enumerate(rows):
+        for f in (spec.id_field, spec.text_field):
+            if f not in row:
+                raise DatasetError(path, f"row {n + 1}", f"missing field {f!r} (retrieval.{'id_field' if f == spec.id_field else 'text_field'})")
+        if not isinstance(row[spec.text_field], str):
+            raise DatasetError(path, f"row {n + 1}.{spec.text_field}", "expected a string")
+        docs.append((str(row[spec.id_field]), row[spec.text_field]))
+    if not docs:
+        raise DatasetError(path, None, "the corpus is empty")
+    c = spec.chunking
+    chunks = chunk_documents(docs, c.mode, c.size, c.overlap)
+    return chunks, hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def chunk_variables(hits: list[tuple[Chunk, float]]) -> dict[str, Any]:
+    """Template variables for retrieved chunks: ``chunks`` and ``context``."""
+    chunks = [{"id": c.id, "doc_id": c.doc_id, "text": c.text, "score": round(s, 4)} for c, s in hits]
+    return {"chunks": chunks, "context": "\n\n".join(c["text"] for c in chunks)}

@@ -1,0 +1,215 @@
+"""Reference-based scorers, registered by name.
+
+Every scorer takes the run's outputs (``None`` for a case that failed) and
+each case's references, and returns a :class:`MetricResult`: one score per case
+(``None`` where the case cannot be scored) and the aggregate.
+
+Registered names and scales:
+
+* ``exact_match``, ``token_f1`` — the SQuAD v1.1 definitions (Rajpurkar et al.
+  2016, official ``evaluate-v1.1.py``): lowercase, drop punctuation and the
+  articles a/an/the, collapse whitespace; best over references. 0–1;
+  aggregate is the mean over scored cases.
+* ``rouge1``, ``rouge2``, ``rougeL``, ``rougeLsum`` — F-measure from Google's
+  ``rouge-score`` package (Lin 2004), Porter stemming on, best over references
+  (``RougeScorer.score_multi``). 0–1; aggregate is the mean.
+* ``bleu`` — ``sacrebleu`` (Post 2018). Aggregate: corpus BLEU, 0–100, from
+  summed sentence sufficient statistics (``stats``), default 13a tokenizer and
+  exp smoothing; its signature is stored. Per case: sentence BLEU with
+  effective order, 0–100, for diffs only.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+Outputs = Sequence[str | None]
+References = Sequence[Sequence[str]]
+
+
+@dataclass
+class MetricResult:
+    """Scores of one metric over a run.
+
+    ``per_case[i]`` is case i's score or ``None`` (unscored: the case errored
+    or has no reference). ``stats`` holds per-case sufficient statistics for
+    corpus-level metrics (BLEU) so that resampling can recompute the
+    aggregate; ``info`` holds e.g. the sacrebleu signature."""
+
+    name: str
+    per_case: list[float | None]
+    aggregate: float | None
+    scale: float = 1.0
+    stats: list[list[float]] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A registered scorer. ``fn(outputs, references) -> MetricResult``.
+    ``from_stats`` recomputes a corpus aggregate from summed ``stats`` (None
+    for mean-aggregated metrics). ``scale`` is the top of the score range."""
+
+    name: str
+    fn: Callable[[Outputs, References], MetricResult]
+    scale: float = 1.0
+    from_stats: Callable[[Sequence[float]], float] | None = None
+    description: str = ""
+
+
+SCORERS: dict[str, Scorer] = {}
+
+
+def register(name: str, scale: float = 1.0, from_stats=None, description: str = ""):
+    """Decorator: register ``fn`` under ``name``."""
+
+    def deco(fn):
+        SCORERS[name] = Scorer(name, fn, scale, from_stats, description)
+        return fn
+
+    return deco
+
+
+def get_scorer(name: str) -> Scorer:
+    """Look up a registered scorer. Raises ``KeyError`` for unknown names."""
+    return SCORERS[name]
+
+
+def mean(xs: Sequence[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _per_case(name: str, outputs: Outputs, references: References, fn: Callable[[str, Sequence[str]], float]) -> MetricResult:
+    per = [None if o is None or not refs else fn(o, refs) for o, refs in zip(outputs, references)]
+    return MetricResult(name, per, mean(per))
+
+
+# -- SQuAD --------------------------------------------------------------
+
+_PUNCT = set(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD v1.1 answer normalisation: lowercase, remove punctuation, remove
+    articles (a, an, the), collapse whitespace."""
+    s = "".join(ch for ch in s.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", s).split())
+
+
+def exact_match_score(prediction: str, references: Sequence[str]) -> float:
+    """1.0 if the normalised prediction equals any normalised reference."""
+    p = normalize_answer(prediction)
+    return float(any(p == normalize_answer(r) for r in references))
+
+
+def _f1(pred_tokens: list[str], ref_tokens: list[str]) -> float:
+    common = Counter(pred_tokens) & Counter(ref_tokens)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred_tokens), same / len(ref_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1_score(prediction: str, references: Sequence[str]) -> float:
+    """SQuAD token-overlap F1 (0–1), best over references."""
+    p = normalize_answer(prediction).split()
+    return max(_f1(p, normalize_answer(r).split()) for r in references)
+
+
+@register("exact_match", description="SQuAD exact match, 0–1")
+def exact_match(outputs: Outputs, references: References) -> MetricResult:
+    return _per_case("exact_match", outputs, references, exact_match_score)
+
+
+@register("token_f1", description="SQuAD token F1, 0–1")
+def token_f1(outputs: Outputs, references: References) -> MetricResult:
+    return _per_case("token_f1", outputs, references, token_f1_score)
+
+
+# -- ROUGE ----------------------------------------------------------------
+
+ROUGE_STEMMER = True
+_rouge_scorers: dict[str, Any] = {}
+
+
+def _rouge(rouge_type: str):
+    def fn(outputs: Outputs, references: References) -> MetricResult:
+        if rouge_type not in _rouge_scorers:
+            from rouge_score import rouge_scorer
+
+            _rouge_scorers[rouge_type] = rouge_scorer.RougeScorer([rouge_type], use_stemmer=ROUGE_STEMMER)
+        scorer = _rouge_scorers[rouge_type]
+        res = _per_case(rouge_type, outputs, references, lambda o, refs: scorer.score_multi(list(refs), o)[rouge_type].fmeasure)
+        res.info = {"use_stemmer": ROUGE_STEMMER, "package": "rouge-score"}
+        return res
+
+    fn.__name__ = rouge_type
+    return fn
+
+
+for _t in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
+    register(_t, description=f"{_t} F-measure (rouge-score, stemmed), 0–1")(_rouge(_t))
+
+
+# -- BLEU -----------------------------------------------------------------
+
+_bleu_objs: dict[str, Any] = {}
+
+
+def _bleu_obj(kind: str):
+    if kind not in _bleu_objs:
+        from sacrebleu.metrics import BLEU
+
+        _bleu_objs[kind] = BLEU(effective_order=True) if kind == "sentence" else BLEU()
+    return _bleu_objs[kind]
+
+
+def bleu_from_stats(stats: Sequence[float]) -> float:
+    """Corpus BLEU (0–100) from summed sacrebleu sufficient statistics
+    ``[sys_len, ref_len, correct_1..4, total_1..4]``."""
+    return float(_bleu_obj("corpus")._compute_score_from_stats(list(stats)).score)
+
+
+@register("bleu", scale=100.0, from_stats=bleu_from_stats, description="sacrebleu corpus BLEU, 0–100")
+def bleu(outputs: Outputs, references: References) -> MetricResult:
+    idx = [i for i, (o, r) in enumerate(zip(outputs, references)) if o is not None and r]
+    per: list[float | None] = [None] * len(outputs)
+    stats: list[list[float] | None] = [None] * len(outputs)
+    corpus = _bleu_obj("corpus")
+    if not idx:
+        return MetricResult("bleu", per, None, 100.0, None, {})
+    hyps = [outputs[i] for i in idx]
+    width = max(len(references[i]) for i in idx)
+    ref_streams = [[references[i][k] if k < len(references[i]) else None for i in idx] for k in range(width)]
+    seg_stats = corpus._extract_corpus_statistics(hyps, ref_streams)
+    score = corpus._aggregate_and_compute(seg_stats).score
+    sent = _bleu_obj("sentence")
+    for j, i in enumerate(idx):
+        per[i] = float(sent.sentence_score(hyps[j], list(references[i])).score)
+        stats[i] = [float(x) for x in seg_stats[j]]
+    info = {"signature": str(corpus.get_signature()), "package": "sacrebleu"}
+    return MetricResult("bleu", per, float(score), 100.0, stats, info)
+
+
+def score_all(names: Sequence[str], outputs: Outputs, references: References) -> dict[str, MetricResult]:
+    """Run the named scorers. Raises ``KeyError`` for an unknown name."""
+    return {n: SCORERS[n].fn(outputs, references) for n in names}
+
+
+def aggregate(name: str, per_case: Sequence[float | None], stats: Sequence[Sequence[float] | None] | None = None) -> float | None:
+    """The aggregate of ``name`` over the given cases: corpus score from summed
+    ``stats`` for corpus metrics (BLEU), else the mean of the scored cases."""
+    sc = SCORERS[name]
+    if sc.from_stats is not None and stats is not None:
+        rows = [s for s in stats if s is not None]
+        if not rows:
+            return None
+        return sc.from_stats([sum(col) for col in zip(*rows)])
+    return mean(per_case)
