@@ -343,7 +343,7 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
         Interrupted: Ctrl-C; ``.record`` holds every answer completed so far.
     """
     t0 = time.perf_counter()
-    prep = prepare(cfg)
+    prep = prepare(cfg, limit)
     total = len(prep.requests)
     done = 0
 

@@ -1,0 +1,315 @@
+"""The ``llmops`` command: parse options, call the library, render, exit.
+
+Exit codes: 0 gate passed (or baseline written); 1 regression; 2 bad input or
+usage; 3 the run could not complete; 130 interrupted (partial record kept).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+EXIT_CODES = """\b
+Exit codes:
+  0  the gate passed (or the baseline was written)
+  1  regression: a gated metric fell past its rule
+  2  bad input or usage (config, dataset, corpus, baseline, flags)
+  3  the run could not complete (provider errors, unscored metrics)
+  130 interrupted (Ctrl-C); the partial run record is kept
+"""
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)  # CI logs: do not fold the tables at 80 columns
+    return console
+
+
+def _fail(console, err) -> None:
+    console.print(f"[bold red]llmops: error:[/] {err}", markup=True, highlight=False)
+    raise SystemExit(err.exit_code)
+
+
+def _progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
+
+
+def _run_options(f):
+    opts = [
+        click.option("--limit", type=click.IntRange(min=0), default=None, help="Use the first N cases (0 = all); overrides dataset.limit."),
+        click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True, help="Model calls in flight at once."),
+        click.option("--retries", type=click.IntRange(min=0), default=4, show_default=True, help="Retries per call on 429/5xx/timeouts."),
+        click.option("--no-cache", is_flag=True, help="Do not read or write the response cache."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder [default: $LLMOPS_CACHE_DIR or .llmops/cache]."),
+        click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Run record path [default: .llmops/runs/<run-id>.json]."),
+        click.option("--outputs", type=click.Path(dir_okay=False), default=None, help="Score this file of {id: output} instead of calling the model."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="llmops-cli", prog_name="llmops")
+def cli():
+    """llmops — an eval gate for LLM applications.
+
+    Pin prompt, model, parameters and retrieval in one YAML file; `llmops eval`
+    runs the eval set through it, scores the outputs, compares them with the
+    committed baseline and exits non-zero on a regression.
+    """
+
+
+def _load_outputs(path: str) -> dict[str, str]:
+    import json
+
+    from .errors import InputError
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(p, None, "outputs file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(p, None, f"cannot read outputs: {e}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise InputError(p, None, "expected a JSON object {case_id: output string}")
+    return data
+
+
+def _execute(console, cfg, *, limit, concurrency, retries, no_cache, cache_dir, outputs):
+    """Run (or score outputs) and return the record; exits 3/130 on failure."""
+    from .cache import ResponseCache
+    from .runner import run_eval, score_outputs
+
+    if outputs:
+        return score_outputs(cfg, _load_outputs(outputs), limit=limit, name=Path(outputs).name)
+    cache = None if no_cache else ResponseCache(cache_dir)
+    with _progress(console) as prog:
+        task = prog.add_task("answering", total=None)
+        return run_eval(cfg, limit=limit, concurrency=concurrency, cache=cache, retries=retries,
+                        progress=lambda done, total: prog.update(task, completed=done, total=total))
+
+
+def _record_path(output: str | None, run_id: str) -> Path:
+    return Path(output) if output else Path(".llmops/runs") / f"{run_id}.json"
+
+
+def _save_partial(console, err, output):
+    from .record import save_record
+
+    if getattr(err, "record", None) is not None:
+        path = save_record(err.record, _record_path(output, err.record.run_id))
+        console.print(f"partial run record: {path}", style="dim")
+
+
+@cli.command("eval")
+@click.argument("config", type=click.Path(dir_okay=False))
+@_run_options
+@click.option("--update-baseline", is_flag=True, help="Write this run as the new baseline (only if it completes).")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), default=None, help="Baseline file [default: the config's baseline].")
+@click.option("--plain", is_flag=True, help="Gate on point estimates only (no confidence intervals).")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write a JUnit XML report (one test per gated metric).")
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary (for a PR comment).")
+@click.option("--json", "json_out", is_flag=True, help="Print the comparison as JSON on stdout (human output goes to stderr).")
+@click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Most-changed cases to show.")
+def eval_cmd(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline, baseline_path,
+             plain, junit, markdown, json_out, top):
+    """Run CONFIG's eval set, score it and gate it against the baseline."""
+    console = _console(stderr=json_out)
+    from .errors import Interrupted, LlmopsError
+
+    try:
+        _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline,
+              baseline_path, plain, junit, markdown, json_out, top)
+    except Interrupted as err:
+        _save_partial(console, err, output)
+        _fail(console, err)
+    except LlmopsError as err:
+        _save_partial(console, err, output)
+        _fail(console, err)
+
+
+def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline,
+          baseline_path, plain, junit, markdown, json_out, top):
+    from dotenv import load_dotenv
+
+    from .baseline import load_baseline, write_baseline
+    from .config import load_config
+    from .gate import compare
+    from .record import save_record
+    from .report import comparison_json, junit_xml, print_comparison, print_run_summary
+    from .report import markdown as markdown_text
+    from .record import atomic_write_text
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    cfg = load_config(config)
+    bpath = Path(baseline_path) if baseline_path else cfg.baseline_path
+    baseline = None if update_baseline else load_baseline(bpath)  # fail before paying for a run
+    if plain:
+        cfg.gate.mode = "plain"
+    record = _execute(console, cfg, limit=limit, concurrency=concurrency, retries=retries, no_cache=no_cache,
+                      cache_dir=cache_dir, outputs=outputs)
+    rpath = save_record(record, _record_path(output, record.run_id))
+    print_run_summary(console, record)
+    console.print(f"run record: {rpath}", style="dim")
+    if update_baseline:
+        write_baseline(record, bpath)
+        console.print(f"[green]baseline written:[/] {bpath}")
+        return
+    cmp = compare(baseline, record, cfg.gate, top=max(top, 10), baseline_path=str(bpath))
+    print_comparison(console, cmp, top)
+    md = markdown_text(cmp, record, top)
+    if markdown:
+        atomic_write_text(markdown, md + "\n")
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as f:
+            f.write(md + "\n")
+    if junit:
+        atomic_write_text(junit, junit_xml(cmp))
+    if json_out:
+        click.echo(comparison_json(cmp, record))
+    _exit_for(console, cmp)
+
+
+def _exit_for(console, cmp) -> None:
+    from .errors import RunIncomplete
+
+    if cmp.unscored:
+        _fail(console, RunIncomplete(f"no scored cases for {', '.join(m.metric for m in cmp.unscored)}; the gate cannot decide"))
+    if cmp.failed:
+        console.print(f"[bold red]regression[/]: {', '.join(m.metric for m in cmp.failed)}")
+        raise SystemExit(1)
+    console.print("[bold green]gate passed[/]")
+
+
+@cli.command("score")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--outputs", required=True, type=click.Path(dir_okay=False), help="JSON file {case_id: output} made by another system.")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), default=None, help="Baseline file [default: the config's baseline].")
+@click.option("--update-baseline", is_flag=True, help="Write these scores as the new baseline.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Use the first N cases (0 = all).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Run record path.")
+@click.option("--plain", is_flag=True, help="Gate on point estimates only.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write a JUnit XML report.")
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary.")
+@click.option("--json", "json_out", is_flag=True, help="Print the comparison as JSON on stdout.")
+@click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Most-changed cases to show.")
+def score_cmd(config, outputs, baseline_path, update_baseline, limit, output, plain, junit, markdown, json_out, top):
+    """Score outputs produced elsewhere and gate them exactly like a model run."""
+    console = _console(stderr=json_out)
+    from .errors import LlmopsError
+
+    try:
+        _eval(console, config, limit, 1, 0, True, None, output, outputs, update_baseline, baseline_path, plain, junit,
+              markdown, json_out, top)
+    except LlmopsError as err:
+        _save_partial(console, err, output)
+        _fail(console, err)
+
+
+@cli.group()
+def baseline():
+    """Manage the baseline file."""
+
+
+@baseline.command("update")
+@click.argument("config", type=click.Path(dir_okay=False))
+@_run_options
+@click.option("--from-run", type=click.Path(dir_okay=False), default=None, help="Promote an existing run record instead of running.")
+def baseline_update(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, from_run):
+    """Run CONFIG (or take --from-run RUN) and write it as the baseline."""
+    console = _console()
+    from .errors import LlmopsError
+
+    try:
+        from .baseline import promote_run, write_baseline
+        from .config import load_config
+        from .record import save_record
+
+        cfg = load_config(config)
+        if from_run:
+            path = promote_run(cfg, from_run)
+        else:
+            record = _execute(console, cfg, limit=limit, concurrency=concurrency, retries=retries, no_cache=no_cache,
+                              cache_dir=cache_dir, outputs=outputs)
+            save_record(record, _record_path(output, record.run_id))
+            path = write_baseline(record, cfg.baseline_path)
+        console.print(f"[green]baseline written:[/] {path}")
+    except LlmopsError as err:
+        _save_partial(console, err, output)
+        _fail(console, err)
+
+
+@cli.command("diff")
+@click.argument("run_a", type=click.Path(dir_okay=False))
+@click.argument("run_b", type=click.Path(dir_okay=False))
+@click.option("--metric", "metrics", multiple=True, help="Metric(s) to compare [default: all both runs have].")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Most-changed cases to show.")
+def diff_cmd(run_a, run_b, metrics, top):
+    """Compare any two run records (or baselines) case by case."""
+    console = _console()
+    from .errors import LlmopsError
+
+    try:
+        from .config import Gate
+        from .gate import compare
+        from .record import load_record
+        from .report import print_changed_cases, print_comparison
+
+        a, b = load_record(run_a), load_record(run_b)
+        cmp = compare(a, b, Gate(), metrics=list(metrics) or None, top=top, baseline_path=run_a, check_dataset=False)
+        print_comparison(console, cmp, 0)
+        print_changed_cases(console, cmp, top)
+    except LlmopsError as err:
+        _fail(console, err)
+
+
+@cli.group()
+def cache():
+    """Inspect or clear the response cache."""
+
+
+@cache.command("info")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
+def cache_info(cache_dir):
+    """Show the cache's location, size and entries per model."""
+    from .cache import ResponseCache
+
+    info = ResponseCache(cache_dir).info()
+    console = _console()
+    console.print(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
+    for model, n in sorted(info["models"].items()):
+        console.print(f"  {model}: {n}")
+
+
+@cache.command("clear")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
+def cache_clear(cache_dir):
+    """Delete every cached response."""
+    from .cache import ResponseCache
+
+    n = ResponseCache(cache_dir).clear()
+    _console().print(f"deleted {n} cached responses")
+
+
+def main(argv=None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="llmops", standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.stderr.write("llmops: interrupted\n")
+        raise SystemExit(130)
+
+
+if __name__ == "__main__":
+    main()

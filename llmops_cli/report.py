@@ -1,0 +1,192 @@
+"""All output formatting: the terminal (rich), Markdown, JUnit XML and JSON.
+
+Nothing here decides anything; it renders :class:`~llmops_cli.gate.Comparison`
+and :class:`~llmops_cli.record.RunRecord` objects.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from .gate import Comparison, MetricComparison
+from .record import RunRecord
+
+VERDICT_STYLE = {"pass": "green", "improved": "bold green", "regressed": "bold red", "below min": "bold red",
+                 "unscored": "bold yellow", "info": "dim"}
+
+
+def fmt(v: float | None, scale: float = 1.0, signed: bool = False) -> str:
+    """A score in its metric's units: 4 decimals for 0–1, 2 for 0–100."""
+    if v is None:
+        return "—"
+    digits = 2 if scale > 1 else 4
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def fmt_ci(m: MetricComparison) -> str:
+    if m.ci_low is None:
+        return "—"
+    return f"[{fmt(m.ci_low, m.scale, True)}, {fmt(m.ci_high, m.scale, True)}]"
+
+
+def _short(text: str | None, width: int = 70) -> str:
+    if text is None:
+        return "(error)"
+    t = " ".join(text.split())
+    return t if len(t) <= width else t[: width - 1] + "…"
+
+
+def _question(inputs: dict[str, Any]) -> str:
+    for k in ("question", "input", "query", "prompt"):
+        if isinstance(inputs.get(k), str):
+            return inputs[k]
+    return next((v for v in inputs.values() if isinstance(v, str)), "")
+
+
+def gate_rule_text(cmp: Comparison) -> str:
+    if cmp.mode == "plain":
+        return "plain mode: a metric regresses when candidate − baseline < −max_drop, or candidate < min."
+    return (f"paired mode: a metric regresses when the {cmp.confidence:.0%} paired-bootstrap CI of candidate − baseline "
+            f"lies wholly below −max_drop ({cmp.resamples} resamples{', clustered by ' + cmp.cluster if cmp.cluster else ''}), "
+            "or candidate < min.")
+
+
+# -- terminal ----------------------------------------------------------------
+
+def print_run_summary(console, record: RunRecord) -> None:
+    """Metrics and usage of one run."""
+    from rich.table import Table
+
+    t = Table(title=f"run {record.run_id}  ({len(record.cases)} cases, fingerprint {record.fingerprint})", title_justify="left")
+    t.add_column("metric")
+    t.add_column("score", justify="right")
+    t.add_column("scored", justify="right")
+    for name, m in record.metrics.items():
+        t.add_row(name, fmt(m.aggregate, m.scale), f"{m.n_scored}/{m.n_scored + m.n_unscored}")
+    console.print(t)
+    u = record.usage
+    cost = f"${u.cost_usd:.4f}" if u.cost_usd is not None else "n/a"
+    console.print(f"calls {u.calls} · cache {u.cache_hits} hit / {u.cache_misses} miss · tokens {u.prompt_tokens} in / "
+                  f"{u.completion_tokens} out · cost {cost} · errors {u.errors} · retries {u.retries} · wall {u.wall_s:.1f} s")
+    if u.slowest:
+        console.print("slowest calls: " + ", ".join(f"{s['id']} {s['latency_s']:.2f} s" for s in u.slowest[:3]), style="dim")
+
+
+def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
+    """The gate table, then config changes and the most fallen cases."""
+    from rich.table import Table
+
+    if cmp.config_changes:
+        console.print("[bold]config changes[/] (baseline → candidate):")
+        for line in cmp.config_changes[:12]:
+            console.print(f"  {line}", markup=False)
+    elif cmp.baseline_fingerprint == cmp.candidate_fingerprint:
+        console.print(f"config unchanged (fingerprint {cmp.candidate_fingerprint})", style="dim")
+    t = Table(title="gate", title_justify="left")
+    for col in ("metric", "baseline", "candidate", "delta", f"{cmp.confidence:.0%} CI", "p", "MDE", "rule", "verdict"):
+        t.add_column(col, justify="left" if col in ("metric", "rule", "verdict") else "right")
+    for m in cmp.metrics:
+        style = VERDICT_STYLE.get(m.verdict, "")
+        t.add_row(m.metric, fmt(m.baseline, m.scale), fmt(m.candidate, m.scale), fmt(m.delta, m.scale, True), fmt_ci(m),
+                  "—" if m.p_value is None else f"{m.p_value:.3f}", fmt(m.mde, m.scale), m.rule,
+                  f"[{style}]{m.verdict}[/]" if style else m.verdict)
+    console.print(t)
+    console.print(gate_rule_text(cmp), style="dim")
+    if cmp.only_baseline or cmp.only_candidate:
+        console.print(f"unpaired cases excluded: {len(cmp.only_baseline)} only in baseline, {len(cmp.only_candidate)} only in candidate",
+                      style="yellow")
+    fallen = [c for c in cmp.changed_cases if c.delta < 0][:top]
+    if fallen:
+        ct = Table(title=f"cases that fell most ({cmp.n_worse_cases} worse, {cmp.n_improved_cases} better on {fallen[0].metric})",
+                   title_justify="left")
+        for col in ("id", "question", "baseline output", "candidate output", "Δ " + fallen[0].metric):
+            ct.add_column(col, overflow="fold")
+        for c in fallen:
+            ct.add_row(c.id, _short(_question(c.inputs), 50), _short(c.baseline_output, 40), _short(c.candidate_output, 40),
+                       fmt(c.delta, 1.0, True))
+        console.print(ct)
+    for m in cmp.metrics:
+        if m.failed:
+            console.print(f"[bold red]✗ {m.metric} {m.verdict}[/]: {m.reason}")
+
+
+# -- markdown ----------------------------------------------------------------
+
+def markdown(cmp: Comparison, record: RunRecord | None = None, top: int = 5) -> str:
+    """A PR-comment summary: verdicts, deltas with CIs, config changes and the
+    top changed cases."""
+    head = "✅ **llmops gate passed**" if cmp.passed else ("❌ **llmops gate failed**" if cmp.failed else "⚠️ **llmops gate could not decide**")
+    lines = [head, ""]
+    if record is not None:
+        lines.append(f"{len(record.cases)} cases · fingerprint `{record.fingerprint}` · dataset `{record.dataset_hash}`")
+        lines.append("")
+    lines += ["| metric | baseline | candidate | delta | CI | p | MDE | rule | verdict |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for m in cmp.metrics:
+        p = "—" if m.p_value is None else f"{m.p_value:.3f}"
+        lines.append(f"| {m.metric} | {fmt(m.baseline, m.scale)} | {fmt(m.candidate, m.scale)} | {fmt(m.delta, m.scale, True)} | "
+                     f"{fmt_ci(m)} | {p} | {fmt(m.mde, m.scale)} | {m.rule} | **{m.verdict}** |")
+    lines += ["", f"_{gate_rule_text(cmp)}_", ""]
+    if cmp.config_changes:
+        lines += ["**Config changes** (baseline → candidate):", "", "```"] + cmp.config_changes[:20] + ["```", ""]
+    changed = cmp.changed_cases[:top]
+    if changed:
+        lines += [f"**Most changed cases** ({cmp.n_worse_cases} worse, {cmp.n_improved_cases} better):", "",
+                  f"| id | question | baseline | candidate | Δ {changed[0].metric} |", "|---|---|---|---|---:|"]
+        for c in changed:
+            cells = [c.id, _short(_question(c.inputs), 60), _short(c.baseline_output, 50), _short(c.candidate_output, 50)]
+            cells = [x.replace("|", "\\|") for x in cells]
+            lines.append("| " + " | ".join(cells) + f" | {fmt(c.delta, 1.0, True)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# -- junit ---------------------------------------------------------------------
+
+def junit_xml(cmp: Comparison, suite: str = "llmops") -> str:
+    """JUnit XML: one test case per compared metric; a failure carries the
+    numbers (baseline, candidate, delta, CI, rule)."""
+    failures = len(cmp.failed)
+    errors = len(cmp.unscored)
+    ts = ET.Element("testsuite", name=suite, tests=str(len(cmp.metrics)), failures=str(failures), errors=str(errors))
+    for m in cmp.metrics:
+        tc = ET.SubElement(ts, "testcase", classname=f"{suite}.gate", name=m.metric)
+        detail = (f"baseline={fmt(m.baseline, m.scale)} candidate={fmt(m.candidate, m.scale)} delta={fmt(m.delta, m.scale, True)} "
+                  f"ci={fmt_ci(m)} p={m.p_value if m.p_value is not None else '—'} mde={fmt(m.mde, m.scale)} n={m.n} rule={m.rule}")
+        if m.failed:
+            f = ET.SubElement(tc, "failure", message=f"{m.metric} {m.verdict}: {m.reason}", type=m.verdict)
+            f.text = detail
+        elif m.verdict == "unscored":
+            e = ET.SubElement(tc, "error", message=f"{m.metric}: no scored pairs", type="unscored")
+            e.text = detail
+        else:
+            out = ET.SubElement(tc, "system-out")
+            out.text = f"{m.verdict}: {detail}"
+    return ET.tostring(ts, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def comparison_json(cmp: Comparison, record: RunRecord | None = None) -> str:
+    """Machine-readable comparison."""
+    d = cmp.to_dict()
+    if record is not None:
+        d["run"] = {"run_id": record.run_id, "fingerprint": record.fingerprint, "dataset_hash": record.dataset_hash,
+                    "usage": record.usage.model_dump()}
+    return json.dumps(d, indent=1, ensure_ascii=False, default=str)
+
+
+def print_changed_cases(console, cmp: Comparison, top: int = 10) -> None:
+    """Side-by-side outputs of the most changed cases (both directions)."""
+    from rich.table import Table
+
+    cases = cmp.changed_cases[:top]
+    if not cases:
+        console.print("no case changed", style="dim")
+        return
+    t = Table(title=f"most changed cases ({cmp.n_worse_cases} worse, {cmp.n_improved_cases} better)", title_justify="left")
+    for col in ("id", "question", "reference", "A output", "B output", "Δ " + cases[0].metric):
+        t.add_column(col, overflow="fold")
+    for c in cases:
+        t.add_row(c.id, _short(_question(c.inputs), 50), _short(" | ".join(c.references), 30), _short(c.baseline_output, 40),
+                  _short(c.candidate_output, 40), fmt(c.delta, 1.0, True))
+    console.print(t)
