@@ -108,7 +108,8 @@ class Dataset(_Strict):
     the templates (default: every field but id and references).
     ``references``: the field (or fields) holding the reference answer(s); a
     field may hold a string or a list of strings. ``limit``: use only the
-    first N cases."""
+    first N cases. ``sample``: use a seeded random subset of N cases (kept in
+    file order; ``sample_seed``), applied before ``limit``."""
 
     path: str
     format: Literal["jsonl", "csv", "json"] | None = None
@@ -116,6 +117,8 @@ class Dataset(_Strict):
     inputs: list[str] | None = None
     references: list[str] = ["reference"]
     limit: int | None = Field(None, gt=0)
+    sample: int | None = Field(None, gt=0)
+    sample_seed: int = 0
 
     @field_validator("references", "inputs", mode="before")
     @classmethod

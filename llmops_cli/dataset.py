@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,9 @@ def _references(row: dict[str, Any], fields: list[str], path: Path, where: str) 
 def load_dataset(spec: DatasetSpec, base_dir: Path, limit: int | None = None) -> list[Case]:
     """Load the eval set described by ``spec`` (paths relative to ``base_dir``).
 
-    ``limit`` (if given) overrides ``spec.limit``; ``0`` means all cases.
+    ``spec.sample`` keeps a seeded random subset (file order kept), then
+    ``spec.limit`` the first N. ``limit`` (if given) overrides both: the first
+    ``limit`` cases of the file, ``0`` meaning all of them.
 
     Raises:
         DatasetError: unreadable file, a row without the id/input/reference
@@ -135,9 +138,14 @@ def load_dataset(spec: DatasetSpec, base_dir: Path, limit: int | None = None) ->
                 raise DatasetError(path, where, f"missing input field {missing[0]!r}")
             inputs = {k: row[k] for k in spec.inputs}
         cases.append(Case(cid, inputs, refs))
-    n_limit = spec.limit if limit is None else (limit or None)
-    if n_limit:
-        cases = cases[:n_limit]
+    if limit is None:
+        if spec.sample and spec.sample < len(cases):
+            keep = sorted(random.Random(spec.sample_seed).sample(range(len(cases)), spec.sample))
+            cases = [cases[i] for i in keep]
+        if spec.limit:
+            cases = cases[: spec.limit]
+    elif limit:
+        cases = cases[:limit]
     if not cases:
         raise DatasetError(path, None, "the eval set is empty")
     return cases

@@ -9,7 +9,8 @@ GGUF file.
 
 Install with ``pip install 'llmops-cli[local]'``. Calls are serialised (one
 ``Llama`` object, not thread-safe); ``LLMOPS_LOCAL_THREADS`` sets the CPU
-threads (default: all cores).
+threads (default: half the cores, as llama-cpp-python does: on a 2-core
+machine one thread measured faster than two).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 PROVIDER = "local"
+MAX_CONCURRENCY = 1  # one Llama object; calls are serialised
 DEFAULT_MODEL = "local/smollm2-135m"
-N_CTX = 4096
+N_CTX = 2048
 
 _lock = threading.Lock()
 _loaded: dict[str, Any] = {}
@@ -69,7 +71,7 @@ def get_llama(name: str):
         from llama_cpp import Llama
     except ImportError:
         raise LocalModelError("llama-cpp-python is not installed: pip install 'llmops-cli[local]'") from None
-    threads = int(os.environ.get("LLMOPS_LOCAL_THREADS", 0)) or os.cpu_count() or 1
+    threads = int(os.environ.get("LLMOPS_LOCAL_THREADS", 0)) or max((os.cpu_count() or 2) // 2, 1)
     llm = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=threads, seed=0, verbose=False)
     if not _loaded:
         atexit.register(_close_all)  # Llama.__del__ errors at interpreter exit

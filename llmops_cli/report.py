@@ -59,7 +59,8 @@ def print_run_summary(console, record: RunRecord) -> None:
     """Metrics and usage of one run."""
     from rich.table import Table
 
-    t = Table(title=f"run {record.run_id}  ({len(record.cases)} cases, fingerprint {record.fingerprint})", title_justify="left")
+    console.print(f"[bold]run[/] {record.run_id} · {len(record.cases)} cases · fingerprint {record.fingerprint} · dataset {record.dataset_hash}")
+    t = Table()
     t.add_column("metric")
     t.add_column("score", justify="right")
     t.add_column("scored", justify="right")

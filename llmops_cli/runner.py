@@ -235,6 +235,10 @@ def _cached_call(value: dict[str, Any], repeat: int) -> Call:
 async def _answer_all(cfg: Config, todo: list[Request], cache: ResponseCache | None, concurrency: int, retries: int,
                       on_done: Callable[[], None]) -> None:
     litellm = import_litellm()
+    from . import local_model
+
+    if cfg.model.startswith(local_model.PROVIDER + "/"):
+        concurrency = local_model.MAX_CONCURRENCY  # latency then measures the call, not the queue
     sem = asyncio.Semaphore(concurrency)
 
     async def one(req: Request) -> None:
