@@ -163,10 +163,11 @@ def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, out
     print_run_summary(console, record)
     console.print(f"run record: {rpath}", style="dim")
     if update_baseline:
+        _check_unscored(cfg, record)
         write_baseline(record, bpath)
         console.print(f"[green]baseline written:[/] {bpath}")
         return
-    cmp = compare(baseline, record, cfg.gate, top=max(top, 10), baseline_path=str(bpath))
+    cmp = compare(baseline, record, cfg.gate, top=max(top, 10), baseline_path=str(bpath), max_unscored_share=cfg.max_unscored_share)
     print_comparison(console, cmp, top)
     md = markdown_text(cmp, record, top)
     if markdown:
@@ -181,11 +182,23 @@ def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, out
     _exit_for(console, cmp)
 
 
+def _check_unscored(cfg, record) -> None:
+    """A baseline is never written from a run whose judges mostly failed to
+    answer; the gate (compare) applies the same limit to a candidate."""
+    from .errors import RunIncomplete
+
+    for name, m in record.metrics.items():
+        total = m.n_scored + m.n_unscored
+        if m.info.get("judge") and total and m.n_unscored / total > cfg.max_unscored_share:
+            raise RunIncomplete(f"{name}: {m.n_unscored} of {total} cases unscored by the judge "
+                                f"(limit max_unscored_share {cfg.max_unscored_share:.0%}); see the run record for its replies")
+
+
 def _exit_for(console, cmp) -> None:
     from .errors import RunIncomplete
 
     if cmp.unscored:
-        _fail(console, RunIncomplete(f"no scored cases for {', '.join(m.metric for m in cmp.unscored)}; the gate cannot decide"))
+        _fail(console, RunIncomplete("the gate cannot decide: " + "; ".join(f"{m.metric}: {m.reason}" for m in cmp.unscored)))
     if cmp.failed:
         console.print(f"[bold red]regression[/]: {', '.join(m.metric for m in cmp.failed)}")
         raise SystemExit(1)

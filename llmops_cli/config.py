@@ -11,6 +11,7 @@ Public API: :func:`load_config`, :class:`Config`, :func:`fingerprint`,
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -135,6 +136,46 @@ class GateRule(_Strict):
     max_drop: float | None = Field(None, ge=0)
 
 
+class JudgeParams(Params):
+    """Judge call parameters; the judge reasons before its verdict, so it gets
+    more tokens by default."""
+
+    max_tokens: int | None = Field(512, gt=0)
+
+
+class Judge(_Strict):
+    """An LLM-as-judge scorer. ``type``:
+
+    * ``correctness`` — reference-guided; grades C / P / I → 1 / 0.5 / 0.
+    * ``rubric`` — the user's ``criteria``, scored on the integer scale
+      ``scale: [lo, hi]``, normalised to 0–1 as (s − lo) / (hi − lo).
+    * ``faithfulness`` — is every claim supported by the retrieved chunks?
+      C / P / I → 1 / 0.5 / 0. Needs ``retrieval``.
+
+    ``model`` is any LiteLLM model string (default: the model under test);
+    ``samples`` asks k times per case and reduces by ``majority`` (grades) or
+    ``mean``. ``template_file`` overrides the packaged template."""
+
+    type: Literal["correctness", "rubric", "faithfulness"] = "correctness"
+    model: str | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    params: JudgeParams = JudgeParams()
+    samples: int = Field(1, ge=1, le=20)
+    reduce: Literal["majority", "mean"] | None = None
+    criteria: str | None = None
+    scale: tuple[int, int] = (1, 5)
+    template_file: str | None = None
+
+    @model_validator(mode="after")
+    def _rubric_needs_criteria(self):
+        if self.type == "rubric" and not self.criteria:
+            raise ValueError("a rubric judge needs criteria")
+        if self.scale[1] <= self.scale[0]:
+            raise ValueError("scale must be [low, high] with low < high")
+        return self
+
+
 class Gate(_Strict):
     """Gate settings. ``mode: paired`` (default) flags a regression only when
     the paired-bootstrap confidence interval of the delta lies wholly below
@@ -161,10 +202,12 @@ class Config(_Strict):
     retrieval: Retrieval | None = None
     dataset: Dataset
     metrics: list[str] = ["exact_match", "token_f1"]
+    judges: dict[str, Judge] = {}
     gate: Gate = Gate()
     baseline: str = "baseline.json"
     repeats: int = Field(1, ge=1)
     max_error_share: float = Field(0.1, ge=0, le=1)
+    max_unscored_share: float = Field(0.1, ge=0, le=1)
 
     # set by load_config, not by the YAML
     _path: Path | None = None
@@ -176,8 +219,6 @@ class Config(_Strict):
     def _known_metrics(cls, v):
         from .scorers import SCORERS
 
-        if not v:
-            raise ValueError("at least one metric is required")
         for name in v:
             if name not in SCORERS:
                 raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(SCORERS))}")
@@ -187,10 +228,22 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _gated_metrics_are_run(self):
+        if not self.all_metrics:
+            raise ValueError("metrics: at least one metric or judge is required")
+        for name in self.judges:
+            if name in self.metrics:
+                raise ValueError(f"judges.{name}: the name is already a metric")
+            if self.judges[name].type == "faithfulness" and self.retrieval is None:
+                raise ValueError(f"judges.{name}: a faithfulness judge needs a retrieval section")
         for name in self.gate.metrics:
-            if name not in self.metrics:
-                raise ValueError(f"gate.metrics.{name}: not in metrics {self.metrics}")
+            if name not in self.all_metrics:
+                raise ValueError(f"gate.metrics.{name}: not among the metrics or judges {self.all_metrics}")
         return self
+
+    @property
+    def all_metrics(self) -> list[str]:
+        """Reference-based metric names, then judge names."""
+        return list(self.metrics) + list(self.judges)
 
     # -- paths -----------------------------------------------------------
     @property
@@ -243,6 +296,9 @@ def _validation_message(err: ValidationError) -> tuple[str, str]:
     first = err.errors()[0]
     key = ".".join(str(x) for x in first["loc"]) or None
     msg = first["msg"]
+    m = re.match(r"Value error, ([\w.\[\]-]+): (.*)", msg)
+    if m and not key:  # model-level checks name their key in the message
+        key, msg = m.group(1), m.group(2)
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     elif first["type"] == "missing":
@@ -312,6 +368,7 @@ def load_config(path: str | Path) -> Config:
 # -- identity ------------------------------------------------------------
 
 IDENTITY_KEYS = ("model", "api_base", "params", "prompt", "retrieval", "repeats")
+MEASUREMENT_KEYS = ("metrics", "judges")  # shown by config_diff, not part of the fingerprint
 
 
 def canonical_json(obj: Any) -> str:
@@ -355,8 +412,9 @@ def config_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     one line per key, e.g. ``params.temperature: 0.0 → 0.7``."""
     if not old:
         return []
-    a = _flatten({k: old.get(k) for k in IDENTITY_KEYS})
-    b = _flatten({k: new.get(k) for k in IDENTITY_KEYS})
+    keys = IDENTITY_KEYS + MEASUREMENT_KEYS
+    a = _flatten({k: old.get(k) for k in keys})
+    b = _flatten({k: new.get(k) for k in keys})
     lines = []
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):

@@ -32,6 +32,16 @@ from .errors import BaselineError
 from .record import RunRecord
 from .scorers import SCORERS
 
+
+def _scale(metric: str) -> float:
+    sc = SCORERS.get(metric)
+    return sc.scale if sc else 1.0  # judges score 0–1
+
+
+def _from_stats(metric: str):
+    sc = SCORERS.get(metric)
+    return sc.from_stats if sc else None
+
 Verdict = Literal["pass", "improved", "regressed", "below min", "unscored", "info"]
 
 
@@ -141,7 +151,7 @@ def bootstrap_deltas(metric: str, base: np.ndarray, cand: np.ndarray, base_stats
     units (single cases, or clusters)."""
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, len(groups), size=(resamples, len(groups)))
-    from_stats = SCORERS[metric].from_stats
+    from_stats = _from_stats(metric)
     if len(groups) == len(base) and all(len(g) == 1 for g in groups):
         order = np.concatenate(groups)
         idx = order[pick]
@@ -160,15 +170,16 @@ def bootstrap_deltas(metric: str, base: np.ndarray, cand: np.ndarray, base_stats
 
 
 def _compare_metric(metric: str, pairs: list[tuple[str, float, float]], baseline: dict, candidate: dict, rule: GateRule | None,
-                    gate: Gate, cluster_of: dict | None) -> MetricComparison:
-    scale = SCORERS[metric].scale
+                    gate: Gate, cluster_of: dict | None, unscored_share: float = 0.0,
+                    max_unscored_share: float | None = None) -> MetricComparison:
+    scale = _scale(metric)
     rule_s = _rule_text(rule, gate.mode)
     if not pairs:
         return MetricComparison(metric, 0, None, None, None, None, None, None, None, rule_s, "unscored", scale, "no case scored on both sides")
     ids = [p[0] for p in pairs]
     b = np.array([p[1] for p in pairs], dtype=float)
     c = np.array([p[2] for p in pairs], dtype=float)
-    from_stats = SCORERS[metric].from_stats
+    from_stats = _from_stats(metric)
     bs = cs = None
     if from_stats is not None:
         bs = np.array([baseline[i].stats[metric] for i in ids], dtype=float)
@@ -190,7 +201,10 @@ def _compare_metric(metric: str, pairs: list[tuple[str, float, float]], baseline
     mde = z * se
     verdict: Verdict = "info" if rule is None else "pass"
     reason = ""
-    if rule is not None:
+    if max_unscored_share is not None and unscored_share > max_unscored_share:
+        verdict = "unscored"
+        reason = f"{unscored_share:.0%} of cases unscored (limit {max_unscored_share:.0%})"
+    elif rule is not None:
         if rule.min is not None and c_agg < rule.min:
             verdict, reason = "below min", f"{c_agg:.4g} < min {rule.min:g}"
         elif rule.max_drop is not None:
@@ -207,7 +221,8 @@ def _compare_metric(metric: str, pairs: list[tuple[str, float, float]], baseline
 
 
 def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: list[str] | None = None,
-            top: int = 10, baseline_path: str = "baseline", check_dataset: bool = True) -> Comparison:
+            top: int = 10, baseline_path: str = "baseline", check_dataset: bool = True,
+            max_unscored_share: float | None = None) -> Comparison:
     """Compare ``candidate`` with ``baseline`` under the ``gate`` rules.
 
     Args:
@@ -217,6 +232,8 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
             both runs scored).
         top: how many most-changed cases to return.
         check_dataset: refuse records made on different eval sets.
+        max_unscored_share: a metric with a larger share (0–1) of unscored
+            candidate cases gets verdict ``unscored`` (the run cannot pass).
 
     Raises:
         BaselineError: the dataset hashes differ (exit 2), or a gated metric
@@ -239,7 +256,10 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
     for m in names:
         pairs = [(cid, bmap[cid].scores.get(m), cmap[cid].scores.get(m)) for cid in common]
         pairs = [p for p in pairs if p[1] is not None and p[2] is not None]
-        results.append(_compare_metric(m, pairs, bmap, cmap, gate.metrics.get(m), gate, cluster_of))
+        summ = candidate.metrics.get(m)
+        total = (summ.n_scored + summ.n_unscored) if summ else 0
+        share = summ.n_unscored / total if summ and total else 0.0
+        results.append(_compare_metric(m, pairs, bmap, cmap, gate.metrics.get(m), gate, cluster_of, share, max_unscored_share))
     changes = case_changes(baseline, candidate, names)
     return Comparison(
         mode=gate.mode, confidence=gate.confidence, resamples=gate.resamples, metrics=results,
@@ -263,7 +283,7 @@ def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseCha
         if ca is None:
             continue
         scores = {m: (ca.scores.get(m), cb.scores.get(m)) for m in metrics}
-        diffs = [(y - x) / SCORERS[m].scale for m, (x, y) in scores.items() if x is not None and y is not None and m in SCORERS]
+        diffs = [(y - x) / _scale(m) for m, (x, y) in scores.items() if x is not None and y is not None]
         if not diffs or (all(d == 0 for d in diffs) and ca.output == cb.output):
             continue
         first = diffs[0]

@@ -44,6 +44,28 @@ class Call(_Model):
     error: str | None = None
 
 
+class JudgeSample(Call):
+    """One judge call: ``output`` is the judge's raw reply, ``verdict`` the
+    parsed grade (``C``/``P``/``I`` or the rubric score) or None (unscored),
+    ``value`` its 0–1 value."""
+
+    sample: int = 0
+    verdict: str | None = None
+    value: float | None = None
+
+
+class JudgeResult(_Model):
+    """A judge's reduced verdict on one output: ``value`` 0–1 or None
+    (unscored), ``agreement`` share of parsed samples agreeing with the most
+    common verdict, ``spread`` max − min of sample values."""
+
+    verdict: str | None = None
+    value: float | None = None
+    agreement: float | None = None
+    spread: float | None = None
+    samples: list[JudgeSample] = []
+
+
 class RetrievedChunk(_Model):
     id: str
     score: float
@@ -68,6 +90,7 @@ class CaseRecord(_Model):
     error: str | None = None
     scores: dict[str, float | None] = {}
     stats: dict[str, list[float]] = {}
+    judges: dict[str, list[JudgeResult]] = {}
 
 
 class MetricSummary(_Model):
@@ -114,6 +137,7 @@ class RunRecord(_Model):
     corpus_hash: str | None = None
     metrics: dict[str, MetricSummary] = {}
     usage: Usage = Usage()
+    judge_usage: Usage | None = None
     cases: list[CaseRecord] = []
 
     def case_map(self) -> dict[str, CaseRecord]:
@@ -128,6 +152,10 @@ class RunRecord(_Model):
             c.messages = None
             for call in c.calls:
                 call.response = None
+            for results in c.judges.values():
+                for r in results:
+                    for smp in r.samples:
+                        smp.response = None
         return b
 
 

@@ -55,6 +55,13 @@ def gate_rule_text(cmp: Comparison) -> str:
 
 # -- terminal ----------------------------------------------------------------
 
+def usage_line(u) -> str:
+    """Calls, cache, tokens, USD, errors and retries on one line."""
+    cost = f"${u.cost_usd:.4f}" if u.cost_usd is not None else "n/a"
+    return (f"calls {u.calls} · cache {u.cache_hits} hit / {u.cache_misses} miss · tokens {u.prompt_tokens} in / "
+            f"{u.completion_tokens} out · cost {cost} · errors {u.errors} · retries {u.retries}")
+
+
 def print_run_summary(console, record: RunRecord) -> None:
     """Metrics and usage of one run."""
     from rich.table import Table
@@ -64,15 +71,18 @@ def print_run_summary(console, record: RunRecord) -> None:
     t.add_column("metric")
     t.add_column("score", justify="right")
     t.add_column("scored", justify="right")
+    t.add_column("unscored", justify="right")
+    t.add_column("judge self-agreement", justify="right")
     for name, m in record.metrics.items():
-        t.add_row(name, fmt(m.aggregate, m.scale), f"{m.n_scored}/{m.n_scored + m.n_unscored}")
+        agree = m.info.get("self_agreement")
+        t.add_row(name, fmt(m.aggregate, m.scale), f"{m.n_scored}/{m.n_scored + m.n_unscored}", str(m.n_unscored),
+                  "—" if agree is None else f"{agree:.2f} ({m.info.get('disagreement_rate', 0):.0%} cases disagree)")
     console.print(t)
-    u = record.usage
-    cost = f"${u.cost_usd:.4f}" if u.cost_usd is not None else "n/a"
-    console.print(f"calls {u.calls} · cache {u.cache_hits} hit / {u.cache_misses} miss · tokens {u.prompt_tokens} in / "
-                  f"{u.completion_tokens} out · cost {cost} · errors {u.errors} · retries {u.retries} · wall {u.wall_s:.1f} s")
+    console.print("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s")
     if u.slowest:
         console.print("slowest calls: " + ", ".join(f"{s['id']} {s['latency_s']:.2f} s" for s in u.slowest[:3]), style="dim")
+    if record.judge_usage is not None:
+        console.print("judge " + usage_line(record.judge_usage))
 
 
 def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
@@ -122,6 +132,13 @@ def markdown(cmp: Comparison, record: RunRecord | None = None, top: int = 5) -> 
     lines = [head, ""]
     if record is not None:
         lines.append(f"{len(record.cases)} cases · fingerprint `{record.fingerprint}` · dataset `{record.dataset_hash}`")
+        lines.append("")
+        lines.append(f"model: {usage_line(record.usage)}  ")
+        if record.judge_usage is not None:
+            lines.append(f"judge: {usage_line(record.judge_usage)}  ")
+            for name, m in record.metrics.items():
+                if m.info.get("judge"):
+                    lines.append(f"{name}: {m.n_unscored} unscored of {m.n_scored + m.n_unscored}  ")
         lines.append("")
     lines += ["| metric | baseline | candidate | delta | CI | p | MDE | rule | verdict |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for m in cmp.metrics:

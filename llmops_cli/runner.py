@@ -50,15 +50,44 @@ def import_litellm():
     return litellm
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how a call goes: LiteLLM model string, optional api_base,
+    the *name* of the environment variable holding the key (never the key),
+    answer-shaping params, and the per-request timeout in seconds."""
+
+    model: str
+    api_base: str | None
+    api_key_env: str | None
+    params: tuple[tuple[str, Any], ...]
+    timeout: float
+
+    @classmethod
+    def of(cls, model: str, api_base: str | None, api_key_env: str | None, params) -> "Endpoint":
+        p = params.model_dump()
+        return cls(model, api_base, api_key_env, tuple((k, p[k]) for k in CALL_PARAMS if p[k] is not None), params.timeout)
+
+    @property
+    def is_local(self) -> bool:
+        return self.model.startswith("local/")
+
+    def key(self, messages: list[dict[str, Any]], repeat: int) -> str:
+        return cache_key(self.model, self.api_base, messages, dict(self.params), repeat)
+
+
 @dataclass
 class Request:
-    """One model call to make: case index, repeat, messages and cache key."""
+    """One call to make: case index, repeat (or judge sample), messages,
+    endpoint and cache key. ``judge`` names the judge for judge calls."""
 
     case_index: int
     repeat: int
     messages: list[dict[str, Any]]
     key: str
+    endpoint: Endpoint | None = None
     call: Call | None = None
+    judge: str | None = None
+    sample: int = 0
 
 
 @dataclass
@@ -71,12 +100,20 @@ class Prepared:
     retrievals: list[Retrieval | None]
     messages: list[list[dict[str, Any]]]
     requests: list[Request] = field(default_factory=list)
+    chunk_vars: list[dict[str, Any]] = field(default_factory=list)
 
 
-def call_params(cfg: Config) -> dict[str, Any]:
-    """The parameters that shape the answer (cache key and request body)."""
-    p = cfg.params.model_dump()
-    return {k: p[k] for k in CALL_PARAMS if p[k] is not None}
+def model_endpoint(cfg: Config) -> Endpoint:
+    """The endpoint of the model under test."""
+    return Endpoint.of(cfg.model, cfg.api_base, cfg.api_key_env, cfg.params)
+
+
+def judge_endpoint(cfg: Config, name: str) -> Endpoint:
+    """A judge's endpoint; model/api_base/key default to the model under test's."""
+    j = cfg.judges[name]
+    if j.model:
+        return Endpoint.of(j.model, j.api_base, j.api_key_env, j.params)
+    return Endpoint.of(cfg.model, j.api_base or cfg.api_base, j.api_key_env or cfg.api_key_env, j.params)
 
 
 def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True) -> Prepared:
@@ -106,13 +143,34 @@ def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True) ->
         for c, cv in zip(cases, chunk_vars):
             variables = {**c.inputs, **cv, "references": c.references}
             messages.append(render_messages(cfg.system_template, cfg.user_template, variables, path))
-    prep = Prepared(cases, dataset_hash(cases), corpus_hash, retrievals, messages)
+    prep = Prepared(cases, dataset_hash(cases), corpus_hash, retrievals, messages, chunk_vars=chunk_vars)
     if with_prompts:
-        params = call_params(cfg)
+        ep = model_endpoint(cfg)
         for i, msgs in enumerate(messages):
             for rep in range(cfg.repeats):
-                prep.requests.append(Request(i, rep, msgs, cache_key(cfg.model, cfg.api_base, msgs, params, rep)))
+                prep.requests.append(Request(i, rep, msgs, ep.key(msgs, rep), ep))
     return prep
+
+
+def judge_requests(cfg: Config, prep: Prepared, records: list[CaseRecord]) -> list[Request]:
+    """Judge calls for every judged output: judges × cases × repeats × samples.
+    Raises ConfigError for an unreadable template override."""
+    from .judge import judge_messages, template_text
+
+    out = []
+    path = cfg.path or "<config>"
+    for name, judge in cfg.judges.items():
+        template = template_text(judge, cfg, name)
+        ep = judge_endpoint(cfg, name)
+        for i, rec in enumerate(records):
+            chunks = prep.chunk_vars[i].get("chunks", []) if prep.chunk_vars else []
+            for call in rec.calls:
+                if call.error is not None or call.output is None:
+                    continue
+                msgs = judge_messages(judge, template, rec.inputs, call.output, rec.references, chunks, path, name)
+                for k in range(judge.samples):
+                    out.append(Request(i, call.repeat, msgs, ep.key(msgs, k), ep, judge=name, sample=k))
+    return out
 
 
 # -- model calls -----------------------------------------------------------
@@ -148,26 +206,27 @@ def retry_after_s(exc: BaseException) -> float | None:
         return max(0.0, email.utils.mktime_tz(parsed) - time.time()) if parsed else None
 
 
-def _error_text(exc: BaseException, cfg: Config) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    text = " ".join(text.split())
-    for secret in _secrets(cfg):
-        text = text.replace(secret, "***")
-    return text[:500]
+def redact(text: str, extra_env: tuple[str | None, ...] = ()) -> str:
+    """``text`` with the values of key-like environment variables (``*_API_KEY``,
+    ``*_TOKEN``, ``*_SECRET``, ``*_KEY`` and ``extra_env``) replaced by ``***``."""
+    names = [n for n in extra_env if n] + [k for k in os.environ if k.endswith(("_API_KEY", "_TOKEN", "_SECRET", "_KEY"))]
+    for n in names:
+        secret = os.environ.get(n, "")
+        if len(secret) >= 6:
+            text = text.replace(secret, "***")
+    return text
 
 
-def _secrets(cfg: Config) -> list[str]:
-    names = [cfg.api_key_env] if cfg.api_key_env else []
-    names += [k for k in os.environ if k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))]
-    return [os.environ[n] for n in names if n and len(os.environ.get(n, "")) >= 6]
+def _error_text(exc: BaseException, ep: Endpoint) -> str:
+    return redact(" ".join(f"{type(exc).__name__}: {exc}".split()), (ep.api_key_env,))[:500]
 
 
-def _api_key(cfg: Config) -> str | None:
-    if not cfg.api_key_env:
+def _api_key(ep: Endpoint, cfg: Config) -> str | None:
+    if not ep.api_key_env:
         return None
-    key = os.environ.get(cfg.api_key_env)
+    key = os.environ.get(ep.api_key_env)
     if not key:
-        raise ConfigError(cfg.path or "<config>", "api_key_env", f"environment variable {cfg.api_key_env} is not set")
+        raise ConfigError(cfg.path or "<config>", "api_key_env", f"environment variable {ep.api_key_env} is not set")
     return key
 
 
@@ -182,7 +241,7 @@ def _cost(litellm, response) -> float | None:
     return float(cost) if cost is not None else None
 
 
-async def _call_model(litellm, cfg: Config, req: Request, retries: int) -> Call:
+async def _call_model(litellm, req: Request, api_key: str | None, retries: int) -> Call:
     from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
     backoff = wait_random_exponential(multiplier=0.5, max=20)
@@ -192,12 +251,12 @@ async def _call_model(litellm, cfg: Config, req: Request, retries: int) -> Call:
         base = backoff(state)
         return max(base, min(ra, 60.0)) if ra is not None else base
 
-    kwargs = dict(model=cfg.model, messages=req.messages, timeout=cfg.params.timeout, num_retries=0, max_retries=0, **call_params(cfg))
-    if cfg.api_base:
-        kwargs["api_base"] = cfg.api_base
-    key = _api_key(cfg)
-    if key:
-        kwargs["api_key"] = key
+    ep = req.endpoint
+    kwargs = dict(model=ep.model, messages=req.messages, timeout=ep.timeout, num_retries=0, max_retries=0, **dict(ep.params))
+    if ep.api_base:
+        kwargs["api_base"] = ep.api_base
+    if api_key:
+        kwargs["api_key"] = api_key
     attempts = 0
     t0 = time.perf_counter()
     try:
@@ -208,7 +267,7 @@ async def _call_model(litellm, cfg: Config, req: Request, retries: int) -> Call:
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # recorded as the case's error, never as a score
-        return Call(repeat=req.repeat, error=_error_text(exc, cfg), retries=attempts - 1, latency_s=time.perf_counter() - t0)
+        return Call(repeat=req.repeat, error=_error_text(exc, ep), retries=attempts - 1, latency_s=round(time.perf_counter() - t0, 4))
     latency = time.perf_counter() - t0
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
@@ -232,23 +291,47 @@ def _cached_call(value: dict[str, Any], repeat: int) -> Call:
     return call
 
 
+CACHED_FIELDS = {"output", "response", "prompt_tokens", "completion_tokens", "cost_usd"}
+
+
 async def _answer_all(cfg: Config, todo: list[Request], cache: ResponseCache | None, concurrency: int, retries: int,
                       on_done: Callable[[], None]) -> None:
-    litellm = import_litellm()
+    """Make every call in ``todo`` (bounded concurrency per endpoint; the
+    embedded model one at a time, so latency measures the call, not a queue)."""
     from . import local_model
 
-    if cfg.model.startswith(local_model.PROVIDER + "/"):
-        concurrency = local_model.MAX_CONCURRENCY  # latency then measures the call, not the queue
-    sem = asyncio.Semaphore(concurrency)
+    litellm = import_litellm()
+    sems: dict[Endpoint, asyncio.Semaphore] = {}
+    keys = {ep: _api_key(ep, cfg) for ep in {r.endpoint for r in todo}}
+    for ep in keys:
+        sems[ep] = asyncio.Semaphore(local_model.MAX_CONCURRENCY if ep.is_local else concurrency)
 
     async def one(req: Request) -> None:
-        async with sem:
-            req.call = await _call_model(litellm, cfg, req, retries)
+        async with sems[req.endpoint]:
+            req.call = await _call_model(litellm, req, keys[req.endpoint], retries)
         if req.call.error is None and cache is not None:
-            cache.put(req.key, cfg.model, req.call.model_dump(include={"output", "response", "prompt_tokens", "completion_tokens", "cost_usd"}))
+            cache.put(req.key, req.endpoint.model, req.call.model_dump(include=CACHED_FIELDS))
         on_done()
 
     await asyncio.gather(*(one(r) for r in todo))
+
+
+def _resolve(cfg: Config, requests: list[Request], cache: ResponseCache | None, concurrency: int, retries: int,
+             tick: Callable[[], None]) -> None:
+    """Fill ``req.call`` for every request: from the cache, else by calling
+    (LiteLLM is imported only if something misses)."""
+    todo = []
+    for req in requests:
+        hit = cache.get(req.key) if cache is not None else None
+        if hit is not None:
+            req.call = _cached_call(hit, req.repeat)
+            tick()
+        else:
+            todo.append(req)
+    if todo:
+        for ep in {r.endpoint for r in todo}:
+            _api_key(ep, cfg)  # fail on a missing key before any call
+        asyncio.run(_answer_all(cfg, todo, cache, max(1, concurrency), retries, tick))
 
 
 # -- assembling the record ---------------------------------------------------
@@ -286,8 +369,10 @@ def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int) -> 
     return summaries
 
 
-def _usage(records: list[CaseRecord], wall_s: float, cache: ResponseCache | None) -> Usage:
-    calls = [c for r in records for c in r.calls]
+def _usage(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] | None = None) -> Usage:
+    """Totals over the model-under-test calls of ``records`` (or over
+    ``extra_calls``, e.g. judge calls)."""
+    calls = list(extra_calls) if extra_calls is not None else [c for r in records for c in r.calls]
     costs = [c.cost_usd for c in calls if c.cost_usd is not None and not c.cached]
     slow = sorted(((c.latency_s or 0.0, r.id) for r in records for c in r.calls if not c.cached), reverse=True)[:5]
     return Usage(
@@ -348,43 +433,98 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
     """
     t0 = time.perf_counter()
     prep = prepare(cfg, limit)
-    total = len(prep.requests)
-    done = 0
+    state = {"done": 0, "total": len(prep.requests)}
 
     def tick() -> None:
-        nonlocal done
-        done += 1
+        state["done"] += 1
         if progress:
-            progress(done, total)
+            progress(state["done"], state["total"])
 
-    todo = []
-    for req in prep.requests:
-        hit = cache.get(req.key) if cache is not None else None
-        if hit is not None:
-            req.call = _cached_call(hit, req.repeat)
-            tick()
-        else:
-            todo.append(req)
-    if todo:
-        _api_key(cfg)  # fail on a missing key before any call
-        try:
-            asyncio.run(_answer_all(cfg, todo, cache, max(1, concurrency), retries, tick))
-        except KeyboardInterrupt:
-            record = build_record(cfg, prep, status="interrupted")
-            record.usage = _usage(record.cases, time.perf_counter() - t0, cache)
-            raise Interrupted(f"interrupted after {done} of {total} calls", record) from None
+    def interrupted(record: RunRecord | None = None) -> Interrupted:
+        record = record or build_record(cfg, prep, status="interrupted")
+        record.status = "interrupted"
+        record.usage = _usage(record.cases, time.perf_counter() - t0)
+        return Interrupted(f"interrupted after {state['done']} of {state['total']} calls; completed answers are cached", record)
+
+    try:
+        _resolve(cfg, prep.requests, cache, concurrency, retries, tick)
+    except KeyboardInterrupt:
+        raise interrupted() from None
     record = build_record(cfg, prep)
     failed = [c for c in record.cases if c.error]
     if failed and len(failed) / len(record.cases) > cfg.max_error_share:
         record.status = "incomplete"
-        record.usage = _usage(record.cases, time.perf_counter() - t0, cache)
-        provider = cfg.model.split("/")[0] + (f" at {cfg.api_base}" if cfg.api_base else "")
+        record.usage = _usage(record.cases, time.perf_counter() - t0)
+        provider = cfg.model + (f" at {cfg.api_base}" if cfg.api_base else "")
         raise RunIncomplete(
             f"{len(failed)} of {len(record.cases)} cases failed (limit {cfg.max_error_share:.0%}) calling {provider}; "
             f"first error: {failed[0].error}", record)
     record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats)
-    record.usage = _usage(record.cases, time.perf_counter() - t0, cache)
+    if cfg.judges:
+        jreqs = judge_requests(cfg, prep, record.cases)
+        state["total"] += len(jreqs)
+        try:
+            _resolve(cfg, jreqs, cache, concurrency, retries, tick)
+        except KeyboardInterrupt:
+            raise interrupted(record) from None
+        record.metrics.update(apply_judges(cfg, record.cases, jreqs))
+        record.judge_usage = _usage([], 0.0, [r.call for r in jreqs if r.call is not None])
+    record.usage = _usage(record.cases, time.perf_counter() - t0)
     return record
+
+
+def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -> dict[str, MetricSummary]:
+    """Parse and reduce judge replies into ``CaseRecord.judges`` and
+    ``.scores``; returns one summary per judge with its unscored count,
+    self-agreement and judge tokens/cost in ``info``."""
+    from .judge import default_reduce, parse_verdict, reduce_samples
+    from .record import JudgeResult, JudgeSample
+
+    grouped: dict[tuple[str, int, int], list[Request]] = {}
+    for r in jreqs:
+        grouped.setdefault((r.judge, r.case_index, r.repeat), []).append(r)
+    summaries = {}
+    for name, judge in cfg.judges.items():
+        how = default_reduce(judge)
+        agreements, disagreeing, n_samples, n_unparsed, errors = [], 0, 0, 0, 0
+        for i, rec in enumerate(records):
+            results = []
+            for rep in sorted({c.repeat for c in rec.calls if c.error is None}):
+                samples = []
+                for r in sorted(grouped.get((name, i, rep), []), key=lambda r: r.sample):
+                    verdict, value = parse_verdict(r.call.output if r.call.error is None else None, judge)
+                    samples.append(JudgeSample(**r.call.model_dump(exclude={"repeat"}), repeat=rep, sample=r.sample,
+                                               verdict=verdict, value=value))
+                    n_samples += 1
+                    n_unparsed += verdict is None
+                    errors += r.call.error is not None
+                red = reduce_samples([(s.verdict, s.value) for s in samples], how)
+                results.append(JudgeResult(verdict=red["verdict"], value=red["value"], agreement=red["agreement"],
+                                           spread=red["spread"], samples=samples))
+                if red["agreement"] is not None and red["n_parsed"] > 1:
+                    agreements.append(red["agreement"])
+                    disagreeing += red["agreement"] < 1
+            rec.judges[name] = results
+            vals = [r.value for r in results if r.value is not None]
+            rec.scores[name] = sum(vals) / len(vals) if vals else None
+        per_case = [rec.scores.get(name) for rec in records]
+        scored = sum(v is not None for v in per_case)
+        jcalls = [r.call for r in jreqs if r.judge == name and r.call is not None]
+        u = _usage([], 0.0, jcalls)
+        summaries[name] = MetricSummary(
+            aggregate=aggregate_mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
+            info={"judge": True, "type": judge.type, "model": judge_endpoint(cfg, name).model, "samples": judge.samples,
+                  "reduce": how, "unparsed_samples": n_unparsed, "error_samples": errors, "total_samples": n_samples,
+                  "self_agreement": round(sum(agreements) / len(agreements), 4) if agreements else None,
+                  "disagreement_rate": round(disagreeing / len(agreements), 4) if agreements else None,
+                  "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd},
+        )
+    return summaries
+
+
+def aggregate_mean(xs: list[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return sum(vals) / len(vals) if vals else None
 
 
 def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = None, name: str = "outputs") -> RunRecord:

@@ -1,0 +1,137 @@
+"""LLM-as-judge scorers: correctness, rubric, faithfulness.
+
+The judge reasons first and ends with a verdict line (``GRADE: C|P|I``, or
+``SCORE: n`` for rubrics); the *last* such line counts (as in Inspect AI's
+model-graded scorers). A reply without a parsable verdict is **unscored** —
+kept with the judge's raw text, excluded from the aggregate, and counted —
+never 0 or 1.
+
+Injection resistance: the graded answer is fenced as data between markers
+named by a hash of the answer itself (so the answer cannot contain its own
+closing marker), and verdict-like lines and marker-like tags inside it are
+neutralised before it reaches the judge, so an answer that says
+``GRADE: C`` cannot produce that verdict even if the judge parrots it.
+
+``samples: k`` asks the judge k times (one cache entry per sample) and reduces
+by majority (grades; ties go to the lower grade) or mean; the per-case
+agreement and spread are recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .config import Config, Judge
+from .errors import ConfigError
+from .prompt import check_template, render
+
+GRADE_VALUES = {"C": 1.0, "P": 0.5, "I": 0.0}
+_GRADE_LINE = re.compile(r"^[\s*_#>`]*GRADE\s*:\s*[*_`\s]*([CPI])[\s*_`.]*$", re.IGNORECASE)
+_SCORE_LINE = re.compile(r"^[\s*_#>`]*SCORE\s*:\s*[*_`\s]*(-?\d+)\s*(?:/\s*\d+)?[\s*_`.]*$", re.IGNORECASE)
+_VERDICT_WORD = re.compile(r"\b(GRADE|SCORE)(\s*):", re.IGNORECASE)
+_TAG_LIKE = re.compile(r"<(/?)\s*(data-|answer|passages?|question)", re.IGNORECASE)
+
+
+def template_text(judge: Judge, cfg: Config | None = None, name: str = "") -> str:
+    """The judge's Jinja2 template: ``template_file`` (relative to the config)
+    or the packaged one for its type. Raises :class:`ConfigError`."""
+    if judge.template_file:
+        path = cfg.resolve(judge.template_file) if cfg else Path(judge.template_file)
+        key = f"judges.{name}.template_file"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(cfg.path if cfg else path, key, f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        check_template(text, cfg.path if cfg and cfg.path else path, key)
+        return text
+    return resources.files("llmops_cli").joinpath("templates", f"{judge.type}.j2").read_text(encoding="utf-8")
+
+
+def fence_for(answer: str) -> str:
+    """The data marker for ``answer``: derived from its own hash, so the answer
+    cannot contain the closing marker."""
+    return "data-" + hashlib.sha256(answer.encode("utf-8")).hexdigest()[:12]
+
+
+def neutralise(text: str) -> str:
+    """Make verdict-like lines (``GRADE:`` / ``SCORE:``) and marker-like tags
+    in graded text inert: a zero-width joiner breaks the keyword, ``<`` before
+    a marker-like word becomes ``‹``."""
+    text = _VERDICT_WORD.sub(lambda m: m.group(1)[0] + "\u200d" + m.group(1)[1:] + m.group(2) + ":", text)
+    return _TAG_LIKE.sub(lambda m: "‹" + m.group(1) + m.group(2), text)
+
+
+def input_text(inputs: dict[str, Any]) -> str:
+    """The case's question as the judge sees it: the ``question``/``input``
+    field if there is one, else ``key: value`` lines."""
+    for k in ("question", "input", "query", "prompt"):
+        if isinstance(inputs.get(k), str):
+            return inputs[k]
+    return "\n".join(f"{k}: {v}" for k, v in inputs.items())
+
+
+def judge_messages(judge: Judge, template: str, inputs: dict[str, Any], answer: str, references: list[str],
+                   chunks: list[dict[str, Any]], path: str | Path, name: str) -> list[dict[str, str]]:
+    """Render the judge prompt for one answer: ``[{"role": "user", ...}]``."""
+    variables = {
+        "input": neutralise(input_text(inputs)), "answer": neutralise(answer), "fence": fence_for(answer),
+        "references": [neutralise(r) for r in references],
+        "chunks": [{**c, "text": neutralise(c["text"])} for c in chunks],
+        "criteria": judge.criteria or "", "scale_min": judge.scale[0], "scale_max": judge.scale[1],
+    }
+    return [{"role": "user", "content": render(template, variables, path, f"judges.{name}")}]
+
+
+def parse_verdict(reply: str | None, judge: Judge) -> tuple[str | None, float | None]:
+    """``(verdict, value)`` from the *last* verdict line of ``reply``, or
+    ``(None, None)`` when there is none (unscored). Grades map C/P/I →
+    1/0.5/0; rubric scores map to (s − lo) / (hi − lo) and must lie in the
+    scale."""
+    if not reply:
+        return None, None
+    pattern = _SCORE_LINE if judge.type == "rubric" else _GRADE_LINE
+    for line in reversed(reply.splitlines()):
+        m = pattern.match(line)
+        if not m:
+            continue
+        if judge.type == "rubric":
+            s = int(m.group(1))
+            lo, hi = judge.scale
+            if not lo <= s <= hi:
+                return None, None
+            return str(s), (s - lo) / (hi - lo)
+        g = m.group(1).upper()
+        return g, GRADE_VALUES[g]
+    return None, None
+
+
+def reduce_samples(verdicts: list[tuple[str | None, float | None]], how: str) -> dict[str, Any]:
+    """Reduce k parsed samples of one case.
+
+    Returns ``{verdict, value, agreement, spread, n_parsed}``: ``agreement``
+    is the share of parsed samples equal to the most common verdict (1.0 =
+    the judge agreed with itself), ``spread`` max − min of the values.
+    All samples unscored → ``value`` None."""
+    parsed = [(v, x) for v, x in verdicts if v is not None and x is not None]
+    if not parsed:
+        return {"verdict": None, "value": None, "agreement": None, "spread": None, "n_parsed": 0}
+    counts = Counter(v for v, _ in parsed)
+    top = max(counts.values())
+    values = {v: x for v, x in parsed}
+    if how == "majority":
+        verdict = min((v for v, n in counts.items() if n == top), key=lambda v: values[v])  # ties: the lower grade
+        value = values[verdict]
+    else:
+        verdict = None
+        value = sum(x for _, x in parsed) / len(parsed)
+    xs = [x for _, x in parsed]
+    return {"verdict": verdict, "value": value, "agreement": top / len(parsed), "spread": max(xs) - min(xs), "n_parsed": len(parsed)}
+
+
+def default_reduce(judge: Judge) -> str:
+    return judge.reduce or ("mean" if judge.type == "rubric" else "majority")
