@@ -288,6 +288,58 @@ def diff_cmd(run_a, run_b, metrics, top):
 
 
 @cli.group()
+def review():
+    """Sampled human review of judge verdicts."""
+
+
+@review.command("sample")
+@click.argument("run", type=click.Path(dir_okay=False))
+@click.option("--n", "n", type=click.IntRange(min=1), default=50, show_default=True, help="Cases to sample.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same sample).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default="review.csv", show_default=True,
+              help="CSV (.csv) or JSONL file to write.")
+def review_sample(run, n, seed, output):
+    """Write a reproducible random sample of RUN's cases for a person to label:
+    fill the *_human columns (C/P/I, or the rubric score)."""
+    console = _console()
+    from .errors import LlmopsError
+
+    try:
+        from .record import load_record
+        from .review import sample_rows, write_rows
+
+        rows = sample_rows(load_record(run), n, seed)
+        path = write_rows(rows, output)
+        console.print(f"wrote {len(rows)} cases to {path}; fill the *_human columns, then `llmops review import {path}`")
+    except LlmopsError as err:
+        _fail(console, err)
+
+
+@review.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+def review_import(file):
+    """Read human labels back and report judge-vs-human agreement
+    (accuracy and Cohen's kappa) per judge."""
+    console = _console()
+    from .errors import LlmopsError
+
+    try:
+        from rich.table import Table
+
+        from .review import agreement
+
+        t = Table(title="judge vs human", title_justify="left")
+        for col in ("judge", "labels", "accuracy", "Cohen's kappa", "judge unscored"):
+            t.add_column(col, justify="left" if col == "judge" else "right")
+        for a in agreement(file):
+            t.add_row(a.judge, str(a.n), "—" if a.accuracy is None else f"{a.accuracy:.3f}",
+                      "—" if a.kappa is None else f"{a.kappa:.3f}", str(a.judge_unscored))
+        console.print(t)
+    except LlmopsError as err:
+        _fail(console, err)
+
+
+@cli.group()
 def cache():
     """Inspect or clear the response cache."""
 

@@ -67,8 +67,11 @@ class JudgeResult(_Model):
 
 
 class RetrievedChunk(_Model):
+    """A retrieved chunk: id, BM25 score, and its text (dropped in baselines)."""
+
     id: str
     score: float
+    text: str | None = None
 
 
 class Retrieval(_Model):
@@ -150,6 +153,9 @@ class RunRecord(_Model):
         b.kind = "baseline"
         for c in b.cases:
             c.messages = None
+            if c.retrieval:
+                for ch in c.retrieval.chunks:
+                    ch.text = None
             for call in c.calls:
                 call.response = None
             for results in c.judges.values():

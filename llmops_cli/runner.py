@@ -136,7 +136,7 @@ def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True) ->
         queries = [render(r.query, c.inputs, path, "retrieval.query") for c in cases]
         hits = BM25Retriever(chunks, r.k1, r.b).retrieve(queries, r.top_k)
         for i, (q, h) in enumerate(zip(queries, hits)):
-            retrievals[i] = Retrieval(query=q, chunks=[RetrievedChunk(id=c.id, score=round(s, 4)) for c, s in h])
+            retrievals[i] = Retrieval(query=q, chunks=[RetrievedChunk(id=c.id, score=round(s, 4), text=c.text) for c, s in h])
             chunk_vars[i] = chunk_variables(h)
     messages: list[list[dict[str, Any]]] = []
     if with_prompts:
