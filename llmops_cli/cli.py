@@ -374,6 +374,14 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("llmops: interrupted\n")
         raise SystemExit(130)
+    except Exception as exc:  # a bug or an environment failure: never a pass, never a regression
+        if os.environ.get("LLMOPS_DEBUG"):
+            raise
+        from .runner import redact
+
+        sys.stderr.write(redact(f"llmops: internal error, the run could not complete: {type(exc).__name__}: {exc} "
+                                "(set LLMOPS_DEBUG=1 for the traceback)")[:1000] + "\n")
+        raise SystemExit(3)
 
 
 if __name__ == "__main__":

@@ -79,8 +79,8 @@ def print_run_summary(console, record: RunRecord) -> None:
                   "—" if agree is None else f"{agree:.2f} ({m.info.get('disagreement_rate', 0):.0%} cases disagree)")
     console.print(t)
     console.print("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s")
-    if u.slowest:
-        console.print("slowest calls: " + ", ".join(f"{s['id']} {s['latency_s']:.2f} s" for s in u.slowest[:3]), style="dim")
+    if record.usage.slowest:
+        console.print("slowest calls: " + ", ".join(f"{s['id']} {s['latency_s']:.2f} s" for s in record.usage.slowest[:3]), style="dim")
     if record.judge_usage is not None:
         console.print("judge " + usage_line(record.judge_usage))
 

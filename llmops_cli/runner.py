@@ -14,6 +14,7 @@ price list from the network.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import os
 import time
@@ -65,14 +66,31 @@ class Endpoint:
     @classmethod
     def of(cls, model: str, api_base: str | None, api_key_env: str | None, params) -> "Endpoint":
         p = params.model_dump()
-        return cls(model, api_base, api_key_env, tuple((k, p[k]) for k in CALL_PARAMS if p[k] is not None), params.timeout)
+        frozen = tuple((k, tuple(p[k]) if isinstance(p[k], list) else p[k]) for k in CALL_PARAMS if p[k] is not None)
+        return cls(model, api_base, api_key_env, frozen, params.timeout)
+
+    @property
+    def call_params(self) -> dict[str, Any]:
+        """The params as LiteLLM takes them (lists, not tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
 
     @property
     def is_local(self) -> bool:
         return self.model.startswith("local/")
 
+    def for_sample(self, k: int) -> "Endpoint":
+        """The endpoint for the k-th repeat/sample: a pinned ``seed`` becomes
+        ``seed + k`` so that repeated samples are not identical by design."""
+        if k == 0 or "seed" not in dict(self.params):
+            return self
+        return dataclasses.replace(self, params=tuple((n, v + k if n == "seed" else v) for n, v in self.params))
+
+    @property
+    def route(self) -> tuple[str, str | None]:
+        return self.model, self.api_base
+
     def key(self, messages: list[dict[str, Any]], repeat: int) -> str:
-        return cache_key(self.model, self.api_base, messages, dict(self.params), repeat)
+        return cache_key(self.model, self.api_base, messages, self.call_params, repeat)
 
 
 @dataclass
@@ -148,7 +166,8 @@ def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True) ->
         ep = model_endpoint(cfg)
         for i, msgs in enumerate(messages):
             for rep in range(cfg.repeats):
-                prep.requests.append(Request(i, rep, msgs, ep.key(msgs, rep), ep))
+                ep_r = ep.for_sample(rep)
+                prep.requests.append(Request(i, rep, msgs, ep_r.key(msgs, rep), ep_r))
     return prep
 
 
@@ -169,7 +188,8 @@ def judge_requests(cfg: Config, prep: Prepared, records: list[CaseRecord]) -> li
                     continue
                 msgs = judge_messages(judge, template, rec.inputs, call.output, rec.references, chunks, path, name)
                 for k in range(judge.samples):
-                    out.append(Request(i, call.repeat, msgs, ep.key(msgs, k), ep, judge=name, sample=k))
+                    ep_k = ep.for_sample(k)
+                    out.append(Request(i, call.repeat, msgs, ep_k.key(msgs, k), ep_k, judge=name, sample=k))
     return out
 
 
@@ -252,7 +272,7 @@ async def _call_model(litellm, req: Request, api_key: str | None, retries: int) 
         return max(base, min(ra, 60.0)) if ra is not None else base
 
     ep = req.endpoint
-    kwargs = dict(model=ep.model, messages=req.messages, timeout=ep.timeout, num_retries=0, max_retries=0, **dict(ep.params))
+    kwargs = dict(model=ep.model, messages=req.messages, timeout=ep.timeout, num_retries=0, max_retries=0, **ep.call_params)
     if ep.api_base:
         kwargs["api_base"] = ep.api_base
     if api_key:
@@ -301,13 +321,11 @@ async def _answer_all(cfg: Config, todo: list[Request], cache: ResponseCache | N
     from . import local_model
 
     litellm = import_litellm()
-    sems: dict[Endpoint, asyncio.Semaphore] = {}
     keys = {ep: _api_key(ep, cfg) for ep in {r.endpoint for r in todo}}
-    for ep in keys:
-        sems[ep] = asyncio.Semaphore(local_model.MAX_CONCURRENCY if ep.is_local else concurrency)
+    sems = {ep.route: asyncio.Semaphore(local_model.MAX_CONCURRENCY if ep.is_local else concurrency) for ep in keys}
 
     async def one(req: Request) -> None:
-        async with sems[req.endpoint]:
+        async with sems[req.endpoint.route]:
             req.call = await _call_model(litellm, req, keys[req.endpoint], retries)
         if req.call.error is None and cache is not None:
             cache.put(req.key, req.endpoint.model, req.call.model_dump(include=CACHED_FIELDS))
@@ -540,7 +558,7 @@ def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = N
     for i, case in enumerate(prep.cases):
         out = outputs.get(case.id)
         call = Call(output=out) if isinstance(out, str) else Call(error=f"no output for case {case.id!r} in {name}")
-        prep.requests.append(Request(i, 0, [], "", call))
+        prep.requests.append(Request(i, 0, [], "", call=call))
     record = build_record(cfg, prep, source="outputs")
     record.config = {**record.config, "model": f"outputs:{name}"}
     record.fingerprint = fingerprint(record.config)

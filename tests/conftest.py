@@ -1,0 +1,162 @@
+"""Shared fixtures: a planted fake API key, an isolated cache folder, the
+offline LiteLLM price map, a guard that refuses non-loopback connections, the
+fake OpenAI server and a tiny RAG project on disk."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from llmops_cli.testing import FakeOpenAI
+
+# Must hold before LiteLLM is first imported, whichever test imports it.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+PLANTED_KEY = "sk-llmops-test-PLANTED-SECRET-0123456789"
+
+
+# -- no network ------------------------------------------------------------
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_local(address) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX
+        return True
+    host = address[0]
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_blocked: list = []
+
+
+def _guarded(real):
+    def connect(self, address):
+        if not _is_local(address):
+            _blocked.append(address)
+            raise OSError(f"tests must not reach the network (tried to connect to {address!r})")
+        return real(self, address)
+
+    return connect
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """A connection to a non-loopback address raises; and, in case a library
+    swallowed that error, any attempt at all fails the session at the end."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(socket.socket, "connect", _guarded(_real_connect))
+    mp.setattr(socket.socket, "connect_ex", _guarded(_real_connect_ex))
+    yield
+    mp.undo()
+    assert not _blocked, f"tests tried to reach the network: {_blocked}"
+
+
+# -- environment -------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path_factory):
+    """A planted fake key (so tests can prove it is never written), a private
+    cache folder and LiteLLM's offline price map."""
+    monkeypatch.setenv("OPENAI_API_KEY", PLANTED_KEY)
+    monkeypatch.setenv("LLMOPS_CACHE_DIR", str(tmp_path_factory.mktemp("llmops-cache")))
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+@pytest.fixture(scope="session")
+def litellm_loaded():
+    """Import LiteLLM (a few seconds) and make one warm-up call (its first
+    call imports more), once per session, outside any single test's body."""
+    import asyncio
+
+    from llmops_cli.runner import import_litellm
+
+    litellm = import_litellm()
+    with FakeOpenAI() as srv:
+        asyncio.run(litellm.acompletion(model="openai/fake-model", api_base=srv.url, api_key="sk-warm-up",
+                                        messages=[{"role": "user", "content": "warm up"}], num_retries=0, max_retries=0))
+    return litellm
+
+
+@pytest.fixture
+def fake_server():
+    """A started :class:`FakeOpenAI` that echoes the last line of the user
+    message."""
+    with FakeOpenAI() as srv:
+        yield srv
+
+
+# -- a tiny project ----------------------------------------------------------
+
+CORPUS = [
+    {"id": "broncos", "text": "The Denver Broncos won Super Bowl 50, beating the Carolina Panthers 24 to 10."},
+    {"id": "venue", "text": "Super Bowl 50 was played at Levi's Stadium in Santa Clara, California."},
+    {"id": "mvp", "text": "Von Miller, a linebacker, was named the most valuable player of the game."},
+    {"id": "halftime", "text": "Coldplay headlined the halftime show, joined by Beyonce and Bruno Mars."},
+    {"id": "anthem", "text": "Lady Gaga sang the national anthem before the kickoff."},
+]
+
+QUESTIONS = [
+    {"id": "q1", "question": "Who won Super Bowl 50?", "answers": ["Denver Broncos", "the Broncos"]},
+    {"id": "q2", "question": "Where was Super Bowl 50 played?", "answers": ["Levi's Stadium"]},
+    {"id": "q3", "question": "Who was the most valuable player?", "answers": ["Von Miller"]},
+    {"id": "q4", "question": "Who headlined the halftime show?", "answers": ["Coldplay"]},
+    {"id": "q5", "question": "Who sang the national anthem?", "answers": ["Lady Gaga"]},
+    {"id": "q6", "question": "Which team lost to the Broncos?", "answers": ["Carolina Panthers", "the Panthers"]},
+]
+
+CONFIG_TEMPLATE = """\
+model: openai/fake-model
+api_base: {api_base}
+params: {{temperature: 0, max_tokens: 32, timeout: {timeout}}}
+prompt:
+  system: "Answer briefly."
+  user: "Context:\\n{{{{ context }}}}\\n\\nQuestion: {{{{ question }}}}"
+retrieval: {{corpus: corpus.jsonl, top_k: 2, query: "{{{{ question }}}}"}}
+dataset: {{path: questions.jsonl, id: id, inputs: [question], references: answers}}
+metrics: [exact_match, token_f1, bleu, rougeL]
+max_error_share: {max_error_share}
+gate:
+  metrics:
+    token_f1: {{max_drop: 0.05}}
+baseline: baseline.json
+"""
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_project(tmp_path):
+    """``make_project(api_base=..., timeout=..., max_error_share=...,
+    questions=..., corpus=..., extra=...)`` writes corpus.jsonl,
+    questions.jsonl and llmops.yaml into a fresh folder and returns the
+    config path. ``extra`` is YAML text appended to the config."""
+    counter = iter(range(1000))
+
+    def make(api_base: str = "http://127.0.0.1:9/v1", *, timeout: float = 10, max_error_share: float = 0.1,
+             questions: list[dict] | None = None, corpus: list[dict] | None = None, extra: str = "") -> Path:
+        d = tmp_path / f"project{next(counter)}"
+        d.mkdir()
+        write_jsonl(d / "corpus.jsonl", CORPUS if corpus is None else corpus)
+        write_jsonl(d / "questions.jsonl", QUESTIONS if questions is None else questions)
+        text = CONFIG_TEMPLATE.format(api_base=api_base, timeout=timeout, max_error_share=max_error_share)
+        cfg = d / "llmops.yaml"
+        cfg.write_text(text + textwrap.dedent(extra), encoding="utf-8")
+        return cfg
+
+    return make
