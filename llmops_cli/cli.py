@@ -91,13 +91,14 @@ def _execute(console, cfg, *, limit, concurrency, retries, no_cache, cache_dir, 
     from .cache import ResponseCache
     from .runner import run_eval, score_outputs
 
-    if outputs:
-        return score_outputs(cfg, _load_outputs(outputs), limit=limit, name=Path(outputs).name)
     cache = None if no_cache else ResponseCache(cache_dir)
     with _progress(console) as prog:
         task = prog.add_task("answering", total=None)
-        return run_eval(cfg, limit=limit, concurrency=concurrency, cache=cache, retries=retries,
-                        progress=lambda done, total: prog.update(task, completed=done, total=total))
+        update = lambda done, total: prog.update(task, completed=done, total=total)  # noqa: E731
+        if outputs:
+            return score_outputs(cfg, _load_outputs(outputs), limit=limit, name=Path(outputs).name, cache=cache,
+                                 concurrency=concurrency, retries=retries, progress=update)
+        return run_eval(cfg, limit=limit, concurrency=concurrency, cache=cache, retries=retries, progress=update)
 
 
 def _record_path(output: str | None, run_id: str) -> Path:
@@ -223,7 +224,7 @@ def score_cmd(config, outputs, baseline_path, update_baseline, limit, output, pl
     from .errors import LlmopsError
 
     try:
-        _eval(console, config, limit, 1, 0, True, None, output, outputs, update_baseline, baseline_path, plain, junit,
+        _eval(console, config, limit, 8, 4, False, None, output, outputs, update_baseline, baseline_path, plain, junit,
               markdown, json_out, top)
     except LlmopsError as err:
         _save_partial(console, err, output)

@@ -469,26 +469,39 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
     except KeyboardInterrupt:
         raise interrupted() from None
     record = build_record(cfg, prep)
+    provider = cfg.model + (f" at {cfg.api_base}" if cfg.api_base else "")
+    _check_errors(cfg, record, f"calling {provider}", t0)
+    try:
+        _score_and_judge(cfg, prep, record, cache, concurrency, retries, tick, state)
+    except KeyboardInterrupt:
+        raise interrupted(record) from None
+    record.usage = _usage(record.cases, time.perf_counter() - t0)
+    return record
+
+
+def _check_errors(cfg: Config, record: RunRecord, what: str, t0: float) -> None:
+    """Raise :class:`RunIncomplete` when more than ``max_error_share`` of the
+    cases have no output."""
     failed = [c for c in record.cases if c.error]
     if failed and len(failed) / len(record.cases) > cfg.max_error_share:
         record.status = "incomplete"
         record.usage = _usage(record.cases, time.perf_counter() - t0)
-        provider = cfg.model + (f" at {cfg.api_base}" if cfg.api_base else "")
-        raise RunIncomplete(
-            f"{len(failed)} of {len(record.cases)} cases failed (limit {cfg.max_error_share:.0%}) calling {provider}; "
-            f"first error: {failed[0].error}", record)
-    record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats)
-    if cfg.judges:
-        jreqs = judge_requests(cfg, prep, record.cases)
-        state["total"] += len(jreqs)
-        try:
-            _resolve(cfg, jreqs, cache, concurrency, retries, tick)
-        except KeyboardInterrupt:
-            raise interrupted(record) from None
-        record.metrics.update(apply_judges(cfg, record.cases, jreqs))
-        record.judge_usage = _usage([], 0.0, [r.call for r in jreqs if r.call is not None])
-    record.usage = _usage(record.cases, time.perf_counter() - t0)
-    return record
+        raise RunIncomplete(f"{len(failed)} of {len(record.cases)} cases failed (limit {cfg.max_error_share:.0%}) {what}; "
+                            f"first error: {failed[0].error}", record)
+
+
+def _score_and_judge(cfg: Config, prep: Prepared, record: RunRecord, cache: ResponseCache | None, concurrency: int,
+                     retries: int, tick: Callable[[], None], state: dict[str, int]) -> None:
+    """Reference-based scores, then the judges (their calls through the same
+    cache, concurrency and retries as the model's)."""
+    record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats if record.source == "model" else 1)
+    if not cfg.judges:
+        return
+    jreqs = judge_requests(cfg, prep, record.cases)
+    state["total"] += len(jreqs)
+    _resolve(cfg, jreqs, cache, concurrency, retries, tick)
+    record.metrics.update(apply_judges(cfg, record.cases, jreqs))
+    record.judge_usage = _usage([], 0.0, [r.call for r in jreqs if r.call is not None])
 
 
 def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -> dict[str, MetricSummary]:
@@ -545,27 +558,35 @@ def aggregate_mean(xs: list[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = None, name: str = "outputs") -> RunRecord:
+def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = None, name: str = "outputs",
+                  cache: ResponseCache | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+                  retries: int = DEFAULT_RETRIES, progress: ProgressFn | None = None) -> RunRecord:
     """Score outputs produced elsewhere (``{case_id: output}``) exactly as a
-    model run would be scored. A case with no output is an error.
+    model run would be scored — judges included (their calls use ``cache``,
+    ``concurrency`` and ``retries``). A case with no output is an error.
 
     Raises:
         DatasetError: eval set unreadable; RunIncomplete: too many cases
         without an output (share above ``cfg.max_error_share``).
     """
     t0 = time.perf_counter()
-    prep = prepare(cfg, limit, with_prompts=False)
+    prep = prepare(cfg, limit, with_prompts=bool(cfg.judges))
+    prep.requests = []
     for i, case in enumerate(prep.cases):
         out = outputs.get(case.id)
         call = Call(output=out) if isinstance(out, str) else Call(error=f"no output for case {case.id!r} in {name}")
         prep.requests.append(Request(i, 0, [], "", call=call))
     record = build_record(cfg, prep, source="outputs")
     record.config = {**record.config, "model": f"outputs:{name}"}
-    record.fingerprint = fingerprint(record.config)
-    failed = [c for c in record.cases if c.error]
-    if failed and len(failed) / len(record.cases) > cfg.max_error_share:
-        record.status = "incomplete"
-        raise RunIncomplete(f"{len(failed)} of {len(record.cases)} cases have no output in {name}", record)
-    record.metrics = score_cases(cfg.metrics, record.cases, 1)
+    record.fingerprint = fingerprint(record.config, prep.corpus_hash)
+    _check_errors(cfg, record, f"in {name}", t0)
+    state = {"done": 0, "total": 0}
+
+    def tick() -> None:
+        state["done"] += 1
+        if progress:
+            progress(state["done"], state["total"])
+
+    _score_and_judge(cfg, prep, record, cache, concurrency, retries, tick, state)
     record.usage = Usage(wall_s=round(time.perf_counter() - t0, 3))
     return record

@@ -307,7 +307,7 @@ def test_score_outputs(make_project):
     rec = score_outputs(cfg, outputs, name="preds.json")
     assert rec.case_map()["q1"].error == "no output for case 'q1' in preds.json"
     assert rec.metrics["exact_match"].n_unscored == 1
-    with pytest.raises(RunIncomplete, match="have no output"):
+    with pytest.raises(RunIncomplete, match="cases failed .* in outputs; first error: no output for case"):
         score_outputs(cfg, {"q1": "x"})
 
 
