@@ -28,6 +28,17 @@ def load_baseline(path: str | Path) -> RunRecord:
     return load_record(path, "baseline")
 
 
+def check_dataset(baseline: RunRecord, dataset_hash: str, path: str | Path) -> None:
+    """Refuse (before any model call) a baseline made on another eval set.
+
+    Raises:
+        BaselineError: the hashes differ.
+    """
+    if baseline.dataset_hash != dataset_hash:
+        raise BaselineError(path, "dataset_hash", f"the baseline was made on another eval set ({baseline.dataset_hash} ≠ "
+                            f"{dataset_hash}); re-run with --update-baseline to measure this eval set")
+
+
 def write_baseline(record: RunRecord, path: str | Path) -> Path:
     """Write ``record`` as the baseline at ``path`` (atomically).
 
@@ -50,7 +61,5 @@ def promote_run(cfg: Config, run_path: str | Path) -> Path:
     from .runner import prepare
 
     record = load_record(run_path)
-    prep = prepare(cfg, with_prompts=False)
-    if record.dataset_hash != prep.dataset_hash:
-        raise BaselineError(run_path, "dataset_hash", f"the run was made on another eval set ({record.dataset_hash} ≠ {prep.dataset_hash})")
+    check_dataset(record, prepare(cfg, with_prompts=False).dataset_hash, run_path)
     return write_baseline(record, cfg.baseline_path)

@@ -32,7 +32,10 @@ def _console(stderr: bool = False):
 
 
 def _fail(console, err) -> None:
-    console.print(f"[bold red]llmops: error:[/] {err}", markup=True, highlight=False)
+    """Print ``err`` as one line on stderr (never folded) and exit with its code."""
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[bold red]llmops: error:[/] {escape(str(err))}", soft_wrap=True)
     raise SystemExit(err.exit_code)
 
 
@@ -67,6 +70,9 @@ def cli():
     runs the eval set through it, scores the outputs, compares them with the
     committed baseline and exits non-zero on a regression.
     """
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)  # API keys may live in .env; never written anywhere
 
 
 def _load_outputs(path: str) -> dict[str, str]:
@@ -142,9 +148,8 @@ def eval_cmd(config, limit, concurrency, retries, no_cache, cache_dir, output, o
 
 def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline,
           baseline_path, plain, junit, markdown, json_out, top):
-    from dotenv import load_dotenv
-
-    from .baseline import load_baseline, write_baseline
+    from .baseline import check_dataset, load_baseline, write_baseline
+    from .runner import prepare
     from .config import load_config
     from .gate import compare
     from .record import save_record
@@ -152,10 +157,11 @@ def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, out
     from .report import markdown as markdown_text
     from .record import atomic_write_text
 
-    load_dotenv(Path.cwd() / ".env", override=False)
     cfg = load_config(config)
     bpath = Path(baseline_path) if baseline_path else cfg.baseline_path
     baseline = None if update_baseline else load_baseline(bpath)  # fail before paying for a run
+    if baseline is not None:
+        check_dataset(baseline, prepare(cfg, limit, with_prompts=False).dataset_hash, bpath)
     if plain:
         cfg.gate.mode = "plain"
     record = _execute(console, cfg, limit=limit, concurrency=concurrency, retries=retries, no_cache=no_cache,

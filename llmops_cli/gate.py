@@ -239,10 +239,10 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
         BaselineError: the dataset hashes differ (exit 2), or a gated metric
             is missing from the baseline.
     """
-    if check_dataset and baseline.dataset_hash != candidate.dataset_hash:
-        raise BaselineError(baseline_path, "dataset_hash",
-                            f"the baseline was made on another eval set ({baseline.dataset_hash} ≠ {candidate.dataset_hash}); "
-                            "re-run with --update-baseline to measure this eval set")
+    if check_dataset:
+        from .baseline import check_dataset as _check
+
+        _check(baseline, candidate.dataset_hash, baseline_path)
     names = metrics or list(gate.metrics) or [m for m in candidate.metrics if m in baseline.metrics]
     for m in names:
         if m not in baseline.metrics:
