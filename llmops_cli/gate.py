@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .config import Gate, GateRule, config_diff
-from .errors import BaselineError
+from .errors import BaselineError, InputError
 from .record import RunRecord
 from .scorers import SCORERS
 
@@ -238,6 +238,7 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
     Raises:
         BaselineError: the dataset hashes differ (exit 2), or a gated metric
             is missing from the baseline.
+        InputError: ``gate.cluster`` names a field the cases do not have.
     """
     if check_dataset:
         from .baseline import check_dataset as _check
@@ -251,7 +252,11 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
     common = [cid for cid in cmap if cid in bmap]
     cluster_of = None
     if gate.cluster:
-        cluster_of = {cid: cmap[cid].inputs.get(gate.cluster, cid) for cid in common}
+        missing = [cid for cid in common if gate.cluster not in cmap[cid].inputs]
+        if missing:
+            raise InputError(None, "gate.cluster", f"case {missing[0]!r} has no input field {gate.cluster!r} to cluster by "
+                             "(add it to dataset.inputs)")
+        cluster_of = {cid: cmap[cid].inputs[gate.cluster] for cid in common}
     results = []
     for m in names:
         pairs = [(cid, bmap[cid].scores.get(m), cmap[cid].scores.get(m)) for cid in common]

@@ -143,6 +143,8 @@ def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True) ->
     """
     cases = load_dataset(cfg.dataset, cfg.base_dir, limit)
     path = cfg.path or "<config>"
+    if cfg.gate.cluster and any(cfg.gate.cluster not in c.inputs for c in cases):
+        raise ConfigError(path, "gate.cluster", f"not an input field of the eval set (inputs: {', '.join(cases[0].inputs)})")
     retrievals: list[Retrieval | None] = [None] * len(cases)
     chunk_vars: list[dict[str, Any]] = [{} for _ in cases]
     corpus_hash = None
@@ -407,6 +409,17 @@ def _usage(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] | N
     )
 
 
+def _display_path(p) -> str | None:
+    """``p`` relative to the working directory when inside it (records and
+    baselines get committed; absolute paths would leak the author's layout)."""
+    if p is None:
+        return None
+    try:
+        return str(p.relative_to(os.getcwd()))
+    except ValueError:
+        return str(p)
+
+
 def build_record(cfg: Config, prep: Prepared, *, source: str = "model", status: str = "complete") -> RunRecord:
     snapshot = cfg.snapshot()
     records = []
@@ -421,7 +434,7 @@ def build_record(cfg: Config, prep: Prepared, *, source: str = "model", status: 
         ))
     return RunRecord(
         run_id=new_run_id(), created_at=now_iso(), tool_version=__version__, source=source, status=status,
-        config_path=str(cfg.path) if cfg.path else None, config=snapshot,
+        config_path=_display_path(cfg.path), config=snapshot,
         fingerprint=fingerprint(snapshot, prep.corpus_hash), dataset_hash=prep.dataset_hash, corpus_hash=prep.corpus_hash,
         cases=records,
     )
