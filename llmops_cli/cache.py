@@ -22,14 +22,11 @@ from typing import Any
 from .config import canonical_json, sha256_text
 
 DEFAULT_DIR = ".llmops/cache"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    value TEXT NOT NULL,
-    created REAL NOT NULL
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL)",
+    # memoised metric results for identical outputs and references: derived data, safe to clear
+    "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)",
 )
-"""
 
 
 def cache_key(model: str, api_base: str | None, messages: list[dict], params: dict[str, Any], repeat: int = 0) -> str:
@@ -63,7 +60,8 @@ class ResponseCache:
             conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(_SCHEMA)
+            for stmt in _SCHEMA:
+                conn.execute(stmt)
             self._conn = conn
         return self._conn
 
@@ -87,6 +85,19 @@ class ResponseCache:
                 (key, model, text, time.time()),
             )
 
+    def get_score(self, key: str) -> dict[str, Any] | None:
+        """A memoised metric result (not counted as a response hit or miss)."""
+        if not self.path.exists() and self._conn is None:
+            return None
+        with self._lock:
+            row = self._db().execute("SELECT value FROM scores WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_score(self, key: str, value: dict[str, Any]) -> None:
+        with self._lock:
+            self._db().execute("INSERT OR REPLACE INTO scores (key, value, created) VALUES (?, ?, ?)",
+                               (key, json.dumps(value), time.time()))
+
     def info(self) -> dict[str, Any]:
         """``{path, entries, bytes, models: {model: entries}}``."""
         if not self.path.exists():
@@ -102,6 +113,7 @@ class ResponseCache:
             return 0
         with self._lock:
             n = self._db().execute("DELETE FROM responses").rowcount
+            self._db().execute("DELETE FROM scores")
             self._db().execute("VACUUM")
         return n
 

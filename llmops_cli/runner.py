@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .cache import ResponseCache, cache_key
-from .config import Config, ConfigError, fingerprint
+from .config import Config, ConfigError, canonical_json, fingerprint, sha256_text
 from .dataset import Case, dataset_hash, load_dataset
 from .errors import Interrupted, RunIncomplete
 from .prompt import render, render_messages
@@ -33,6 +33,7 @@ from .scorers import SCORERS, aggregate, score_all
 DEFAULT_CONCURRENCY = 8
 DEFAULT_RETRIES = 4
 CALL_PARAMS = ("temperature", "max_tokens", "top_p", "seed", "stop")
+SCORER_VERSION = f"{__version__}/1"  # bump when a scorer's definition changes: memoised scores are keyed by it
 
 ProgressFn = Callable[[int, int], None]
 
@@ -356,14 +357,18 @@ def _resolve(cfg: Config, requests: list[Request], cache: ResponseCache | None, 
 
 # -- assembling the record ---------------------------------------------------
 
-def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int) -> dict[str, MetricSummary]:
+def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int,
+                cache: ResponseCache | None = None) -> dict[str, MetricSummary]:
     """Score every case's calls (each repeat scored, then averaged per case)
-    and fill ``CaseRecord.scores`` / ``.stats``. Returns the aggregates."""
+    and fill ``CaseRecord.scores`` / ``.stats``. Returns the aggregates.
+
+    With a ``cache``, a metric's whole result for the same outputs and
+    references is reused (a fully cached re-run then imports no scorer)."""
     refs = [c.references for c in records]
     per_repeat = []
     for rep in range(repeats):
         outs = [c.calls[rep].output if rep < len(c.calls) and c.calls[rep].error is None else None for c in records]
-        per_repeat.append(score_all(metrics, outs, refs))
+        per_repeat.append(_score_memo(metrics, outs, refs, cache))
     summaries: dict[str, MetricSummary] = {}
     for name in metrics:
         per_case: list[float | None] = []
@@ -380,13 +385,32 @@ def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int) -> 
             stats.append(st)
         scored = sum(v is not None for v in per_case)
         summaries[name] = MetricSummary(
-            aggregate=aggregate(name, per_case, stats if SCORERS[name].from_stats else None),
+            aggregate=per_repeat[0][name].aggregate if repeats == 1 else aggregate(name, per_case, stats if SCORERS[name].from_stats else None),
             scale=SCORERS[name].scale,
             n_scored=scored,
             n_unscored=len(per_case) - scored,
             info=per_repeat[0][name].info,
         )
     return summaries
+
+
+def _score_memo(metrics: list[str], outs: list[str | None], refs: list[list[str]], cache: ResponseCache | None):
+    from .scorers import MetricResult
+
+    if cache is None:
+        return score_all(metrics, outs, refs)
+    content = sha256_text(canonical_json([SCORER_VERSION, outs, refs]))
+    results = {}
+    for name in metrics:
+        key = f"{name}:{content}"
+        hit = cache.get_score(key)
+        if hit is None:
+            res = score_all([name], outs, refs)[name]
+            cache.put_score(key, dataclasses.asdict(res))
+        else:
+            res = MetricResult(**hit)
+        results[name] = res
+    return results
 
 
 def _usage(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] | None = None) -> Usage:
@@ -507,7 +531,7 @@ def _score_and_judge(cfg: Config, prep: Prepared, record: RunRecord, cache: Resp
                      retries: int, tick: Callable[[], None], state: dict[str, int]) -> None:
     """Reference-based scores, then the judges (their calls through the same
     cache, concurrency and retries as the model's)."""
-    record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats if record.source == "model" else 1)
+    record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats if record.source == "model" else 1, cache)
     if not cfg.judges:
         return
     jreqs = judge_requests(cfg, prep, record.cases)
