@@ -61,6 +61,22 @@ def _run_options(f):
     return f
 
 
+def _gate_options(f):
+    opts = [
+        click.option("--update-baseline", is_flag=True, help="Write this run as the new baseline (only if it completes)."),
+        click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), default=None,
+                     help="Baseline file [default: the config's baseline]."),
+        click.option("--plain", is_flag=True, help="Gate on point estimates only (no confidence intervals)."),
+        click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write a JUnit XML report (one test per gated metric)."),
+        click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary (for a PR comment)."),
+        click.option("--json", "json_out", is_flag=True, help="Print the comparison as JSON on stdout (human output goes to stderr)."),
+        click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Most-changed cases to show."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
 @click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="llmops-cli", prog_name="llmops")
 def cli():
@@ -122,13 +138,7 @@ def _save_partial(console, err, output):
 @cli.command("eval")
 @click.argument("config", type=click.Path(dir_okay=False))
 @_run_options
-@click.option("--update-baseline", is_flag=True, help="Write this run as the new baseline (only if it completes).")
-@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), default=None, help="Baseline file [default: the config's baseline].")
-@click.option("--plain", is_flag=True, help="Gate on point estimates only (no confidence intervals).")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write a JUnit XML report (one test per gated metric).")
-@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary (for a PR comment).")
-@click.option("--json", "json_out", is_flag=True, help="Print the comparison as JSON on stdout (human output goes to stderr).")
-@click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Most-changed cases to show.")
+@_gate_options
 def eval_cmd(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline, baseline_path,
              plain, junit, markdown, json_out, top):
     """Run CONFIG's eval set, score it and gate it against the baseline."""
@@ -215,16 +225,10 @@ def _exit_for(console, cmp) -> None:
 @cli.command("score")
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--outputs", required=True, type=click.Path(dir_okay=False), help="JSON file {case_id: output} made by another system.")
-@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), default=None, help="Baseline file [default: the config's baseline].")
-@click.option("--update-baseline", is_flag=True, help="Write these scores as the new baseline.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Use the first N cases (0 = all).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Run record path.")
-@click.option("--plain", is_flag=True, help="Gate on point estimates only.")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write a JUnit XML report.")
-@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary.")
-@click.option("--json", "json_out", is_flag=True, help="Print the comparison as JSON on stdout.")
-@click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Most-changed cases to show.")
-def score_cmd(config, outputs, baseline_path, update_baseline, limit, output, plain, junit, markdown, json_out, top):
+@_gate_options
+def score_cmd(config, outputs, limit, output, update_baseline, baseline_path, plain, junit, markdown, json_out, top):
     """Score outputs produced elsewhere and gate them exactly like a model run."""
     console = _console(stderr=json_out)
     from .errors import LlmopsError
