@@ -351,8 +351,25 @@ def _resolve(cfg: Config, requests: list[Request], cache: ResponseCache | None, 
             todo.append(req)
     if todo:
         for ep in {r.endpoint for r in todo}:
-            _api_key(ep, cfg)  # fail on a missing key before any call
+            _check_credentials(ep, cfg)  # fail on a missing key before any call, not after retries
         asyncio.run(_answer_all(cfg, todo, cache, max(1, concurrency), retries, tick))
+
+
+def _check_credentials(ep: Endpoint, cfg: Config) -> None:
+    """Raise :class:`ConfigError` (exit 2) when the key an endpoint needs is
+    not in the environment (LiteLLM's ``validate_environment``; api-base
+    settings are not required, providers have defaults)."""
+    if _api_key(ep, cfg) or ep.is_local:
+        return
+    litellm = import_litellm()
+    try:
+        env = litellm.validate_environment(model=ep.model, api_base=ep.api_base)
+    except Exception:  # an unknown provider: let the call itself report it
+        return
+    missing = [k for k in env.get("missing_keys", []) if k.endswith(("_KEY", "_TOKEN", "_SECRET"))]
+    if missing:
+        raise ConfigError(cfg.path or "<config>", "model",
+                          f"{', '.join(missing)} is not set in the environment (or .env); {ep.model} needs it")
 
 
 # -- assembling the record ---------------------------------------------------
