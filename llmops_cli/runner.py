@@ -48,6 +48,9 @@ def import_litellm():
 
     litellm.suppress_debug_info = True
     litellm.drop_params = True
+    import logging
+
+    logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # its warnings (e.g. a new event loop per phase) are not the user's
     local_model.register(litellm)
     return litellm
 

@@ -1,0 +1,213 @@
+"""llmops-cli benchmark: speed and robustness targets of issue 5.
+
+Starts OpenAI-compatible servers on 127.0.0.1 (llmops_cli.testing.FakeOpenAI)
+and measures:
+
+  a. N cases at concurrency C against a server with a set latency: run_eval vs
+     the ideal N·latency/C and vs a bare asyncio.gather of litellm.acompletion
+     with the same concurrency bound (LiteLLM imported and warmed up first).
+  b. a fully cached re-run of all 810 SQuAD questions (token_f1, exact_match,
+     bleu, rougeL) as a subprocess, with the server stopped; and whether a
+     cached run imports LiteLLM at all.
+  c. `llmops --help` wall time.
+  d. a 10,000-case run: peak RSS of the subprocess, its wall time, and scoring
+     alone.
+  e. faults: 429 on every 5th and 500 on every 7th request (every case must end
+     scored); a server that is down (exit 3 within the timeout × retries budget).
+
+Usage: python benchmarks/run.py [--quick] [--json benchmarks/results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("OPENAI_API_KEY", "sk-benchmark-not-a-real-key")
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "squad-rag"
+LLMOPS = [sys.executable, "-m", "llmops_cli.cli"]
+
+from llmops_cli.testing import FakeOpenAI  # noqa: E402
+
+
+def median_of(k, fn):
+    return statistics.median(fn() for _ in range(k))
+
+
+def write_project(d: Path, api_base: str, n: int, metrics: str, timeout: float = 30) -> Path:
+    rng = random.Random(0)
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    with (d / "q.jsonl").open("w") as f:
+        for i in range(n):
+            refs = [" ".join(rng.choices(words, k=rng.randint(1, 4))) for _ in range(rng.randint(1, 3))]
+            f.write(json.dumps({"id": f"c{i}", "question": f"question {i} {' '.join(rng.choices(words, k=6))}", "answers": refs}) + "\n")
+    cfg = d / "llmops.yaml"
+    cfg.write_text(f"""model: openai/bench
+api_base: {api_base}
+params: {{temperature: 0, max_tokens: 16, timeout: {timeout}}}
+prompt: {{user: "{{{{ question }}}}"}}
+dataset: {{path: q.jsonl, references: answers}}
+metrics: {metrics}
+max_error_share: 0.0
+""")
+    return cfg
+
+
+def bench_concurrency(n: int, c: int, latency: float) -> dict:
+    from llmops_cli.config import load_config
+    from llmops_cli.runner import import_litellm, run_eval
+
+    litellm = import_litellm()
+    with FakeOpenAI(reply=lambda m, b: "alpha beta", latency_s=latency) as srv, tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(litellm.acompletion(model="openai/bench", api_base=srv.url, messages=[{"role": "user", "content": "warm"}],
+                                        num_retries=0, max_retries=0))
+        cfg = load_config(write_project(Path(tmp), srv.url, n, "[token_f1]"))
+
+        async def bare():
+            sem = asyncio.Semaphore(c)
+
+            async def one(i):
+                async with sem:
+                    await litellm.acompletion(model="openai/bench", api_base=srv.url, num_retries=0, max_retries=0,
+                                              messages=[{"role": "user", "content": f"question {i}"}], temperature=0, max_tokens=16)
+            await asyncio.gather(*(one(i) for i in range(n)))
+
+        def t_bare():
+            t = time.perf_counter()
+            asyncio.run(bare())
+            return time.perf_counter() - t
+
+        def t_run():
+            t = time.perf_counter()
+            rec = run_eval(cfg, concurrency=c, cache=None)
+            assert all(x.output for x in rec.cases)
+            return time.perf_counter() - t
+
+        bare_s, run_s = median_of(3, t_bare), median_of(3, t_run)
+    ideal = n * latency / c
+    return {"n": n, "concurrency": c, "latency_s": latency, "ideal_s": ideal, "bare_litellm_s": bare_s, "run_eval_s": run_s,
+            "ratio_vs_bare": run_s / bare_s}
+
+
+def bench_cached_810() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "squad"
+        shutil.copytree(EXAMPLE, d, ignore=shutil.ignore_patterns("baseline*.json"))
+        text = (d / "llmops.yaml").read_text()
+        args = [str(d / "llmops.yaml"), "--limit", "0", "--cache-dir", str(Path(tmp) / "cache")]
+        with FakeOpenAI(reply=lambda m, b: "Denver Broncos") as srv:
+            (d / "llmops.yaml").write_text(text.replace("model: local/smollm2-135m", f"model: openai/bench\napi_base: {srv.url}"))
+            subprocess.run(LLMOPS + ["eval", *args, "--update-baseline", "-j", "32", "-o", str(Path(tmp) / "r0.json")],
+                           check=True, capture_output=True)
+        # server stopped: any call would fail the run
+
+        def once():
+            t = time.perf_counter()
+            subprocess.run(LLMOPS + ["eval", *args, "-o", str(Path(tmp) / "r1.json")], check=True, capture_output=True)
+            return time.perf_counter() - t
+
+        wall = median_of(5, once)
+        probe = subprocess.run([sys.executable, "-c", (
+            "import sys; from llmops_cli.cli import main\n"
+            f"sys.argv=['llmops','eval',{str(d / 'llmops.yaml')!r},'--limit','0','--cache-dir',{str(Path(tmp) / 'cache')!r},'-o',{str(Path(tmp) / 'r2.json')!r}]\n"
+            "try: main()\nexcept SystemExit as e: code = e.code\n"
+            "print('LITELLM' if 'litellm' in sys.modules else 'NO-LITELLM', 'LLAMA' if 'llama_cpp' in sys.modules else 'NO-LLAMA')")],
+            capture_output=True, text=True)
+        rec = json.loads((Path(tmp) / "r1.json").read_text())
+    return {"cases": len(rec["cases"]), "cache_hits": rec["usage"]["cache_hits"], "wall_s": wall,
+            "imports_litellm": "NO-LITELLM" not in probe.stdout, "loads_local_model": "NO-LLAMA" not in probe.stdout}
+
+
+def bench_help() -> dict:
+    def once():
+        t = time.perf_counter()
+        subprocess.run(LLMOPS + ["--help"], check=True, capture_output=True)
+        return time.perf_counter() - t
+    return {"wall_s": median_of(5, once)}
+
+
+def bench_10k(n: int) -> dict:
+    with FakeOpenAI(reply=lambda m, b: "alpha beta gamma") as srv, tempfile.TemporaryDirectory() as tmp:
+        cfg = write_project(Path(tmp), srv.url, n, "[token_f1, exact_match, bleu, rougeL]")
+        script = (
+            "import resource, sys, time\nfrom llmops_cli.config import load_config\nfrom llmops_cli.runner import run_eval, score_cases\n"
+            f"cfg = load_config({str(cfg)!r}); t = time.perf_counter(); rec = run_eval(cfg, concurrency=64, cache=None)\n"
+            "wall = time.perf_counter() - t\nfor c in rec.cases: c.scores.clear(); c.stats.clear()\n"
+            "t = time.perf_counter(); score_cases(cfg.metrics, rec.cases, 1); score = time.perf_counter() - t\n"
+            "ok = all(c.scores.get('token_f1') is not None for c in rec.cases)\n"
+            "print(wall, score, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, ok)")
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    return {"cases": n, "wall_s": float(out[0]), "scoring_s": float(out[1]), "peak_rss_mb": int(out[2]) / 1024, "all_scored": out[3] == "True"}
+
+
+def bench_faults(n: int) -> dict:
+    from llmops_cli.config import load_config
+    from llmops_cli.runner import run_eval
+
+    with FakeOpenAI(reply=lambda m, b: "alpha", fail_every={5: 429, 7: 500}) as srv, tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(write_project(Path(tmp), srv.url, n, "[token_f1]"))
+        rec = run_eval(cfg, concurrency=16, cache=None, retries=6)
+    scored = sum(c.scores.get("token_f1") is not None for c in rec.cases)
+    with FakeOpenAI(down=True) as srv, tempfile.TemporaryDirectory() as tmp:
+        cfg = write_project(Path(tmp), srv.url, 20, "[token_f1]", timeout=2)
+        t = time.perf_counter()
+        p = subprocess.run(LLMOPS + ["eval", str(cfg), "--update-baseline", "--retries", "2"], capture_output=True, text=True,
+                           cwd=tmp)
+        down_s = time.perf_counter() - t
+    return {"cases": n, "scored": scored, "errors": rec.usage.errors, "retries": rec.usage.retries,
+            "down_exit_code": p.returncode, "down_wall_s": down_s, "down_traceback": "Traceback" in p.stderr}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results.json"))
+    a = ap.parse_args()
+    n, big, faults = (100, 2000, 50) if a.quick else (400, 10_000, 200)
+    r = {"machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}", "quick": a.quick}
+    r["help"] = bench_help()
+    r["cached_810"] = bench_cached_810()
+    r["concurrency"] = bench_concurrency(n, 32, 0.2)
+    r["large"] = bench_10k(big)
+    r["faults"] = bench_faults(faults)
+    Path(a.json).write_text(json.dumps(r, indent=1) + "\n")
+    c, k, L, f = r["concurrency"], r["cached_810"], r["large"], r["faults"]
+    rows = [
+        ("`llmops --help`", f"{r['help']['wall_s']:.2f} s", "≤ 0.3 s", r["help"]["wall_s"] <= 0.3),
+        (f"fully cached re-run, {k['cases']} SQuAD questions, 4 metrics", f"{k['wall_s']:.2f} s", "≤ 1.0 s", k["wall_s"] <= 1.0),
+        ("  … imports LiteLLM / loads the local model", f"{k['imports_litellm']} / {k['loads_local_model']}", "no / no",
+         not k["imports_litellm"] and not k["loads_local_model"]),
+        (f"{c['n']} cases, {c['latency_s'] * 1000:.0f} ms latency, concurrency {c['concurrency']}: run_eval",
+         f"{c['run_eval_s']:.2f} s (ideal {c['ideal_s']:.2f} s, bare LiteLLM {c['bare_litellm_s']:.2f} s)",
+         "≤ 1.15 × bare", c["ratio_vs_bare"] <= 1.15),
+        ("  … ratio run_eval / bare LiteLLM", f"{c['ratio_vs_bare']:.2f}", "≤ 1.15", c["ratio_vs_bare"] <= 1.15),
+        (f"{L['cases']:,} cases: peak RSS", f"{L['peak_rss_mb']:.0f} MB (run {L['wall_s']:.1f} s)", "≤ 400 MB",
+         L["peak_rss_mb"] <= 400 and L["all_scored"]),
+        (f"{L['cases']:,} cases: scoring alone", f"{L['scoring_s']:.1f} s", "≤ 10 s", L["scoring_s"] <= 10),
+        (f"429 every 5th + 500 every 7th, {f['cases']} cases", f"{f['scored']} scored, {f['errors']} errors, {f['retries']} retries",
+         "all scored", f["scored"] == f["cases"] and f["errors"] == 0),
+        ("server down (timeout 2 s, 2 retries)", f"exit {f['down_exit_code']} in {f['down_wall_s']:.1f} s, traceback: {f['down_traceback']}",
+         "exit 3, no traceback", f["down_exit_code"] == 3 and not f["down_traceback"]),
+    ]
+    print(f"machine: {r['machine']}{' (quick)' if a.quick else ''}\n")
+    print("| measure | result | target | |\n|---|---|---|---|")
+    for name, val, target, ok in rows:
+        print(f"| {name} | {val} | {target} | {'PASS' if ok else 'FAIL'} |")
+
+
+if __name__ == "__main__":
+    main()
