@@ -256,14 +256,10 @@ def _api_key(ep: Endpoint, cfg: Config) -> str | None:
     return key
 
 
-def _cost(litellm, response) -> float | None:
-    hidden = getattr(response, "_hidden_params", None) or {}
-    cost = hidden.get("response_cost")
-    if cost is None:
-        try:
-            cost = litellm.completion_cost(completion_response=response)
-        except Exception:
-            return None
+def _cost(response) -> float | None:
+    """USD cost LiteLLM computed for the response (its price map), or None
+    when it has no price for the model. Not recomputed: LiteLLM already tried."""
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
     return float(cost) if cost is not None else None
 
 
@@ -304,7 +300,7 @@ async def _call_model(litellm, req: Request, api_key: str | None, retries: int) 
         prompt_tokens=getattr(usage, "prompt_tokens", None),
         completion_tokens=getattr(usage, "completion_tokens", None),
         latency_s=round(latency, 4),
-        cost_usd=_cost(litellm, response),
+        cost_usd=_cost(response),
         retries=attempts - 1,
     )
 

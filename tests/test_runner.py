@@ -336,3 +336,15 @@ def test_slow_server_times_out_and_is_retried(make_project):
     for case in rec.cases:
         assert case.output is None and "Timeout" in case.error and case.calls[0].retries == 1
     assert rec.metrics["token_f1"].aggregate is None and rec.metrics["token_f1"].n_unscored == 2
+
+
+def test_cost_in_usd_from_litellm_price_map(make_project):
+    """A model LiteLLM has a price for gets a cost per call (USD, from the
+    offline price map); the served answer comes from the loopback server."""
+    with FakeOpenAI(reply=answer_by_question) as srv:
+        cfg_path = make_project(srv.url)
+        cfg_path.write_text(cfg_path.read_text().replace("model: openai/fake-model", "model: openai/gpt-4o-mini-2024-07-18"))
+        rec = run_eval(load_config(cfg_path))
+    costs = [c.calls[0].cost_usd for c in rec.cases]
+    assert all(x is not None and 0 < x < 0.01 for x in costs)
+    assert rec.usage.cost_usd == pytest.approx(sum(costs), rel=1e-3)
