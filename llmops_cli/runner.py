@@ -439,7 +439,7 @@ def _usage(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] | N
         calls=sum(not c.cached for c in calls),
         prompt_tokens=sum(c.prompt_tokens or 0 for c in calls),
         completion_tokens=sum(c.completion_tokens or 0 for c in calls),
-        cost_usd=round(sum(costs), 6) if costs else None,
+        cost_usd=sum(costs) if costs else None,
         cache_hits=sum(c.cached for c in calls),
         cache_misses=sum(not c.cached for c in calls),
         errors=sum(c.error is not None for c in calls),
