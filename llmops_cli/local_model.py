@@ -72,7 +72,7 @@ def get_llama(name: str):
     except ImportError:
         raise LocalModelError("llama-cpp-python is not installed: pip install 'llmops-cli[local]'") from None
     threads = int(os.environ.get("LLMOPS_LOCAL_THREADS", 0)) or max((os.cpu_count() or 2) // 2, 1)
-    llm = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=threads, seed=0, verbose=False)
+    llm = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
     if not _loaded:
         atexit.register(_close_all)  # Llama.__del__ errors at interpreter exit
     _loaded[name] = llm
