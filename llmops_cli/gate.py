@@ -21,7 +21,7 @@ two runs agree on every case (SE = 0) it falls back to
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any, Literal
 

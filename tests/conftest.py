@@ -135,6 +135,24 @@ baseline: baseline.json
 """
 
 
+# A config that only scores outputs made elsewhere (`llmops score`) on SQuAD questions.
+SCORE_CONFIG = """\
+model: local/smollm2-135m
+prompt:
+  user: "{{ question }}"
+dataset:
+  path: questions.jsonl
+  inputs: [question, paragraph]
+  references: answers
+metrics: [exact_match, token_f1]
+gate:
+  metrics:
+    token_f1: {max_drop: 0.02}
+    exact_match: {max_drop: 0.02}
+baseline: baseline.json
+"""
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

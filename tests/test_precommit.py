@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SCORE_CONFIG
+
 pytest.importorskip("pre_commit")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,21 +74,7 @@ def repo(tmp_path_factory):
     (work / "outputs.json").write_text(_answers("bert-ensemble", ids), encoding="utf-8")
     (work / "README.md").write_text("# demo\n", encoding="utf-8")
     (work / ".gitignore").write_text(".llmops/\n", encoding="utf-8")
-    (work / "llmops.yaml").write_text(textwrap.dedent("""\
-        model: local/smollm2-135m
-        prompt:
-          user: "{{ question }}"
-        dataset:
-          path: questions.jsonl
-          inputs: [question, paragraph]
-          references: answers
-        metrics: [exact_match, token_f1]
-        gate:
-          metrics:
-            token_f1: {max_drop: 0.02}
-            exact_match: {max_drop: 0.02}
-        baseline: baseline.json
-        """), encoding="utf-8")
+    (work / "llmops.yaml").write_text(SCORE_CONFIG, encoding="utf-8")
     exe = _llmops_exe()
     (work / ".pre-commit-config.yaml").write_text(textwrap.dedent(f"""\
         repos:

@@ -4,12 +4,13 @@ through click's CliRunner on a 100-question slice of the SQuAD predictions."""
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import numpy as np
 import pytest
+
+from conftest import SCORE_CONFIG
 from click.testing import CliRunner
 
 from llmops_cli.cli import cli
@@ -125,21 +126,7 @@ def project(tmp_path, monkeypatch):
     for system in ("bert-ensemble", "logistic-regression", "slqa-plus"):
         preds = json.loads((PREDICTIONS / f"predictions-{system}.json").read_text(encoding="utf-8"))
         (tmp_path / f"{system}.json").write_text(json.dumps({i: preds[i] for i in ids}), encoding="utf-8")
-    (tmp_path / "llmops.yaml").write_text(textwrap.dedent("""\
-        model: local/smollm2-135m
-        prompt:
-          user: "{{ question }}"
-        dataset:
-          path: questions.jsonl
-          inputs: [question, paragraph]
-          references: answers
-        metrics: [exact_match, token_f1]
-        gate:
-          metrics:
-            token_f1: {max_drop: 0.02}
-            exact_match: {max_drop: 0.02}
-        baseline: baseline.json
-        """), encoding="utf-8")
+    (tmp_path / "llmops.yaml").write_text(SCORE_CONFIG, encoding="utf-8")
     monkeypatch.chdir(tmp_path)  # run records go to ./.llmops/runs
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     return tmp_path
