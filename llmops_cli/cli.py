@@ -196,12 +196,13 @@ def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, out
         atomic_write_text(junit, junit_xml(cmp))
     if json_out:
         click.echo(comparison_json(cmp, record))
+    _check_unscored(cfg, record)  # gated or not, a judge that mostly did not answer means the run cannot pass
     _exit_for(console, cmp)
 
 
 def _check_unscored(cfg, record) -> None:
-    """A baseline is never written from a run whose judges mostly failed to
-    answer; the gate (compare) applies the same limit to a candidate."""
+    """Exit 3 (never a pass, never a regression) when a judge left more than
+    ``max_unscored_share`` of the cases unscored; no baseline is written."""
     from .errors import RunIncomplete
 
     for name, m in record.metrics.items():

@@ -33,7 +33,7 @@ from .prompt import check_template, render
 GRADE_VALUES = {"C": 1.0, "P": 0.5, "I": 0.0}
 _GRADE_LINE = re.compile(r"^[\s*_#>`]*GRADE\s*:\s*[*_`\s]*([CPI])[\s*_`.]*$", re.IGNORECASE)
 _SCORE_LINE = re.compile(r"^[\s*_#>`]*SCORE\s*:\s*[*_`\s]*(-?\d+)\s*(?:/\s*\d+)?[\s*_`.]*$", re.IGNORECASE)
-_VERDICT_WORD = re.compile(r"\b(GRADE|SCORE)(\s*):", re.IGNORECASE)
+_VERDICT_WORD = re.compile(r"(?<![A-Za-z0-9])(GRADE|SCORE)(\s*):", re.IGNORECASE)  # "_GRADE:" too
 _TAG_LIKE = re.compile(r"<(/?)\s*(data-|answer|passages?|question)", re.IGNORECASE)
 
 
@@ -113,7 +113,9 @@ def parse_verdict(reply: str | None, judge: Judge) -> tuple[str | None, float | 
 def reduce_samples(verdicts: list[tuple[str | None, float | None]], how: str) -> dict[str, Any]:
     """Reduce k parsed samples of one case.
 
-    Returns ``{verdict, value, agreement, spread, n_parsed}``: ``agreement``
+    Returns ``{verdict, value, agreement, spread, n_parsed}``: ``verdict`` is
+    the most common one (ties: the lower), ``value`` its value (majority) or
+    the mean of the values (mean); ``agreement``
     is the share of parsed samples equal to the most common verdict (1.0 =
     the judge agreed with itself), ``spread`` max − min of the values.
     All samples unscored → ``value`` None."""
@@ -123,12 +125,8 @@ def reduce_samples(verdicts: list[tuple[str | None, float | None]], how: str) ->
     counts = Counter(v for v, _ in parsed)
     top = max(counts.values())
     values = {v: x for v, x in parsed}
-    if how == "majority":
-        verdict = min((v for v, n in counts.items() if n == top), key=lambda v: values[v])  # ties: the lower grade
-        value = values[verdict]
-    else:
-        verdict = None
-        value = sum(x for _, x in parsed) / len(parsed)
+    verdict = min((v for v, n in counts.items() if n == top), key=lambda v: values[v])  # modal; ties: the lower
+    value = values[verdict] if how == "majority" else sum(x for _, x in parsed) / len(parsed)
     xs = [x for _, x in parsed]
     return {"verdict": verdict, "value": value, "agreement": top / len(parsed), "spread": max(xs) - min(xs), "n_parsed": len(parsed)}
 
