@@ -6,7 +6,6 @@ Cohen's kappa and the human review round trip through the CLI."""
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import re
 import threading
