@@ -203,7 +203,7 @@ def _compare_metric(metric: str, pairs: list[tuple[str, float, float]], baseline
     reason = ""
     if max_unscored_share is not None and unscored_share > max_unscored_share:
         verdict = "unscored"
-        reason = f"{unscored_share:.0%} of cases unscored (limit {max_unscored_share:.0%})"
+        reason = f"{unscored_share:.0%} of cases unscored by the judge (limit max_unscored_share {max_unscored_share:.0%})"
     elif rule is not None:
         if rule.min is not None and c_agg < rule.min:
             verdict, reason = "below min", f"{c_agg:.4g} < min {rule.min:g}"
@@ -232,8 +232,9 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
             both runs scored).
         top: how many most-changed cases to return.
         check_dataset: refuse records made on different eval sets.
-        max_unscored_share: a metric with a larger share (0–1) of unscored
-            candidate cases gets verdict ``unscored`` (the run cannot pass).
+        max_unscored_share: a judge metric with a larger share (0–1) of
+            unscored candidate cases gets verdict ``unscored`` (the run cannot
+            pass).
 
     Raises:
         BaselineError: the dataset hashes differ (exit 2), or a gated metric
@@ -263,7 +264,8 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
         pairs = [p for p in pairs if p[1] is not None and p[2] is not None]
         summ = candidate.metrics.get(m)
         total = (summ.n_scored + summ.n_unscored) if summ else 0
-        share = summ.n_unscored / total if summ and total else 0.0
+        # judge verdicts only: failed cases of reference metrics are bounded by max_error_share instead
+        share = summ.n_unscored / total if summ and total and summ.info.get("judge") else 0.0
         results.append(_compare_metric(m, pairs, bmap, cmap, gate.metrics.get(m), gate, cluster_of, share, max_unscored_share))
     changes = case_changes(baseline, candidate, names)
     return Comparison(

@@ -51,6 +51,9 @@ def import_litellm():
     import logging
 
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # its warnings (e.g. a new event loop per phase) are not the user's
+    import gc
+
+    gc.freeze()  # LiteLLM leaves ~370k long-lived objects; keep every collection during the run from re-walking them
     local_model.register(litellm)
     return litellm
 
@@ -462,9 +465,13 @@ def _display_path(p) -> str | None:
 
 def build_record(cfg: Config, prep: Prepared, *, source: str = "model", status: str = "complete") -> RunRecord:
     snapshot = cfg.snapshot()
+    by_case: dict[int, list[Call]] = {}
+    for r in prep.requests:
+        if r.call is not None:
+            by_case.setdefault(r.case_index, []).append(r.call)
     records = []
     for i, case in enumerate(prep.cases):
-        calls = sorted((r.call for r in prep.requests if r.case_index == i and r.call is not None), key=lambda c: c.repeat)
+        calls = sorted(by_case.get(i, []), key=lambda c: c.repeat)
         first = calls[0] if calls else None
         records.append(CaseRecord(
             id=case.id, inputs=case.inputs, references=case.references, retrieval=prep.retrievals[i],

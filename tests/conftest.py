@@ -117,6 +117,17 @@ QUESTIONS = [
     {"id": "q6", "question": "Which team lost to the Broncos?", "answers": ["Carolina Panthers", "the Panthers"]},
 ]
 
+# What the fake model under test answers per question: four right, one partly, one wrong.
+ANSWERS = {
+    "Who won Super Bowl 50?": "The Denver Broncos",
+    "Where was Super Bowl 50 played?": "Levi's Stadium in Santa Clara",
+    "Who was the most valuable player?": "Von Miller",
+    "Who headlined the halftime show?": "Coldplay",
+    "Who sang the national anthem?": "Beyonce",
+    "Which team lost to the Broncos?": "the Carolina Panthers",
+}
+
+
 CONFIG_TEMPLATE = """\
 model: openai/fake-model
 api_base: {api_base}

@@ -191,3 +191,16 @@ def test_no_file_written_holds_the_key(project, tmp_path):
         for dirpath, _, files in os.walk(root):
             for f in files:
                 assert PLANTED_KEY.encode() not in open(os.path.join(dirpath, f), "rb").read(), f
+
+
+def test_failed_cases_within_max_error_share_are_gated_on_the_rest(make_project, litellm_loaded):
+    """max_unscored_share bounds judge verdicts only: provider errors are
+    bounded by max_error_share, and the gate decides on the scored pairs."""
+    def reply(messages, body):
+        q = messages[-1]["content"].rsplit("Question: ", 1)[-1].strip()
+        return (400, "bad request") if q in (QUESTIONS[0]["question"], QUESTIONS[1]["question"]) else right_answers(messages, body)
+    with FakeOpenAI(reply=reply) as srv:
+        cfg = make_project(srv.url, max_error_share=0.5)
+        assert run(["eval", str(cfg), "--update-baseline"]).exit_code == 0
+        res = run(["eval", str(cfg)])
+    assert res.exit_code == 0, res.output

@@ -24,22 +24,13 @@ from llmops_cli.review import cohen_kappa
 from llmops_cli.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
-from conftest import QUESTIONS
+from conftest import ANSWERS, QUESTIONS
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
 
 CORRECTNESS = Judge()
 RUBRIC = Judge(type="rubric", criteria="Concise and correct.", scale=(1, 5))
 
-# What the fake model under test answers (as in test_runner): q2 partly right, q5 wrong.
-ANSWERS = {
-    "Who won Super Bowl 50?": "The Denver Broncos",
-    "Where was Super Bowl 50 played?": "Levi's Stadium in Santa Clara",
-    "Who was the most valuable player?": "Von Miller",
-    "Who headlined the halftime show?": "Coldplay",
-    "Who sang the national anthem?": "Beyonce",
-    "Which team lost to the Broncos?": "the Carolina Panthers",
-}
 ID_OF = {q["question"]: q["id"] for q in QUESTIONS}
 # What a sensible judge says about those answers.
 GRADES = {"q1": "C", "q2": "P", "q3": "C", "q4": "C", "q5": "I", "q6": "C"}

@@ -16,19 +16,10 @@ from llmops_cli.runner import run_eval, score_outputs
 from llmops_cli.scorers import score_all
 from llmops_cli.testing import FakeOpenAI
 
-from conftest import CORPUS, PLANTED_KEY, QUESTIONS
+from conftest import ANSWERS, CORPUS, PLANTED_KEY, QUESTIONS
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
 
-# What the fake model answers per question: four right, one partly, one wrong.
-ANSWERS = {
-    "Who won Super Bowl 50?": "The Denver Broncos",
-    "Where was Super Bowl 50 played?": "Levi's Stadium in Santa Clara",
-    "Who was the most valuable player?": "Von Miller",
-    "Who headlined the halftime show?": "Coldplay",
-    "Who sang the national anthem?": "Beyonce",
-    "Which team lost to the Broncos?": "the Carolina Panthers",
-}
 EXPECTED_TOP_DOC = {"q1": "broncos", "q2": "venue", "q3": "mvp", "q4": "halftime", "q5": "anthem", "q6": "broncos"}
 
 
