@@ -7,10 +7,10 @@ and :class:`~llmops_cli.record.RunRecord` objects.
 from __future__ import annotations
 
 import json
-from typing import Any
 from xml.etree import ElementTree as ET
 
 from .gate import Comparison, MetricComparison
+from .judge import input_text
 from .record import RunRecord
 
 VERDICT_STYLE = {"pass": "green", "improved": "bold green", "regressed": "bold red", "below min": "bold red",
@@ -36,13 +36,6 @@ def _short(text: str | None, width: int = 70) -> str:
         return "(error)"
     t = " ".join(text.split())
     return t if len(t) <= width else t[: width - 1] + "…"
-
-
-def _question(inputs: dict[str, Any]) -> str:
-    for k in ("question", "input", "query", "prompt"):
-        if isinstance(inputs.get(k), str):
-            return inputs[k]
-    return next((v for v in inputs.values() if isinstance(v, str)), "")
 
 
 def gate_rule_text(cmp: Comparison) -> str:
@@ -115,7 +108,7 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
         for col in ("id", "question", "baseline output", "candidate output", "Δ " + fallen[0].metric):
             ct.add_column(col, overflow="fold")
         for c in fallen:
-            ct.add_row(c.id, _short(_question(c.inputs), 50), _short(c.baseline_output, 40), _short(c.candidate_output, 40),
+            ct.add_row(c.id, _short(input_text(c.inputs), 50), _short(c.baseline_output, 40), _short(c.candidate_output, 40),
                        fmt(c.delta, 1.0, True))
         console.print(ct)
     for m in cmp.metrics:
@@ -153,7 +146,7 @@ def markdown(cmp: Comparison, record: RunRecord | None = None, top: int = 5) -> 
         lines += [f"**Most changed cases** ({cmp.n_worse_cases} worse, {cmp.n_improved_cases} better):", "",
                   f"| id | question | baseline | candidate | Δ {changed[0].metric} |", "|---|---|---|---|---:|"]
         for c in changed:
-            cells = [c.id, _short(_question(c.inputs), 60), _short(c.baseline_output, 50), _short(c.candidate_output, 50)]
+            cells = [c.id, _short(input_text(c.inputs), 60), _short(c.baseline_output, 50), _short(c.candidate_output, 50)]
             cells = [x.replace("|", "\\|") for x in cells]
             lines.append("| " + " | ".join(cells) + f" | {fmt(c.delta, 1.0, True)} |")
         lines.append("")
@@ -205,6 +198,6 @@ def print_changed_cases(console, cmp: Comparison, top: int = 10) -> None:
     for col in ("id", "question", "reference", "A output", "B output", "Δ " + cases[0].metric):
         t.add_column(col, overflow="fold")
     for c in cases:
-        t.add_row(c.id, _short(_question(c.inputs), 50), _short(" | ".join(c.references), 30), _short(c.baseline_output, 40),
+        t.add_row(c.id, _short(input_text(c.inputs), 50), _short(" | ".join(c.references), 30), _short(c.baseline_output, 40),
                   _short(c.candidate_output, 40), fmt(c.delta, 1.0, True))
     console.print(t)

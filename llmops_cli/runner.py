@@ -28,7 +28,7 @@ from .dataset import Case, dataset_hash, load_dataset
 from .errors import Interrupted, RunIncomplete
 from .prompt import render, render_messages
 from .record import Call, CaseRecord, MetricSummary, RetrievedChunk, Retrieval, RunRecord, Usage, new_run_id, now_iso
-from .scorers import SCORERS, aggregate, score_all
+from .scorers import SCORERS, aggregate, mean, score_all
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_RETRIES = 4
@@ -393,8 +393,7 @@ def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int,
         per_case: list[float | None] = []
         stats: list[list[float] | None] = []
         for i, case in enumerate(records):
-            vals = [r[name].per_case[i] for r in per_repeat if r[name].per_case[i] is not None]
-            score = sum(vals) / len(vals) if vals else None
+            score = mean([r[name].per_case[i] for r in per_repeat])
             st_rows = [r[name].stats[i] for r in per_repeat if r[name].stats and r[name].stats[i] is not None]
             st = [sum(col) / len(st_rows) for col in zip(*st_rows)] if st_rows else None
             case.scores[name] = score
@@ -596,14 +595,13 @@ def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -
                     agreements.append(red["agreement"])
                     disagreeing += red["agreement"] < 1
             rec.judges[name] = results
-            vals = [r.value for r in results if r.value is not None]
-            rec.scores[name] = sum(vals) / len(vals) if vals else None
+            rec.scores[name] = mean([r.value for r in results])
         per_case = [rec.scores.get(name) for rec in records]
         scored = sum(v is not None for v in per_case)
         jcalls = [r.call for r in jreqs if r.judge == name and r.call is not None]
         u = _usage([], 0.0, jcalls)
         summaries[name] = MetricSummary(
-            aggregate=aggregate_mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
+            aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
             info={"judge": True, "type": judge.type, "model": judge_endpoint(cfg, name).model, "samples": judge.samples,
                   "reduce": how, "unparsed_samples": n_unparsed, "error_samples": errors, "total_samples": n_samples,
                   "self_agreement": round(sum(agreements) / len(agreements), 4) if agreements else None,
@@ -611,11 +609,6 @@ def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -
                   "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd},
         )
     return summaries
-
-
-def aggregate_mean(xs: list[float | None]) -> float | None:
-    vals = [x for x in xs if x is not None]
-    return sum(vals) / len(vals) if vals else None
 
 
 def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = None, name: str = "outputs",
