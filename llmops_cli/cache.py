@@ -24,8 +24,8 @@ from .config import canonical_json, sha256_text
 DEFAULT_DIR = ".llmops/cache"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL)",
-    # memoised metric results for identical outputs and references: derived data, safe to clear
-    "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)",
+    # memoised derived results (metric results, retrieval hits) keyed by a hash of all their inputs: safe to clear
+    "CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)",
 )
 
 
@@ -85,17 +85,20 @@ class ResponseCache:
                 (key, model, text, time.time()),
             )
 
-    def get_score(self, key: str) -> dict[str, Any] | None:
-        """A memoised metric result (not counted as a response hit or miss)."""
+    def get_memo(self, key: str) -> Any:
+        """A memoised derived result — a metric's results, or retrieval hits —
+        stored under a key that hashes everything it depends on; ``None`` if
+        absent. Not counted as a response hit or miss."""
         if not self.path.exists() and self._conn is None:
             return None
         with self._lock:
-            row = self._db().execute("SELECT value FROM scores WHERE key = ?", (key,)).fetchone()
+            row = self._db().execute("SELECT value FROM memo WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put_score(self, key: str, value: dict[str, Any]) -> None:
+    def put_memo(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable derived result under ``key``."""
         with self._lock:
-            self._db().execute("INSERT OR REPLACE INTO scores (key, value, created) VALUES (?, ?, ?)",
+            self._db().execute("INSERT OR REPLACE INTO memo (key, value, created) VALUES (?, ?, ?)",
                                (key, json.dumps(value), time.time()))
 
     def info(self) -> dict[str, Any]:
@@ -113,7 +116,7 @@ class ResponseCache:
             return 0
         with self._lock:
             n = self._db().execute("DELETE FROM responses").rowcount
-            self._db().execute("DELETE FROM scores")
+            self._db().execute("DELETE FROM memo")
             self._db().execute("VACUUM")
         return n
 

@@ -22,6 +22,7 @@ two runs agree on every case (SE = 0) it falls back to
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from statistics import NormalDist
 from typing import Any, Literal
 
@@ -132,32 +133,40 @@ def _rule_text(rule: GateRule | None, mode: str) -> str:
     return ", ".join(parts) or "—"
 
 
-def _groups(ids: list[str], cluster_of: dict[str, Any] | None) -> list[np.ndarray]:
+def _groups(ids: list[str], cluster_of: dict[str, Any] | None) -> list[np.ndarray] | None:
+    """Resampling units as arrays of case positions; ``None`` means every
+    case is its own unit (the ordinary paired bootstrap)."""
     if cluster_of is None:
-        return [np.array([i]) for i in range(len(ids))]
+        return None
     groups: dict[Any, list[int]] = {}
     for i, cid in enumerate(ids):
         groups.setdefault(cluster_of.get(cid, cid), []).append(i)
     return [np.array(v) for v in groups.values()]
 
 
+@lru_cache(maxsize=2)
+def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """``resamples × n`` unit indices drawn with replacement (seeded); shared
+    by every metric of a comparison, which all resample the same cases."""
+    pick = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    pick.flags.writeable = False
+    return pick
+
+
 def bootstrap_deltas(metric: str, base: np.ndarray, cand: np.ndarray, base_stats: np.ndarray | None,
-                     cand_stats: np.ndarray | None, groups: list[np.ndarray], resamples: int, seed: int) -> np.ndarray:
+                     cand_stats: np.ndarray | None, groups: list[np.ndarray] | None, resamples: int, seed: int) -> np.ndarray:
     """``resamples`` bootstrap replicates of (candidate − baseline) aggregate.
 
     Mean metrics resample per-case score differences; corpus metrics (BLEU)
     resample per-case sufficient statistics of both systems with the same
     indices and recompute each corpus score. ``groups`` are the resampling
-    units (single cases, or clusters)."""
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(groups), size=(resamples, len(groups)))
+    units (clusters of case positions), or ``None`` for single cases."""
+    pick = _resample_indices(len(base) if groups is None else len(groups), resamples, seed)
     from_stats = _from_stats(metric)
-    if len(groups) == len(base) and all(len(g) == 1 for g in groups):
-        order = np.concatenate(groups)
-        idx = order[pick]
+    if groups is None:
         if from_stats is None or base_stats is None:
-            return (cand - base)[idx].mean(axis=1)
-        sb, sc = base_stats[idx].sum(axis=1), cand_stats[idx].sum(axis=1)
+            return (cand - base)[pick].mean(axis=1)
+        sb, sc = base_stats[pick].sum(axis=1), cand_stats[pick].sum(axis=1)
         return np.array([from_stats(c) - from_stats(b) for b, c in zip(sb, sc)])
     out = np.empty(resamples)
     for r in range(resamples):

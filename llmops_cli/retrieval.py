@@ -10,8 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from .config import Retrieval as RetrievalSpec
+from .config import canonical_json, sha256_text
 from .dataset import read_records
 from .errors import DatasetError
+
+RETRIEVER_VERSION = "bm25s-english-stopwords/1"  # bump when tokenisation or ranking changes: memoised hits are keyed by it
+
+Hits = list[list[tuple["Chunk", float]]]
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,31 @@ class BM25Retriever:
         q = self._tokenizer.tokenize(queries, update_vocab=False, show_progress=False, return_as="string")
         idx, scores = self._bm25.retrieve(q, k=k, show_progress=False)
         return [[(self.chunks[int(i)], float(s)) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(idx, scores)]
+
+
+def retrieve(spec: RetrievalSpec, chunks: list[Chunk], corpus_hash: str, queries: list[str], memo: Any = None) -> Hits:
+    """Top-``spec.top_k`` ``(chunk, BM25 score)`` pairs per query, best first.
+
+    ``memo`` (a :class:`~llmops_cli.cache.ResponseCache`, or ``None``) keeps
+    the hits under a hash of the retriever version, the installed ``bm25s``
+    version, ``corpus_hash``, every retrieval setting and the queries; an
+    identical re-run then reads them back without importing ``bm25s`` or
+    building the index. Raises ``ValueError`` for an empty chunk list.
+    """
+    key = None
+    if memo is not None:
+        from importlib.metadata import version
+
+        key = "retrieval:" + sha256_text(canonical_json(
+            [RETRIEVER_VERSION, version("bm25s"), corpus_hash, spec.model_dump(mode="json"), queries]))
+        rows = memo.get_memo(key)
+        if rows is not None:
+            return [[(chunks[i], s) for i, s in row] for row in rows]
+    hits = BM25Retriever(chunks, spec.k1, spec.b).retrieve(queries, spec.top_k)
+    if memo is not None:
+        index = {id(c): i for i, c in enumerate(chunks)}
+        memo.put_memo(key, [[[index[id(c)], s] for c, s in row] for row in hits])
+    return hits
 
 
 def load_corpus(spec: RetrievalSpec, base_dir: Path) -> tuple[list[Chunk], str]:

@@ -13,9 +13,7 @@ price list from the network.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import email.utils
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,7 +29,8 @@ from .record import Call, CaseRecord, MetricSummary, RetrievedChunk, Retrieval, 
 from .scorers import SCORERS, aggregate, mean, score_all
 
 DEFAULT_CONCURRENCY = 8
-DEFAULT_RETRIES = 4
+DEFAULT_RETRIES = 6
+NOT_RUN = "not run"  # a case's error when its call was never made (interrupted, or the run stopped early)
 CALL_PARAMS = ("temperature", "max_tokens", "top_p", "seed", "stop")
 SCORER_VERSION = f"{__version__}/1"  # bump when a scorer's definition changes: memoised scores are keyed by it
 
@@ -141,8 +140,11 @@ def judge_endpoint(cfg: Config, name: str) -> Endpoint:
     return Endpoint.of(cfg.model, j.api_base or cfg.api_base, j.api_key_env or cfg.api_key_env, j.params)
 
 
-def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True) -> Prepared:
+def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True, cache: ResponseCache | None = None) -> Prepared:
     """Load cases, retrieve, render messages and compute cache keys.
+
+    ``with_prompts=False`` only loads the cases (for the dataset hash).
+    ``cache`` memoises the retrieval hits (see :func:`retrieval.retrieve`).
 
     Raises:
         DatasetError: eval set or corpus unreadable/empty.
@@ -156,12 +158,12 @@ def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True) ->
     chunk_vars: list[dict[str, Any]] = [{} for _ in cases]
     corpus_hash = None
     if cfg.retrieval and with_prompts:
-        from .retrieval import BM25Retriever, chunk_variables, load_corpus
+        from .retrieval import chunk_variables, load_corpus, retrieve
 
         r = cfg.retrieval
         chunks, corpus_hash = load_corpus(r, cfg.base_dir)
         queries = [render(r.query, c.inputs, path, "retrieval.query") for c in cases]
-        hits = BM25Retriever(chunks, r.k1, r.b).retrieve(queries, r.top_k)
+        hits = retrieve(r, chunks, corpus_hash, queries, cache)
         for i, (q, h) in enumerate(zip(queries, hits)):
             retrievals[i] = Retrieval(query=q, chunks=[RetrievedChunk(id=c.id, score=round(s, 4), text=c.text) for c, s in h])
             chunk_vars[i] = chunk_variables(h)
@@ -211,6 +213,8 @@ def _status(exc: BaseException) -> int | None:
 
 def is_retryable(exc: BaseException) -> bool:
     """429, 408, 409, 5xx, connection errors and timeouts are retried."""
+    import asyncio
+
     import litellm
 
     if isinstance(exc, (litellm.Timeout, litellm.APIConnectionError, asyncio.TimeoutError)):
@@ -231,6 +235,8 @@ def retry_after_s(exc: BaseException) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        import email.utils
+
         parsed = email.utils.parsedate_tz(value)
         return max(0.0, email.utils.mktime_tz(parsed) - time.time()) if parsed else None
 
@@ -267,6 +273,8 @@ def _cost(response) -> float | None:
 
 
 async def _call_model(litellm, req: Request, api_key: str | None, retries: int) -> Call:
+    import asyncio
+
     from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
     backoff = wait_random_exponential(multiplier=0.5, max=20)
@@ -320,29 +328,46 @@ CACHED_FIELDS = {"output", "response", "prompt_tokens", "completion_tokens", "co
 
 
 async def _answer_all(cfg: Config, todo: list[Request], cache: ResponseCache | None, concurrency: int, retries: int,
-                      on_done: Callable[[], None]) -> None:
+                      on_done: Callable[[], None], max_failed_cases: int | None = None) -> None:
     """Make every call in ``todo`` (bounded concurrency per endpoint; the
-    embedded model one at a time, so latency measures the call, not a queue)."""
+    embedded model one at a time, so latency measures the call, not a queue).
+
+    Once more than ``max_failed_cases`` cases have a call that failed after
+    its retries, the run can no longer complete: calls not yet started are
+    skipped (their ``req.call`` stays ``None``), so a dead provider costs one
+    round of retries rather than one per case. Calls already in flight finish
+    (their answers may be paid for, and are cached)."""
+    import asyncio
+
     from . import local_model
 
     litellm = import_litellm()
     keys = {ep: _api_key(ep, cfg) for ep in {r.endpoint for r in todo}}
     sems = {ep.route: asyncio.Semaphore(local_model.MAX_CONCURRENCY if ep.is_local else concurrency) for ep in keys}
+    failed: set[int] = set()
+
+    def hopeless() -> bool:
+        return max_failed_cases is not None and len(failed) > max_failed_cases
 
     async def one(req: Request) -> None:
         async with sems[req.endpoint.route]:
+            if hopeless():
+                return
             req.call = await _call_model(litellm, req, keys[req.endpoint], retries)
         if req.call.error is None and cache is not None:
             cache.put(req.key, req.endpoint.model, req.call.model_dump(include=CACHED_FIELDS))
+        elif req.call.error is not None:
+            failed.add(req.case_index)
         on_done()
 
     await asyncio.gather(*(one(r) for r in todo))
 
 
 def _resolve(cfg: Config, requests: list[Request], cache: ResponseCache | None, concurrency: int, retries: int,
-             tick: Callable[[], None]) -> None:
+             tick: Callable[[], None], max_failed_cases: int | None = None) -> None:
     """Fill ``req.call`` for every request: from the cache, else by calling
-    (LiteLLM is imported only if something misses)."""
+    (LiteLLM is imported only if something misses). Past ``max_failed_cases``
+    failed cases the remaining calls are not made (``req.call`` stays None)."""
     todo = []
     for req in requests:
         hit = cache.get(req.key) if cache is not None else None
@@ -354,7 +379,9 @@ def _resolve(cfg: Config, requests: list[Request], cache: ResponseCache | None, 
     if todo:
         for ep in {r.endpoint for r in todo}:
             _check_credentials(ep, cfg)  # fail on a missing key before any call, not after retries
-        asyncio.run(_answer_all(cfg, todo, cache, max(1, concurrency), retries, tick))
+        import asyncio  # only when something is called: a fully cached run skips its import
+
+        asyncio.run(_answer_all(cfg, todo, cache, max(1, concurrency), retries, tick, max_failed_cases))
 
 
 def _check_credentials(ep: Endpoint, cfg: Config) -> None:
@@ -421,10 +448,10 @@ def _score_memo(metrics: list[str], outs: list[str | None], refs: list[list[str]
     results = {}
     for name in metrics:
         key = f"{name}:{content}"
-        hit = cache.get_score(key)
+        hit = cache.get_memo(key)
         if hit is None:
             res = score_all([name], outs, refs)[name]
-            cache.put_score(key, dataclasses.asdict(res))
+            cache.put_memo(key, dataclasses.asdict(res))
         else:
             res = MetricResult(**hit)
         results[name] = res
@@ -476,7 +503,7 @@ def build_record(cfg: Config, prep: Prepared, *, source: str = "model", status: 
             id=case.id, inputs=case.inputs, references=case.references, retrieval=prep.retrievals[i],
             messages=prep.messages[i] if prep.messages else None, calls=calls,
             output=first.output if first else None,
-            error=next((c.error for c in calls if c.error), None) if calls else "not run",
+            error=next((c.error for c in calls if c.error), None) if calls else NOT_RUN,
         ))
     return RunRecord(
         run_id=new_run_id(), created_at=now_iso(), tool_version=__version__, source=source, status=status,
@@ -509,7 +536,7 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
         Interrupted: Ctrl-C; ``.record`` holds every answer completed so far.
     """
     t0 = time.perf_counter()
-    prep = prepare(cfg, limit)
+    prep = prepare(cfg, limit, cache=cache)
     state = {"done": 0, "total": len(prep.requests)}
 
     def tick() -> None:
@@ -524,7 +551,8 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
         return Interrupted(f"interrupted after {state['done']} of {state['total']} calls; completed answers are cached", record)
 
     try:
-        _resolve(cfg, prep.requests, cache, concurrency, retries, tick)
+        _resolve(cfg, prep.requests, cache, concurrency, retries, tick,
+                 max_failed_cases=int(cfg.max_error_share * len(prep.cases)))
     except KeyboardInterrupt:
         raise interrupted() from None
     record = build_record(cfg, prep)
@@ -545,8 +573,11 @@ def _check_errors(cfg: Config, record: RunRecord, what: str, t0: float) -> None:
     if failed and len(failed) / len(record.cases) > cfg.max_error_share:
         record.status = "incomplete"
         record.usage = _usage(record.cases, time.perf_counter() - t0)
-        raise RunIncomplete(f"{len(failed)} of {len(record.cases)} cases failed (limit {cfg.max_error_share:.0%}) {what}; "
-                            f"first error: {failed[0].error}", record)
+        errors = [c.error for c in failed if c.error != NOT_RUN]
+        not_run = len(failed) - len(errors)
+        raise RunIncomplete(f"{len(errors)} of {len(record.cases)} cases failed (limit {cfg.max_error_share:.0%}) {what}"
+                            f"{f', so the other {not_run} were not run' if not_run else ''}; "
+                            f"first error: {errors[0] if errors else NOT_RUN}", record)
 
 
 def _score_and_judge(cfg: Config, prep: Prepared, record: RunRecord, cache: ResponseCache | None, concurrency: int,
@@ -623,7 +654,7 @@ def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = N
         without an output (share above ``cfg.max_error_share``).
     """
     t0 = time.perf_counter()
-    prep = prepare(cfg, limit, with_prompts=bool(cfg.judges))
+    prep = prepare(cfg, limit, with_prompts=bool(cfg.judges), cache=cache)
     prep.requests = []
     for i, case in enumerate(prep.cases):
         out = outputs.get(case.id)

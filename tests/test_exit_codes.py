@@ -107,6 +107,20 @@ def test_baseline_problems_are_exit_2(project):
     assert res.exit_code == 2 and "another eval set" in res.output
 
 
+def test_fully_cached_run_imports_no_model_code_and_makes_no_call(project):
+    """Issue 5: a fully cached re-run never imports LiteLLM (nor the embedded
+    model, nor bm25s: retrieval hits are memoised too) and calls nothing."""
+    cfg, srv = project
+    srv.stop()  # any call would now fail the run
+    probe = ("import sys\nfrom llmops_cli.cli import main\n"
+             f"sys.argv = ['llmops', 'eval', {str(cfg)!r}]\n"
+             "try:\n    main()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
+             "print('LOADED', sorted(m for m in ('litellm', 'openai', 'httpx', 'llama_cpp', 'bm25s') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=cfg.parent)
+    assert "EXIT 0" in res.stdout and "LOADED []" in res.stdout, res.stdout + res.stderr
+    assert f"calls 0 · cache {len(QUESTIONS)} hit / 0 miss" in res.stdout
+
+
 def test_empty_dataset_and_bad_flags_are_exit_2(project):
     cfg, _ = project
     (cfg.parent / "questions.jsonl").write_text("")

@@ -9,7 +9,8 @@ import pytest
 from llmops_cli.config import Chunking
 from llmops_cli.config import Retrieval as RetrievalSpec
 from llmops_cli.errors import DatasetError
-from llmops_cli.retrieval import BM25Retriever, Chunk, chunk_documents, chunk_variables, load_corpus
+from llmops_cli.cache import ResponseCache
+from llmops_cli.retrieval import BM25Retriever, Chunk, chunk_documents, chunk_variables, load_corpus, retrieve
 
 from conftest import CORPUS, write_jsonl
 
@@ -97,6 +98,33 @@ def test_bm25_batch_and_k(retriever):
 def test_bm25_needs_chunks():
     with pytest.raises(ValueError):
         BM25Retriever([])
+
+
+def test_memoised_hits_equal_fresh_ones_and_follow_every_input(tmp_path, monkeypatch):
+    write_jsonl(tmp_path / "corpus.jsonl", CORPUS)
+    spec = RetrievalSpec(corpus="corpus.jsonl", top_k=2)
+    chunks, h = load_corpus(spec, tmp_path)
+    queries = ["Who headlined the halftime show?", "Who sang the national anthem?"]
+    memo = ResponseCache(tmp_path / "cache")
+    fresh = retrieve(spec, chunks, h, queries, memo)
+    assert fresh == BM25Retriever(chunks).retrieve(queries, 2)
+
+    def no_bm25(*a, **k):
+        raise AssertionError("BM25 index built on a memo hit")
+
+    with monkeypatch.context() as m:
+        m.setattr(BM25Retriever, "__init__", no_bm25)
+        again = retrieve(spec, chunks, h, queries, memo)
+    assert again == fresh and all(a[0] is b[0] for row_a, row_b in zip(again, fresh) for a, b in zip(row_a, row_b))
+    # another setting, corpus hash or query misses the memo (and is ranked afresh)
+    assert [len(r) for r in retrieve(spec.model_copy(update={"top_k": 3}), chunks, h, queries, memo)] == [3, 3]
+    calls = []
+    real_init = BM25Retriever.__init__
+    monkeypatch.setattr(BM25Retriever, "__init__", lambda self, *a, **k: calls.append(1) or real_init(self, *a, **k))
+    retrieve(spec, chunks, "another-corpus", queries, memo)
+    retrieve(spec, chunks, h, queries[:1], memo)
+    retrieve(spec.model_copy(update={"k1": 1.2}), chunks, h, queries, memo)
+    assert len(calls) == 3
 
 
 def test_chunk_variables():

@@ -207,7 +207,7 @@ def test_rate_limits_and_server_errors_are_retried(make_project):
 
 def test_down_server_raises_run_incomplete(make_project):
     srv = FakeOpenAI(down=True).start()
-    cfg = load_config(make_project(srv.url, timeout=1))
+    cfg = load_config(make_project(srv.url, timeout=1, max_error_share=0.99))  # every case is tried before giving up
     with pytest.raises(RunIncomplete) as ei:
         run_eval(cfg, retries=1)
     err = ei.value
@@ -219,6 +219,23 @@ def test_down_server_raises_run_incomplete(make_project):
     assert all(c.calls[0].retries == 1 for c in rec.cases)  # connection errors are retried
     assert rec.usage.errors == len(QUESTIONS)
     assert PLANTED_KEY not in str(err) and PLANTED_KEY not in rec.model_dump_json()
+
+
+def test_run_stops_calling_once_it_cannot_complete(make_project):
+    """Past max_error_share failed cases the remaining cases are not called:
+    a dead provider costs one round of retries, not one per case."""
+    srv = FakeOpenAI(down=True).start()
+    cfg = load_config(make_project(srv.url, timeout=1, max_error_share=0.2))  # 6 cases: one may fail, two may not
+    with pytest.raises(RunIncomplete) as ei:
+        run_eval(cfg, retries=1, concurrency=1)
+    rec = ei.value.record
+    tried = [c for c in rec.cases if c.calls]
+    assert len(tried) == 2 and all(c.calls[0].retries == 1 and "Connection" in c.error for c in tried)
+    assert [c.error for c in rec.cases if not c.calls] == ["not run"] * (len(QUESTIONS) - 2)
+    assert rec.usage.errors == 2 and rec.status == "incomplete"
+    msg = str(ei.value)
+    assert f"2 of {len(QUESTIONS)} cases failed (limit 20%)" in msg and f"the other {len(QUESTIONS) - 2} were not run" in msg
+    assert "first error: " in msg and "first error: not run" not in msg
 
 
 def test_error_share_over_limit(make_project):
