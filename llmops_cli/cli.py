@@ -68,7 +68,7 @@ def _run_options(f):
     opts = [
         click.option("--limit", type=click.IntRange(min=0), default=None, help="Use the first N cases (0 = all); overrides dataset.limit."),
         click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True, help="Model calls in flight at once."),
-        click.option("--retries", type=click.IntRange(min=0), default=6, show_default=True, help="Retries per call on 429/5xx/timeouts."),
+        click.option("--retries", type=click.IntRange(min=0), default=8, show_default=True, help="Retries per call on 429/5xx/timeouts."),
         click.option("--no-cache", is_flag=True, help="Do not read or write the response cache."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder [default: $LLMOPS_CACHE_DIR or .llmops/cache]."),
         click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Run record path [default: .llmops/runs/<run-id>.json]."),

@@ -29,7 +29,7 @@ from .record import Call, CaseRecord, MetricSummary, RetrievedChunk, Retrieval, 
 from .scorers import SCORERS, aggregate, mean, score_all
 
 DEFAULT_CONCURRENCY = 8
-DEFAULT_RETRIES = 6
+DEFAULT_RETRIES = 8
 NOT_RUN = "not run"  # a case's error when its call was never made (interrupted, or the run stopped early)
 CALL_PARAMS = ("temperature", "max_tokens", "top_p", "seed", "stop")
 SCORER_VERSION = f"{__version__}/1"  # bump when a scorer's definition changes: memoised scores are keyed by it

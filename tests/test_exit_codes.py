@@ -218,3 +218,10 @@ def test_failed_cases_within_max_error_share_are_gated_on_the_rest(make_project,
         assert run(["eval", str(cfg), "--update-baseline"]).exit_code == 0
         res = run(["eval", str(cfg)])
     assert res.exit_code == 0, res.output
+
+
+def test_cli_defaults_are_the_library_defaults():
+    from llmops_cli.runner import DEFAULT_CONCURRENCY, DEFAULT_RETRIES
+
+    params = {p.name: p.default for p in cli.commands["eval"].params}
+    assert (params["concurrency"], params["retries"]) == (DEFAULT_CONCURRENCY, DEFAULT_RETRIES)
