@@ -12,6 +12,10 @@ from pathlib import Path
 
 import click
 
+# the library's defaults (llmops_cli.runner; not imported here, to keep --help fast; a test holds them equal)
+DEFAULT_CONCURRENCY = 8
+DEFAULT_RETRIES = 8
+
 EXIT_CODES = """\b
 Exit codes:
   0  the gate passed (or the baseline was written)
@@ -67,8 +71,8 @@ def _progress(console):
 def _run_options(f):
     opts = [
         click.option("--limit", type=click.IntRange(min=0), default=None, help="Use the first N cases (0 = all); overrides dataset.limit."),
-        click.option("--concurrency", "-j", type=click.IntRange(min=1), default=8, show_default=True, help="Model calls in flight at once."),
-        click.option("--retries", type=click.IntRange(min=0), default=8, show_default=True, help="Retries per call on 429/5xx/timeouts."),
+        click.option("--concurrency", "-j", type=click.IntRange(min=1), default=DEFAULT_CONCURRENCY, show_default=True, help="Model calls in flight at once."),
+        click.option("--retries", type=click.IntRange(min=0), default=DEFAULT_RETRIES, show_default=True, help="Retries per call on 429/5xx/timeouts."),
         click.option("--no-cache", is_flag=True, help="Do not read or write the response cache."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder [default: $LLMOPS_CACHE_DIR or .llmops/cache]."),
         click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Run record path [default: .llmops/runs/<run-id>.json]."),
@@ -128,12 +132,16 @@ def _load_outputs(path: str) -> dict[str, str]:
     return data
 
 
-def _execute(console, cfg, *, limit, concurrency, retries, no_cache, cache_dir, outputs):
-    """Run (or score outputs) and return the record; exits 3/130 on failure."""
+def _cache(no_cache: bool, cache_dir: str | None):
     from .cache import ResponseCache
+
+    return None if no_cache else ResponseCache(cache_dir)
+
+
+def _execute(console, cfg, cache, *, limit, concurrency, retries, outputs):
+    """Run (or score outputs) and return the record; exits 3/130 on failure."""
     from .runner import run_eval, score_outputs
 
-    cache = None if no_cache else ResponseCache(cache_dir)
     with _progress(console) as prog:
         task = prog.add_task("answering", total=None)
         update = lambda done, total: prog.update(task, completed=done, total=total)  # noqa: E731
@@ -194,8 +202,8 @@ def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, out
         check_dataset(baseline, prepare(cfg, limit, with_prompts=False).dataset_hash, bpath)
     if plain:
         cfg.gate.mode = "plain"
-    record = _execute(console, cfg, limit=limit, concurrency=concurrency, retries=retries, no_cache=no_cache,
-                      cache_dir=cache_dir, outputs=outputs)
+    cache = _cache(no_cache, cache_dir)
+    record = _execute(console, cfg, cache, limit=limit, concurrency=concurrency, retries=retries, outputs=outputs)
     rpath = save_record(record, _record_path(output, record.run_id))
     print_run_summary(console, record)
     console.print(f"run record: {rpath}", style="dim")
@@ -204,7 +212,8 @@ def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, out
         write_baseline(record, bpath)
         console.print(f"[green]baseline written:[/] {bpath}")
         return
-    cmp = compare(baseline, record, cfg.gate, top=max(top, 10), baseline_path=str(bpath), max_unscored_share=cfg.max_unscored_share)
+    cmp = compare(baseline, record, cfg.gate, top=max(top, 10), baseline_path=str(bpath), max_unscored_share=cfg.max_unscored_share,
+                  memo=cache)
     print_comparison(console, cmp, top)
     md = markdown_text(cmp, record, top)
     if markdown:
@@ -255,8 +264,8 @@ def score_cmd(config, outputs, limit, output, update_baseline, baseline_path, pl
     from .errors import LlmopsError
 
     try:
-        _eval(console, config, limit, 8, 4, False, None, output, outputs, update_baseline, baseline_path, plain, junit,
-              markdown, json_out, top)
+        _eval(console, config, limit, DEFAULT_CONCURRENCY, DEFAULT_RETRIES, False, None, output, outputs, update_baseline,
+              baseline_path, plain, junit, markdown, json_out, top)
     except LlmopsError as err:
         _save_partial(console, err, output)
         _fail(console, err)
@@ -285,8 +294,8 @@ def baseline_update(config, limit, concurrency, retries, no_cache, cache_dir, ou
         if from_run:
             path = promote_run(cfg, from_run)
         else:
-            record = _execute(console, cfg, limit=limit, concurrency=concurrency, retries=retries, no_cache=no_cache,
-                              cache_dir=cache_dir, outputs=outputs)
+            record = _execute(console, cfg, _cache(no_cache, cache_dir), limit=limit, concurrency=concurrency,
+                              retries=retries, outputs=outputs)
             save_record(record, _record_path(output, record.run_id))
             path = write_baseline(record, cfg.baseline_path)
         console.print(f"[green]baseline written:[/] {path}")

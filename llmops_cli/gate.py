@@ -21,14 +21,13 @@ two runs agree on every case (SE = 0) it falls back to
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from statistics import NormalDist
 from typing import Any, Literal
 
-import numpy as np
-
-from .config import Gate, GateRule, config_diff
+from .config import Gate, GateRule, canonical_json, config_diff, sha256_text
 from .errors import BaselineError, InputError
 from .record import RunRecord
 from .scorers import SCORERS
@@ -42,6 +41,8 @@ def _scale(metric: str) -> float:
 def _from_stats(metric: str):
     sc = SCORERS.get(metric)
     return sc.from_stats if sc else None
+
+GATE_VERSION = 1  # bump when the bootstrap changes: memoised intervals are keyed by it
 
 Verdict = Literal["pass", "improved", "regressed", "below min", "unscored", "info"]
 
@@ -133,34 +134,44 @@ def _rule_text(rule: GateRule | None, mode: str) -> str:
     return ", ".join(parts) or "—"
 
 
-def _groups(ids: list[str], cluster_of: dict[str, Any] | None) -> list[np.ndarray] | None:
-    """Resampling units as arrays of case positions; ``None`` means every
+def _groups(ids: list[str], cluster_of: dict[str, Any] | None) -> list[list[int]] | None:
+    """Resampling units as lists of case positions; ``None`` means every
     case is its own unit (the ordinary paired bootstrap)."""
     if cluster_of is None:
         return None
     groups: dict[Any, list[int]] = {}
     for i, cid in enumerate(ids):
         groups.setdefault(cluster_of.get(cid, cid), []).append(i)
-    return [np.array(v) for v in groups.values()]
+    return list(groups.values())
 
 
 @lru_cache(maxsize=2)
-def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
-    """``resamples × n`` unit indices drawn with replacement (seeded); shared
-    by every metric of a comparison, which all resample the same cases."""
+def _resample_indices(n: int, resamples: int, seed: int):
+    """``resamples × n`` unit indices drawn with replacement (seeded numpy
+    array); shared by every metric of a comparison, which all resample the
+    same cases."""
+    import numpy as np
+
     pick = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     pick.flags.writeable = False
     return pick
 
 
-def bootstrap_deltas(metric: str, base: np.ndarray, cand: np.ndarray, base_stats: np.ndarray | None,
-                     cand_stats: np.ndarray | None, groups: list[np.ndarray] | None, resamples: int, seed: int) -> np.ndarray:
-    """``resamples`` bootstrap replicates of (candidate − baseline) aggregate.
+def bootstrap_deltas(metric: str, base, cand, base_stats, cand_stats, groups: list[list[int]] | None, resamples: int,
+                     seed: int):
+    """``resamples`` bootstrap replicates of (candidate − baseline) aggregate,
+    as a numpy array. ``base``/``cand`` are per-case scores, ``*_stats``
+    per-case sufficient statistics (cases × k) or ``None``.
 
     Mean metrics resample per-case score differences; corpus metrics (BLEU)
     resample per-case sufficient statistics of both systems with the same
     indices and recompute each corpus score. ``groups`` are the resampling
     units (clusters of case positions), or ``None`` for single cases."""
+    import numpy as np
+
+    base, cand = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
+    if base_stats is not None:
+        base_stats, cand_stats = np.asarray(base_stats, dtype=float), np.asarray(cand_stats, dtype=float)
     pick = _resample_indices(len(base) if groups is None else len(groups), resamples, seed)
     from_stats = _from_stats(metric)
     if groups is None:
@@ -168,9 +179,10 @@ def bootstrap_deltas(metric: str, base: np.ndarray, cand: np.ndarray, base_stats
             return (cand - base)[pick].mean(axis=1)
         sb, sc = base_stats[pick].sum(axis=1), cand_stats[pick].sum(axis=1)
         return np.array([from_stats(c) - from_stats(b) for b, c in zip(sb, sc)])
+    units = [np.array(g) for g in groups]
     out = np.empty(resamples)
     for r in range(resamples):
-        idx = np.concatenate([groups[g] for g in pick[r]])
+        idx = np.concatenate([units[g] for g in pick[r]])
         if from_stats is None or base_stats is None:
             out[r] = (cand[idx] - base[idx]).mean()
         else:
@@ -178,35 +190,65 @@ def bootstrap_deltas(metric: str, base: np.ndarray, cand: np.ndarray, base_stats
     return out
 
 
+def _interval(metric: str, delta: float, base: list[float], cand: list[float], base_stats: list | None,
+              cand_stats: list | None, groups: list[list[int]] | None, gate: Gate) -> tuple[float, float, float, float]:
+    """``(ci_low, ci_high, p_value, se)`` of the delta from the paired
+    bootstrap: percentile CI at ``gate.confidence``; two-sided p from the
+    centred replicates; ``se`` their standard deviation, or — when the runs
+    agree on every case — the baseline's standard error (for the MDE)."""
+    import numpy as np
+
+    alpha = 1 - gate.confidence
+    boots = bootstrap_deltas(metric, base, cand, base_stats, cand_stats, groups, gate.resamples, gate.seed)
+    lo, hi = (float(x) for x in np.quantile(boots, [alpha / 2, 1 - alpha / 2]))
+    centred = np.abs(boots - boots.mean())
+    p = float((np.sum(centred >= abs(delta) - 1e-12) + 1) / (len(boots) + 1)) if delta != 0 else 1.0
+    se = float(boots.std(ddof=1))
+    if se == 0:
+        from_stats = _from_stats(metric)
+        spread = np.array([from_stats(x) for x in base_stats] if from_stats is not None and base_stats is not None else base)
+        se = float(spread.std(ddof=1)) / float(np.sqrt(len(base))) if len(base) > 1 else 0.0
+    return lo, hi, p, se
+
+
+def _memo_interval(memo, metric: str, delta: float, base: list[float], cand: list[float], base_stats: list | None,
+                   cand_stats: list | None, groups: list[list[int]] | None, gate: Gate) -> tuple[float, float, float, float]:
+    """:func:`_interval`, memoised in ``memo`` (a response cache, or None)
+    under a hash of every input: comparing the same runs again — a fully
+    cached re-run against the same baseline — needs no bootstrap, nor numpy."""
+    if memo is None:
+        return _interval(metric, delta, base, cand, base_stats, cand_stats, groups, gate)
+    key = "bootstrap:" + sha256_text(canonical_json([GATE_VERSION, metric, base, cand, base_stats, cand_stats, groups,
+                                                     gate.resamples, gate.seed, gate.confidence]))
+    hit = memo.get_memo(key)
+    if hit is not None:
+        return tuple(hit)
+    res = _interval(metric, delta, base, cand, base_stats, cand_stats, groups, gate)
+    memo.put_memo(key, list(res))
+    return res
+
+
 def _compare_metric(metric: str, pairs: list[tuple[str, float, float]], baseline: dict, candidate: dict, rule: GateRule | None,
                     gate: Gate, cluster_of: dict | None, unscored_share: float = 0.0,
-                    max_unscored_share: float | None = None) -> MetricComparison:
+                    max_unscored_share: float | None = None, memo=None) -> MetricComparison:
     scale = _scale(metric)
     rule_s = _rule_text(rule, gate.mode)
     if not pairs:
         return MetricComparison(metric, 0, None, None, None, None, None, None, None, rule_s, "unscored", scale, "no case scored on both sides")
     ids = [p[0] for p in pairs]
-    b = np.array([p[1] for p in pairs], dtype=float)
-    c = np.array([p[2] for p in pairs], dtype=float)
+    b = [float(p[1]) for p in pairs]
+    c = [float(p[2]) for p in pairs]
     from_stats = _from_stats(metric)
     bs = cs = None
     if from_stats is not None:
-        bs = np.array([baseline[i].stats[metric] for i in ids], dtype=float)
-        cs = np.array([candidate[i].stats[metric] for i in ids], dtype=float)
-        b_agg, c_agg = from_stats(bs.sum(0)), from_stats(cs.sum(0))
+        bs = [baseline[i].stats[metric] for i in ids]
+        cs = [candidate[i].stats[metric] for i in ids]
+        b_agg, c_agg = from_stats([sum(col) for col in zip(*bs)]), from_stats([sum(col) for col in zip(*cs)])
     else:
-        b_agg, c_agg = float(b.mean()), float(c.mean())
+        b_agg, c_agg = math.fsum(b) / len(b), math.fsum(c) / len(c)
     delta = c_agg - b_agg
-    alpha = 1 - gate.confidence
-    boots = bootstrap_deltas(metric, b, c, bs, cs, _groups(ids, cluster_of), gate.resamples, gate.seed)
-    lo, hi = (float(x) for x in np.quantile(boots, [alpha / 2, 1 - alpha / 2]))
-    centred = np.abs(boots - boots.mean())
-    p = float((np.sum(centred >= abs(delta) - 1e-12) + 1) / (len(boots) + 1)) if delta != 0 else 1.0
-    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(0.8)
-    se = float(boots.std(ddof=1))
-    if se == 0:
-        spread = np.array([from_stats(x) for x in bs]) if from_stats is not None else b
-        se = float(spread.std(ddof=1)) / np.sqrt(len(b)) if len(b) > 1 else 0.0
+    lo, hi, p, se = _memo_interval(memo, metric, delta, b, c, bs, cs, _groups(ids, cluster_of), gate)
+    z = NormalDist().inv_cdf(1 - (1 - gate.confidence) / 2) + NormalDist().inv_cdf(0.8)
     mde = z * se
     verdict: Verdict = "info" if rule is None else "pass"
     reason = ""
@@ -231,7 +273,7 @@ def _compare_metric(metric: str, pairs: list[tuple[str, float, float]], baseline
 
 def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: list[str] | None = None,
             top: int = 10, baseline_path: str = "baseline", check_dataset: bool = True,
-            max_unscored_share: float | None = None) -> Comparison:
+            max_unscored_share: float | None = None, memo=None) -> Comparison:
     """Compare ``candidate`` with ``baseline`` under the ``gate`` rules.
 
     Args:
@@ -244,6 +286,9 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
         max_unscored_share: a judge metric with a larger share (0–1) of
             unscored candidate cases gets verdict ``unscored`` (the run cannot
             pass).
+        memo: a :class:`~llmops_cli.cache.ResponseCache` to memoise each
+            metric's bootstrap interval in (keyed by a hash of the paired
+            scores, statistics, clusters and gate settings), or ``None``.
 
     Raises:
         BaselineError: the dataset hashes differ (exit 2), or a gated metric
@@ -275,7 +320,7 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
         total = (summ.n_scored + summ.n_unscored) if summ else 0
         # judge verdicts only: failed cases of reference metrics are bounded by max_error_share instead
         share = summ.n_unscored / total if summ and total and summ.info.get("judge") else 0.0
-        results.append(_compare_metric(m, pairs, bmap, cmap, gate.metrics.get(m), gate, cluster_of, share, max_unscored_share))
+        results.append(_compare_metric(m, pairs, bmap, cmap, gate.metrics.get(m), gate, cluster_of, share, max_unscored_share, memo))
     changes = case_changes(baseline, candidate, names)
     return Comparison(
         mode=gate.mode, confidence=gate.confidence, resamples=gate.resamples, metrics=results,

@@ -109,13 +109,15 @@ def test_baseline_problems_are_exit_2(project):
 
 def test_fully_cached_run_imports_no_model_code_and_makes_no_call(project):
     """Issue 5: a fully cached re-run never imports LiteLLM (nor the embedded
-    model, nor bm25s: retrieval hits are memoised too) and calls nothing."""
+    model; nor bm25s or numpy: retrieval hits and bootstrap intervals are
+    memoised too once a first comparison ran) and calls nothing."""
     cfg, srv = project
+    assert run(["eval", str(cfg)]).exit_code == 0  # the first comparison against the new baseline
     srv.stop()  # any call would now fail the run
     probe = ("import sys\nfrom llmops_cli.cli import main\n"
              f"sys.argv = ['llmops', 'eval', {str(cfg)!r}]\n"
              "try:\n    main()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
-             "print('LOADED', sorted(m for m in ('litellm', 'openai', 'httpx', 'llama_cpp', 'bm25s') if m in sys.modules))")
+             "print('LOADED', sorted(m for m in ('litellm', 'openai', 'httpx', 'llama_cpp', 'bm25s', 'numpy') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=cfg.parent)
     assert "EXIT 0" in res.stdout and "LOADED []" in res.stdout, res.stdout + res.stderr
     assert f"calls 0 · cache {len(QUESTIONS)} hit / 0 miss" in res.stdout
@@ -223,5 +225,8 @@ def test_failed_cases_within_max_error_share_are_gated_on_the_rest(make_project,
 def test_cli_defaults_are_the_library_defaults():
     from llmops_cli.runner import DEFAULT_CONCURRENCY, DEFAULT_RETRIES
 
+    from llmops_cli import cli as cli_module
+
     params = {p.name: p.default for p in cli.commands["eval"].params}
     assert (params["concurrency"], params["retries"]) == (DEFAULT_CONCURRENCY, DEFAULT_RETRIES)
+    assert (cli_module.DEFAULT_CONCURRENCY, cli_module.DEFAULT_RETRIES) == (DEFAULT_CONCURRENCY, DEFAULT_RETRIES)  # `score`

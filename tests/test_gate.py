@@ -129,6 +129,27 @@ def test_hand_computed_example():
     assert cmp.changed_cases[0].scores["token_f1"] == (1.0, 0.6)
 
 
+def test_memoised_intervals_equal_computed_ones_and_follow_the_scores(tmp_path, monkeypatch):
+    import llmops_cli.gate as gate_module
+    from llmops_cli.cache import ResponseCache
+
+    memo = ResponseCache(tmp_path / "cache")
+    b, c = pair(BASE5, CAND5)
+    fresh = compare(b, c, gate(max_drop=0.05))
+    first = compare(b, c, gate(max_drop=0.05), memo=memo)
+    computed = []
+    real = gate_module._interval
+    monkeypatch.setattr(gate_module, "_interval", lambda *a: computed.append(a[0]) or real(*a))
+    again = compare(b, c, gate(max_drop=0.05), memo=memo)
+    assert computed == []  # served from the memo
+    assert again.metrics == first.metrics == fresh.metrics
+    # other scores, another seed or another confidence level are computed afresh
+    compare(*pair(BASE5, BASE5), gate(max_drop=0.05), memo=memo)
+    compare(b, c, Gate(seed=7, metrics={"token_f1": GateRule(max_drop=0.05)}), memo=memo)
+    compare(b, c, Gate(confidence=0.9, metrics={"token_f1": GateRule(max_drop=0.05)}), memo=memo)
+    assert computed == ["token_f1"] * 3
+
+
 def test_identical_runs_zero_delta_and_fallback_mde():
     b, c = pair(BASE5, BASE5)
     m = compare(b, c, gate(max_drop=0.05)).metrics[0]
