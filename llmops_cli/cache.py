@@ -6,6 +6,10 @@ the raw response — never credentials (api keys are not part of the request
 description passed in, and raw responses carry none). LiteLLM's own cache is
 not used (its hit path imports proxy-only modules in 1.106.2).
 
+A second table memoises derived results — metric results, retrieval hits,
+bootstrap intervals — under a hash of everything each depends on, so that a
+fully cached re-run loads no scorer, no bm25s and no numpy.
+
 Location: ``--cache-dir`` or ``$LLMOPS_CACHE_DIR``, default ``.llmops/cache``.
 """
 
@@ -24,7 +28,8 @@ from .config import canonical_json, sha256_text
 DEFAULT_DIR = ".llmops/cache"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL)",
-    # memoised derived results (metric results, retrieval hits) keyed by a hash of all their inputs: safe to clear
+    # memoised derived results (metric results, retrieval hits, bootstrap intervals) keyed by a hash of all
+    # their inputs: safe to clear
     "CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)",
 )
 
@@ -86,9 +91,9 @@ class ResponseCache:
             )
 
     def get_memo(self, key: str) -> Any:
-        """A memoised derived result — a metric's results, or retrieval hits —
-        stored under a key that hashes everything it depends on; ``None`` if
-        absent. Not counted as a response hit or miss."""
+        """A memoised derived result — a metric's results, retrieval hits, a
+        bootstrap interval — stored under a key that hashes everything it
+        depends on; ``None`` if absent. Not counted as a response hit or miss."""
         if not self.path.exists() and self._conn is None:
             return None
         with self._lock:
