@@ -552,7 +552,7 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
 
     try:
         _resolve(cfg, prep.requests, cache, concurrency, retries, tick,
-                 max_failed_cases=int(cfg.max_error_share * len(prep.cases)))
+                 max_failed_cases=_allowed_failures(len(prep.cases), cfg.max_error_share))
     except KeyboardInterrupt:
         raise interrupted() from None
     record = build_record(cfg, prep)
@@ -564,6 +564,12 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
         raise interrupted(record) from None
     record.usage = _usage(record.cases, time.perf_counter() - t0)
     return record
+
+
+def _allowed_failures(n_cases: int, max_error_share: float) -> int:
+    """The most failed cases :func:`_check_errors` lets pass (``k / n ≤ share``,
+    computed the same way, so float rounding cannot make the two disagree)."""
+    return next((k for k in range(n_cases, -1, -1) if not n_cases or k / n_cases <= max_error_share), 0)
 
 
 def _check_errors(cfg: Config, record: RunRecord, what: str, t0: float) -> None:

@@ -221,6 +221,15 @@ def test_down_server_raises_run_incomplete(make_project):
     assert PLANTED_KEY not in str(err) and PLANTED_KEY not in rec.model_dump_json()
 
 
+def test_early_stop_bound_agrees_with_the_error_share_check():
+    from llmops_cli.runner import _allowed_failures
+
+    for n in range(1, 120):
+        for share in (0.0, 0.01, 0.05, 0.1, 0.2, 0.29, 0.3, 0.7, 1.0):
+            k = _allowed_failures(n, share)
+            assert k / n <= share and (k == n or (k + 1) / n > share), (n, share, k)
+
+
 def test_run_stops_calling_once_it_cannot_complete(make_project):
     """Past max_error_share failed cases the remaining cases are not called:
     a dead provider costs one round of retries, not one per case."""
