@@ -163,7 +163,7 @@ def _save_partial(console, err, output):
         console.print(f"partial run record: {path}", style="dim")
 
 
-@cli.command("eval")
+@cli.command("eval", epilog=EXIT_CODES)
 @click.argument("config", type=click.Path(dir_okay=False))
 @_run_options
 @_gate_options
@@ -252,7 +252,7 @@ def _exit_for(console, cmp) -> None:
     console.print("[bold green]gate passed[/]")
 
 
-@cli.command("score")
+@cli.command("score", epilog=EXIT_CODES)
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--outputs", required=True, type=click.Path(dir_okay=False), help="JSON file {case_id: output} made by another system.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Use the first N cases (0 = all).")

@@ -194,9 +194,10 @@ def test_cache_info_and_clear(project):
     assert " 0 entries" in run(["cache", "info"]).output
 
 
-def test_help_lists_exit_codes():
-    res = run(["--help"])
-    assert res.exit_code == 0 and "Exit codes" in res.output and "regression" in res.output
+@pytest.mark.parametrize("args", [["--help"], ["eval", "--help"], ["score", "--help"]])
+def test_help_lists_exit_codes(args):
+    res = run(args)
+    assert res.exit_code == 0 and "Exit codes" in res.output and "regression" in res.output and "130" in res.output
 
 
 def test_no_file_written_holds_the_key(project, tmp_path):
