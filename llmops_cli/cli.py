@@ -23,6 +23,7 @@ Exit codes:
   2  bad input or usage (config, dataset, corpus, baseline, flags)
   3  the run could not complete (provider errors, unscored metrics)
   130 interrupted (Ctrl-C); the partial run record is kept
+  143 terminated (SIGTERM); the partial run record is kept
 """
 
 
@@ -408,15 +409,38 @@ def cache_clear(cache_dir):
     _console().print(f"deleted {n} cached responses")
 
 
+_terminated: list[int] = []
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (a cancelled CI job, ``docker stop``) is handled like Ctrl-C:
+    the partial run record is written, then the exit code is 143."""
+    _terminated.append(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> None:
     """Console-script entry point."""
+    import signal
+
     # llmops uses no pydantic plugins: skip their entry-point scan (~30 ms of every start-up)
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    interrupted = lambda: 128 + signal.SIGTERM if _terminated else 130  # noqa: E731
     try:
-        cli.main(args=argv, prog_name="llmops", standalone_mode=True)
-    except KeyboardInterrupt:
+        # not click's standalone mode: it turns Ctrl-C into "Aborted!" and exit code 1, the code of a regression
+        code = cli.main(args=argv, prog_name="llmops", standalone_mode=False)
+    except SystemExit as done:  # our commands exit with their documented codes
+        if done.code == 130:
+            raise SystemExit(interrupted()) from None
+        raise
+    except (click.exceptions.Abort, KeyboardInterrupt):  # interrupted outside a run: nothing to keep
         sys.stderr.write("llmops: interrupted\n")
-        raise SystemExit(130)
+        raise SystemExit(interrupted()) from None
+    except click.ClickException as err:  # usage errors: exit 2
+        err.show()
+        raise SystemExit(err.exit_code) from None
     except Exception as exc:  # a bug or an environment failure: never a pass, never a regression
         if os.environ.get("LLMOPS_DEBUG"):
             raise
@@ -425,6 +449,7 @@ def main(argv=None) -> None:
         sys.stderr.write(redact(f"llmops: internal error, the run could not complete: {type(exc).__name__}: {exc} "
                                 "(set LLMOPS_DEBUG=1 for the traceback)")[:1000] + "\n")
         raise SystemExit(3)
+    raise SystemExit(code if isinstance(code, int) else 0)  # `--help`/`--version` return 0; commands return None
 
 
 if __name__ == "__main__":

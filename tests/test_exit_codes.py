@@ -175,6 +175,46 @@ def test_ctrl_c_is_exit_130_keeps_answers_and_rerun_finishes(make_project, litel
         assert srv.request_count - before == 6 - done
 
 
+def test_sigterm_is_exit_143_and_keeps_the_partial_record(make_project, litellm_loaded, tmp_path):
+    """A cancelled CI job gets SIGTERM: handled like Ctrl-C (record kept, answers cached), exit 143."""
+    with FakeOpenAI(reply=right_answers, latency_s=0.6) as srv:
+        cfg = make_project(srv.url)
+        p = subprocess.Popen([sys.executable, "-m", "llmops_cli.cli", "eval", str(cfg), "--update-baseline", "-j", "1",
+                              "-o", str(tmp_path / "part.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while srv.request_count < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "Traceback" not in err and "interrupted after" in err
+    part = json.loads((tmp_path / "part.json").read_text())
+    assert part["status"] == "interrupted" and 1 <= sum(1 for c in part["cases"] if c["output"]) < len(part["cases"])
+    assert not (cfg.parent / "baseline.json").exists()
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_outside_a_run_is_never_exit_1(tmp_path, sig, code):
+    """Click's own handling would print "Aborted!" and exit 1 — the code of a regression."""
+    fifo = tmp_path / "llmops.yaml"
+    os.mkfifo(fifo)  # reading the config blocks until the signal arrives
+    p = subprocess.Popen([sys.executable, "-m", "llmops_cli.cli", "eval", str(fifo)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 30
+    while True:  # a writer can open the FIFO only once llmops has opened it to read the config
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert time.time() < deadline and p.poll() is None
+            time.sleep(0.02)
+    p.send_signal(sig)  # while llmops waits for the config's bytes
+    _, err = p.communicate(timeout=30)
+    os.close(writer)
+    assert p.returncode == code, err
+    assert "llmops: interrupted" in err and "Aborted" not in err
+
+
 def test_baseline_update_from_run_and_diff(project, tmp_path):
     cfg, srv = project
     assert run(["eval", str(cfg), "-o", str(tmp_path / "a.json")]).exit_code == 0
