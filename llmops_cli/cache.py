@@ -107,13 +107,18 @@ class ResponseCache:
                                (key, json.dumps(value), time.time()))
 
     def info(self) -> dict[str, Any]:
-        """``{path, entries, bytes, models: {model: entries}}``."""
+        """``{path, entries, bytes, models: {model: entries}, memo: {kind: entries}}``
+        — ``entries`` counts cached responses, ``memo`` the memoised derived
+        results by kind (``retrieval``, ``bootstrap``, or a metric name)."""
         if not self.path.exists():
-            return {"path": str(self.path), "entries": 0, "bytes": 0, "models": {}}
+            return {"path": str(self.path), "entries": 0, "bytes": 0, "models": {}, "memo": {}}
         with self._lock:
             rows = self._db().execute("SELECT model, COUNT(*) FROM responses GROUP BY model").fetchall()
+            memo = self._db().execute("SELECT substr(key, 1, instr(key, ':') - 1) AS kind, COUNT(*) FROM memo "
+                                      "GROUP BY kind").fetchall()
         size = sum(p.stat().st_size for p in self.dir.glob("responses.sqlite*"))
-        return {"path": str(self.path), "entries": sum(n for _, n in rows), "bytes": size, "models": dict(rows)}
+        return {"path": str(self.path), "entries": sum(n for _, n in rows), "bytes": size, "models": dict(rows),
+                "memo": dict(memo)}
 
     def clear(self) -> int:
         """Delete every entry; returns how many were deleted."""

@@ -397,6 +397,8 @@ def cache_info(cache_dir):
     console.print(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
     for model, n in sorted(info["models"].items()):
         console.print(f"  {model}: {n}")
+    if info["memo"]:
+        console.print("memoised results: " + ", ".join(f"{kind} {n}" for kind, n in sorted(info["memo"].items())))
 
 
 @cache.command("clear")

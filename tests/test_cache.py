@@ -78,6 +78,9 @@ def test_clear_empties_answers_and_memo(tmp_path):
     cache = ResponseCache(tmp_path)
     cache.put("k", "m", {"output": "x"})
     cache.put_memo("retrieval:abc", [[[0, 1.5]]])
+    cache.put_memo("token_f1:def", {"per_case": [1.0]})
+    cache.put_memo("token_f1:ghi", {"per_case": [0.0]})
+    assert cache.info()["memo"] == {"retrieval": 1, "token_f1": 2}
     assert cache.clear() == 1
     assert cache.get("k") is None and cache.get_memo("retrieval:abc") is None
     assert cache.info()["entries"] == 0
