@@ -533,6 +533,8 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
         ConfigError, DatasetError: bad input (exit 2), before any model call.
         RunIncomplete: the share of failed cases exceeded
             ``cfg.max_error_share`` (exit 3); ``.record`` is the partial run.
+            Calls not yet started when that happened are skipped (their cases
+            are recorded as "not run").
         Interrupted: Ctrl-C; ``.record`` holds every answer completed so far.
     """
     t0 = time.perf_counter()
