@@ -487,6 +487,26 @@ def test_judge_calls_go_through_the_cache(make_project, tmp_path):
         assert all(s.cached for s in rb.samples) and not any(s.cached for s in ra.samples)
 
 
+def test_baseline_drops_the_trace_and_keeps_verdicts(make_project):
+    with FakeOpenAI(reply=serve(PerCaseCounter(["C", "I"]))) as srv:
+        rec = run_eval(judged(make_project, srv.url, "correctness: {samples: 2}"))
+    before = rec.model_dump_json()
+    base = rec.as_baseline()
+    assert rec.model_dump_json() == before and rec.kind == "run"  # the run itself is untouched
+    assert base.kind == "baseline" and len(base.cases) == len(rec.cases)
+    for b, r in zip(base.cases, rec.cases):
+        assert b.messages is None and r.messages
+        assert all(c.response is None for c in b.calls) and all(c.response for c in r.calls)
+        assert [c.output for c in b.calls] == [c.output for c in r.calls] and b.scores == r.scores
+        assert [ch.text for ch in b.retrieval.chunks] == [None] * len(r.retrieval.chunks)
+        assert [ch.id for ch in b.retrieval.chunks] == [ch.id for ch in r.retrieval.chunks]
+        bj, rj = only(b.judges["correctness"]), only(r.judges["correctness"])
+        assert all(s.response is None for s in bj.samples) and all(s.response for s in rj.samples)
+        assert [(s.verdict, s.output) for s in bj.samples] == [(s.verdict, s.output) for s in rj.samples]
+        assert bj.verdict == rj.verdict
+    assert base.metrics == rec.metrics and base.fingerprint == rec.fingerprint
+
+
 def test_cache_key_changes_with_the_judge_params(make_project, tmp_path):
     with FakeOpenAI(reply=serve(PerCaseCounter(["C"]))) as srv:
         path = make_project(srv.url, extra="judges:\n  correctness: {params: {max_tokens: 100}}\n")
