@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .config import canonical_json, sha256_text
 
@@ -37,6 +37,22 @@ _SCHEMA = (
 def cache_key(model: str, api_base: str | None, messages: list[dict], params: dict[str, Any], repeat: int = 0) -> str:
     """The cache key of one model call (64 hex digits)."""
     return sha256_text(canonical_json({"model": model, "api_base": api_base, "messages": messages, "params": params, "repeat": repeat}))
+
+
+def memoised(memo: "ResponseCache | None", kind: str, inputs: Any, compute: Callable[[], Any]) -> Any:
+    """``compute()``'s JSON-serialisable result, read from ``memo``'s derived
+    results when present, else computed and stored there. The key is ``kind``
+    plus the SHA-256 of the canonical JSON of ``inputs``, which must hold
+    everything the result depends on (versions included). With ``memo=None``
+    this is just ``compute()``."""
+    if memo is None:
+        return compute()
+    key = f"{kind}:{sha256_text(canonical_json(inputs))}"
+    value = memo.get_memo(key)
+    if value is None:
+        value = compute()
+        memo.put_memo(key, value)
+    return value
 
 
 def default_dir() -> Path:

@@ -27,7 +27,8 @@ from functools import lru_cache
 from statistics import NormalDist
 from typing import Any, Literal
 
-from .config import Gate, GateRule, canonical_json, config_diff, sha256_text
+from .cache import memoised
+from .config import Gate, GateRule, config_diff
 from .errors import BaselineError, InputError
 from .record import RunRecord
 from .scorers import SCORERS
@@ -211,23 +212,6 @@ def _interval(metric: str, delta: float, base: list[float], cand: list[float], b
     return lo, hi, p, se
 
 
-def _memo_interval(memo, metric: str, delta: float, base: list[float], cand: list[float], base_stats: list | None,
-                   cand_stats: list | None, groups: list[list[int]] | None, gate: Gate) -> tuple[float, float, float, float]:
-    """:func:`_interval`, memoised in ``memo`` (a response cache, or None)
-    under a hash of every input: comparing the same runs again — a fully
-    cached re-run against the same baseline — needs no bootstrap, nor numpy."""
-    if memo is None:
-        return _interval(metric, delta, base, cand, base_stats, cand_stats, groups, gate)
-    key = "bootstrap:" + sha256_text(canonical_json([GATE_VERSION, metric, base, cand, base_stats, cand_stats, groups,
-                                                     gate.resamples, gate.seed, gate.confidence]))
-    hit = memo.get_memo(key)
-    if hit is not None:
-        return tuple(hit)
-    res = _interval(metric, delta, base, cand, base_stats, cand_stats, groups, gate)
-    memo.put_memo(key, list(res))
-    return res
-
-
 def _compare_metric(metric: str, pairs: list[tuple[str, float, float]], baseline: dict, candidate: dict, rule: GateRule | None,
                     gate: Gate, cluster_of: dict | None, unscored_share: float = 0.0,
                     max_unscored_share: float | None = None, memo=None) -> MetricComparison:
@@ -247,7 +231,11 @@ def _compare_metric(metric: str, pairs: list[tuple[str, float, float]], baseline
     else:
         b_agg, c_agg = math.fsum(b) / len(b), math.fsum(c) / len(c)
     delta = c_agg - b_agg
-    lo, hi, p, se = _memo_interval(memo, metric, delta, b, c, bs, cs, _groups(ids, cluster_of), gate)
+    groups = _groups(ids, cluster_of)
+    # memoised: comparing the same runs again (a fully cached re-run) needs no bootstrap, nor numpy
+    lo, hi, p, se = memoised(memo, "bootstrap", [GATE_VERSION, metric, b, c, bs, cs, groups, gate.resamples, gate.seed,
+                                                 gate.confidence],
+                             lambda: list(_interval(metric, delta, b, c, bs, cs, groups, gate)))
     z = NormalDist().inv_cdf(1 - (1 - gate.confidence) / 2) + NormalDist().inv_cdf(0.8)
     mde = z * se
     verdict: Verdict = "info" if rule is None else "pass"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Retrieval as RetrievalSpec
-from .config import canonical_json, sha256_text
+from .cache import memoised
 from .dataset import read_records
 from .errors import DatasetError
 
@@ -82,20 +82,15 @@ def retrieve(spec: RetrievalSpec, chunks: list[Chunk], corpus_hash: str, queries
     identical re-run then reads them back without importing ``bm25s`` or
     building the index. Raises ``ValueError`` for an empty chunk list.
     """
-    key = None
-    if memo is not None:
-        from importlib.metadata import version
+    from importlib.metadata import version
 
-        key = "retrieval:" + sha256_text(canonical_json(
-            [RETRIEVER_VERSION, version("bm25s"), corpus_hash, spec.model_dump(mode="json"), queries]))
-        rows = memo.get_memo(key)
-        if rows is not None:
-            return [[(chunks[i], s) for i, s in row] for row in rows]
-    hits = BM25Retriever(chunks, spec.k1, spec.b).retrieve(queries, spec.top_k)
-    if memo is not None:
+    def rank() -> list[list[list[float]]]:  # [[chunk position, score], ...] per query: JSON for the memo
         index = {id(c): i for i, c in enumerate(chunks)}
-        memo.put_memo(key, [[[index[id(c)], s] for c, s in row] for row in hits])
-    return hits
+        hits = BM25Retriever(chunks, spec.k1, spec.b).retrieve(queries, spec.top_k)
+        return [[[index[id(c)], s] for c, s in row] for row in hits]
+
+    inputs = [RETRIEVER_VERSION, version("bm25s"), corpus_hash, spec.model_dump(mode="json"), queries]
+    return [[(chunks[i], s) for i, s in row] for row in memoised(memo, "retrieval", inputs, rank)]
 
 
 def load_corpus(spec: RetrievalSpec, base_dir: Path) -> tuple[list[Chunk], str]:

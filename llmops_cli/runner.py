@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import __version__
-from .cache import ResponseCache, cache_key
+from .cache import ResponseCache, cache_key, memoised
 from .config import Config, ConfigError, canonical_json, fingerprint, sha256_text
 from .dataset import Case, dataset_hash, load_dataset
 from .errors import Interrupted, RunIncomplete
@@ -440,22 +440,15 @@ def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int,
 
 
 def _score_memo(metrics: list[str], outs: list[str | None], refs: list[list[str]], cache: ResponseCache | None):
+    """Each metric's :class:`MetricResult`, memoised in ``cache`` by the outputs and references."""
     from .scorers import MetricResult
 
-    if cache is None:
-        return score_all(metrics, outs, refs)
-    content = sha256_text(canonical_json([SCORER_VERSION, outs, refs]))
-    results = {}
-    for name in metrics:
-        key = f"{name}:{content}"
-        hit = cache.get_memo(key)
-        if hit is None:
-            res = score_all([name], outs, refs)[name]
-            cache.put_memo(key, dataclasses.asdict(res))
-        else:
-            res = MetricResult(**hit)
-        results[name] = res
-    return results
+    content = sha256_text(canonical_json([SCORER_VERSION, outs, refs])) if cache is not None else None  # hashed once
+
+    def score(name: str) -> dict[str, Any]:
+        return dataclasses.asdict(score_all([name], outs, refs)[name])
+
+    return {name: MetricResult(**memoised(cache, name, content, lambda: score(name))) for name in metrics}
 
 
 def _usage(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] | None = None) -> Usage:
