@@ -171,16 +171,21 @@ def _save_partial(console, err, output):
 def eval_cmd(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline, baseline_path,
              plain, junit, markdown, json_out, top):
     """Run CONFIG's eval set, score it and gate it against the baseline."""
+    _gated(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline, baseline_path,
+           plain, junit, markdown, json_out, top)
+
+
+def _gated(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline, baseline_path,
+           plain, junit, markdown, json_out, top):
+    """`eval` and `score`: run, gate and exit; on an error (Ctrl-C included)
+    the partial record is saved and the error printed as one line."""
     console = _console(stderr=json_out)
-    from .errors import Interrupted, LlmopsError
+    from .errors import LlmopsError
 
     try:
         _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline,
               baseline_path, plain, junit, markdown, json_out, top)
-    except Interrupted as err:
-        _save_partial(console, err, output)
-        _fail(console, err)
-    except LlmopsError as err:
+    except LlmopsError as err:  # Interrupted is one too
         _save_partial(console, err, output)
         _fail(console, err)
 
@@ -261,15 +266,8 @@ def _exit_for(console, cmp) -> None:
 @_gate_options
 def score_cmd(config, outputs, limit, output, update_baseline, baseline_path, plain, junit, markdown, json_out, top):
     """Score outputs produced elsewhere and gate them exactly like a model run."""
-    console = _console(stderr=json_out)
-    from .errors import LlmopsError
-
-    try:
-        _eval(console, config, limit, DEFAULT_CONCURRENCY, DEFAULT_RETRIES, False, None, output, outputs, update_baseline,
-              baseline_path, plain, junit, markdown, json_out, top)
-    except LlmopsError as err:
-        _save_partial(console, err, output)
-        _fail(console, err)
+    _gated(config, limit, DEFAULT_CONCURRENCY, DEFAULT_RETRIES, False, None, output, outputs, update_baseline,
+           baseline_path, plain, junit, markdown, json_out, top)
 
 
 @cli.group()
@@ -421,6 +419,11 @@ def _on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _interrupted_code() -> int:
+    """130 after Ctrl-C, 143 (128 + SIGTERM) after SIGTERM."""
+    return 143 if _terminated else 130
+
+
 def main(argv=None) -> None:
     """Console-script entry point."""
     import signal
@@ -429,17 +432,16 @@ def main(argv=None) -> None:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
-    interrupted = lambda: 128 + signal.SIGTERM if _terminated else 130  # noqa: E731
     try:
         # not click's standalone mode: it turns Ctrl-C into "Aborted!" and exit code 1, the code of a regression
         code = cli.main(args=argv, prog_name="llmops", standalone_mode=False)
     except SystemExit as done:  # our commands exit with their documented codes
         if done.code == 130:
-            raise SystemExit(interrupted()) from None
+            raise SystemExit(_interrupted_code()) from None
         raise
     except (click.exceptions.Abort, KeyboardInterrupt):  # interrupted outside a run: nothing to keep
         sys.stderr.write("llmops: interrupted\n")
-        raise SystemExit(interrupted()) from None
+        raise SystemExit(_interrupted_code()) from None
     except click.ClickException as err:  # usage errors: exit 2
         err.show()
         raise SystemExit(err.exit_code) from None
