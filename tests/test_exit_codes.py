@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -151,19 +152,25 @@ def test_missing_key_is_exit_2_before_any_call(make_project, litellm_loaded, mon
         assert srv.request_count == 0
 
 
+def _signal_mid_run(srv, cfg, record: Path, sig: int, after_requests: int) -> tuple[int, str]:
+    """Start `llmops eval --update-baseline -j 1` on ``cfg``, send ``sig`` once
+    the server has seen ``after_requests`` requests; returns (exit code, stderr)."""
+    cmd = [sys.executable, "-m", "llmops_cli.cli", "eval", str(cfg), "--update-baseline", "-j", "1", "-o", str(record)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cfg.parent,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 60
+    while srv.request_count < after_requests and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    return p.returncode, err
+
+
 def test_ctrl_c_is_exit_130_keeps_answers_and_rerun_finishes(make_project, litellm_loaded, tmp_path):
     with FakeOpenAI(reply=right_answers, latency_s=0.6) as srv:
         cfg = make_project(srv.url)
-        cmd = [sys.executable, "-m", "llmops_cli.cli", "eval", str(cfg), "--update-baseline", "-j", "1",
-               "-o", str(tmp_path / "part.json")]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cfg.parent,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        deadline = time.time() + 60
-        while srv.request_count < 3 and time.time() < deadline:
-            time.sleep(0.05)
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
-        assert p.returncode == 130, err
+        code, err = _signal_mid_run(srv, cfg, tmp_path / "part.json", signal.SIGINT, 3)
+        assert code == 130, err
         part = json.loads((tmp_path / "part.json").read_text())
         done = sum(1 for c in part["cases"] if c["output"])
         assert part["status"] == "interrupted" and 1 <= done < len(part["cases"])
@@ -179,14 +186,8 @@ def test_sigterm_is_exit_143_and_keeps_the_partial_record(make_project, litellm_
     """A cancelled CI job gets SIGTERM: handled like Ctrl-C (record kept, answers cached), exit 143."""
     with FakeOpenAI(reply=right_answers, latency_s=0.6) as srv:
         cfg = make_project(srv.url)
-        p = subprocess.Popen([sys.executable, "-m", "llmops_cli.cli", "eval", str(cfg), "--update-baseline", "-j", "1",
-                              "-o", str(tmp_path / "part.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 60
-        while srv.request_count < 2 and time.time() < deadline:
-            time.sleep(0.05)
-        p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=60)
-    assert p.returncode == 143, err
+        code, err = _signal_mid_run(srv, cfg, tmp_path / "part.json", signal.SIGTERM, 2)
+    assert code == 143, err
     assert "Traceback" not in err and "interrupted after" in err
     part = json.loads((tmp_path / "part.json").read_text())
     assert part["status"] == "interrupted" and 1 <= sum(1 for c in part["cases"] if c["output"]) < len(part["cases"])
