@@ -126,14 +126,32 @@ class Dataset(_Strict):
     def _as_list(cls, v):
         return [v] if isinstance(v, str) else v
 
+    @field_validator("references")
+    @classmethod
+    def _some_reference(cls, v):
+        if not v:
+            raise ValueError("at least one reference field is required")
+        return v
+
+
+class PowerRequirement(_Strict):
+    """The drop a gate must be able to catch: ``drop`` (see where it is set
+    for its units) with probability ``power`` (0–1)."""
+
+    drop: float = Field(gt=0)
+    power: float = Field(0.8, gt=0.5, lt=1)
+
 
 class GateRule(_Strict):
     """Per-metric rule, in the metric's own units. ``min``: absolute floor for
-    the candidate's aggregate. ``max_drop``: largest allowed fall from the
-    baseline (candidate − baseline ≥ −max_drop)."""
+    the candidate's aggregate over its whole run. ``max_drop``: largest
+    allowed fall from the baseline (candidate − baseline ≥ −max_drop).
+    ``require_power``: this metric's power requirement (``drop`` in the
+    metric's units), overriding ``gate.require_power``."""
 
     min: float | None = None
     max_drop: float | None = Field(None, ge=0)
+    require_power: PowerRequirement | None = None
 
 
 class JudgeParams(Params):
@@ -177,20 +195,50 @@ class Judge(_Strict):
 
 
 class Gate(_Strict):
-    """Gate settings. ``mode: paired`` (default) flags a regression only when
-    the paired-bootstrap confidence interval of the delta lies wholly below
-    ``-max_drop``; ``mode: plain`` compares the aggregates directly."""
+    """Gate settings.
 
-    mode: Literal["paired", "plain"] = "paired"
+    ``mode``: ``paired`` (default) flags a regression only when the paired
+    bootstrap interval of the delta lies wholly below ``-max_drop``
+    (Holm-adjusted across the gated metrics when ``correction: holm``);
+    ``strict`` (non-inferiority) passes a metric only when the interval's
+    lower bound lies above ``-max_drop``; ``plain`` compares the aggregates.
+    ``require_power``: every gated metric must catch a drop of ``drop`` (on
+    a 0–1 scale; ×100 for 0–100 metrics such as BLEU) with probability
+    ``power``, else exit 2. ``on_model_drift``: what to do when the served
+    model differs from the baseline's (``warn`` or ``fail``, exit 1)."""
+
+    mode: Literal["paired", "plain", "strict"] = "paired"
     confidence: float = Field(0.95, gt=0.5, lt=1)
-    resamples: int = Field(1000, ge=100)
+    resamples: int = Field(1000, ge=100, le=100_000)
     seed: int = 12345
     cluster: str | None = None
+    correction: Literal["holm", "none"] = "holm"
+    require_power: PowerRequirement | None = None
+    on_model_drift: Literal["warn", "fail"] = "warn"
     metrics: dict[str, GateRule] = {}
 
 
+def _http_url(v: str | None) -> str | None:
+    """``v`` if it is ``None`` or an http(s) URL with a host; else ValueError."""
+    if v is None:
+        return v
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(v)
+        ok = u.scheme in ("http", "https") and bool(u.hostname) and not any(c.isspace() or ord(c) < 32 for c in v)
+        u.port  # noqa: B018 — raises ValueError for a port that is not a number in 0–65535
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{v!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1")
+    return v
+
+
 class Config(_Strict):
-    """A whole pinned configuration. Build with :func:`load_config`."""
+    """A whole pinned configuration. Build with :func:`load_config`.
+    ``api_base`` (and each judge's) must be an http(s) URL with a host;
+    ``repeats`` is at most :data:`MAX_REPEATS`."""
 
     version: Literal[1] = 1
     name: str | None = None

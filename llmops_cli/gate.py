@@ -1,57 +1,85 @@
 """The gate: compare a candidate run with the baseline, metric by metric.
 
-Cases are paired by id (cases on one side only are reported and excluded).
-For each metric the delta (candidate − baseline) gets a confidence interval
-from a seeded **paired bootstrap** over cases (Efron & Tibshirani 1993; for
-evals: Miller 2024, "Adding Error Bars to Evals", arXiv:2411.00640). Corpus
-BLEU is resampled from per-sentence sufficient statistics, as sacrebleu's
-``--paired-bs`` does (Koehn 2004). With ``gate.cluster`` set, whole clusters
-(e.g. source paragraphs) are resampled instead of cases (cluster bootstrap).
+**Every case counts.** Cases are paired by id. A case the candidate failed
+(provider error, no output, not run) that the baseline scored counts as the
+metric's worst value (0 on 0–1 metrics; for corpus BLEU, the statistics of
+an empty answer) — never silently dropped. Cases the baseline did not score
+are reported and excluded. An unscored *judge* verdict on an answer that
+exists stays unscored (excluded, counted, bounded by ``max_unscored_share``).
 
-Rule (mode ``paired``): a metric *regresses* when the upper bound of the
-delta's CI lies below ``-max_drop`` — the drop exceeds ``max_drop`` with
-confidence — or when the candidate's aggregate is below ``min``. Mode
-``plain`` compares the point estimates only.
+**Intervals.** Each metric's delta (candidate − baseline) gets a paired BCa
+bootstrap interval (:mod:`llmops_cli.stats`; Efron 1987), cases — or whole
+clusters with ``gate.cluster`` — resampled with replacement.
 
-The smallest detectable drop (MDE) at 80% power is
-``(z_{1-α/2} + z_{0.80}) · SE(delta)``, SE from the paired bootstrap; when the
-two runs agree on every case (SE = 0) it falls back to
-``(z_{1-α/2} + z_{0.80}) · sd(baseline scores) / √n`` (paired correlation 0.5).
+**Rules.** Mode ``paired``: a metric *regresses* when its interval lies
+wholly below ``-max_drop``, a one-sided test at level (1 − confidence)/2.
+The tests of all gated metrics form one family corrected with Holm's
+step-down procedure (Holm 1979; ``gate.correction: holm``, the default), so
+that an unchanged configuration fails with probability at most
+(1 − confidence)/2 however many metrics are gated; the interval shown is
+the one the corrected test uses. Mode ``strict`` (non-inferiority): a metric
+passes only when its interval's lower bound lies above ``-max_drop``; the
+gate passes only when every metric does, an intersection–union test whose
+level needs no correction (Berger 1982). Mode ``plain`` compares point
+estimates. In every mode the candidate's aggregate over its *whole* run
+must not fall below ``min``.
+
+**Power.** For each gated metric the MDE is the smallest true drop that
+exits 1 with 80% probability under the actual rule:
+``max_drop + (z₁₋α₁ + z₀.₈)·SE`` with α₁ the one-sided level after the
+Bonferroni bound of Holm's first step (a guarantee, since Holm rejects at
+least what Bonferroni does). A metric that cannot vary has no MDE ("cannot
+detect").
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from functools import lru_cache
-from statistics import NormalDist
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from . import stats
 from .cache import memoised
 from .config import Gate, GateRule, config_diff
 from .errors import BaselineError, InputError
-from .record import RunRecord
+from .record import CaseRecord, RunRecord
 from .scorers import SCORERS
+
+GATE_VERSION = 2  # bump when the bootstrap changes: memoised intervals are keyed by it
+TARGET_POWER = 0.8
+
+Verdict = Literal["pass", "improved", "regressed", "below min", "unproven", "unscored", "info"]
+
+
+def _scorer(metric: str):
+    return SCORERS.get(metric)  # None for judges (0–1, mean-aggregated)
 
 
 def _scale(metric: str) -> float:
-    sc = SCORERS.get(metric)
-    return sc.scale if sc else 1.0  # judges score 0–1
-
-
-def _from_stats(metric: str):
-    sc = SCORERS.get(metric)
-    return sc.from_stats if sc else None
-
-GATE_VERSION = 1  # bump when the bootstrap changes: memoised intervals are keyed by it
-
-Verdict = Literal["pass", "improved", "regressed", "below min", "unscored", "info"]
+    sc = _scorer(metric)
+    return sc.scale if sc else 1.0
 
 
 @dataclass
 class MetricComparison:
-    """One metric's comparison. Scores are in the metric's own units
-    (0–1, or 0–100 for BLEU); ``p_value`` is two-sided, from the bootstrap."""
+    """One metric's comparison; scores in the metric's own units (0–1, or
+    0–100 for BLEU).
+
+    ``n``: cases compared (the candidate's failures included);
+    ``n_failed``: of those, cases the candidate failed, counted as the
+    metric's worst value; ``n_baseline_missing``: cases the baseline did not
+    score (excluded); ``n_unscored``: candidate cases without a score that
+    did not fail, e.g. an unparseable judge verdict (excluded).
+    ``ci_low``/``ci_high``: the interval the verdict uses, at two-sided
+    confidence ``ci_confidence`` (Holm-adjusted for gated metrics in paired
+    mode); ``raw_ci_low``/``raw_ci_high``: at the gate's own confidence.
+    ``p_value``: two-sided p of "no change" (unadjusted); ``p_test``: the
+    one-sided p of the rule's test (paired: "the drop exceeds max_drop";
+    strict: "the drop does not exceed max_drop" is *not* shown);
+    ``p_adjusted``: ``p_test`` after Holm. ``se``: the delta's standard
+    error; ``mde``: smallest drop exiting 1 with 80% probability, ``None``
+    when the metric cannot detect any drop. ``candidate_all``: the
+    candidate's aggregate over its whole run (what ``min`` applies to)."""
 
     metric: str
     n: int
@@ -66,15 +94,39 @@ class MetricComparison:
     verdict: Verdict
     scale: float = 1.0
     reason: str = ""
+    ci_confidence: float | None = None
+    raw_ci_low: float | None = None
+    raw_ci_high: float | None = None
+    p_test: float | None = None
+    p_adjusted: float | None = None
+    se: float | None = None
+    alpha_one_sided: float | None = None
+    n_failed: int = 0
+    n_baseline_missing: int = 0
+    n_unscored: int = 0
+    candidate_all: float | None = None
+    max_drop: float | None = None
+    power_warning: str = ""
+    cases_needed: int | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return self.verdict in ("regressed", "below min")
+        return self.verdict in ("regressed", "below min", "unproven")
+
+    def power_at(self, drop: float) -> float | None:
+        """Predicted probability (0–1) that a true drop of ``drop`` (metric
+        units) makes this metric fail under its rule (normal approximation;
+        paired mode). ``None`` without a rule or standard error."""
+        if self.max_drop is None or self.se is None or self.alpha_one_sided is None:
+            return None
+        return stats.power(drop, self.max_drop, self.se, self.alpha_one_sided)
 
 
 @dataclass
 class CaseChange:
-    """A case whose score moved: per-metric (baseline, candidate) scores."""
+    """A case whose score moved: per-metric (baseline, candidate) scores; a
+    candidate failure shows as the metric's worst value and ``candidate_error``."""
 
     id: str
     delta: float
@@ -84,13 +136,15 @@ class CaseChange:
     inputs: dict[str, Any]
     references: list[str]
     scores: dict[str, tuple[float | None, float | None]]
+    candidate_error: str | None = None
 
 
 @dataclass
 class Comparison:
-    """Result of :func:`compare`. ``passed`` is False when any gated metric
-    regressed or fell below its floor; ``unscored`` lists gated metrics with no
-    scored pair (the run cannot pass: exit 3)."""
+    """Result of :func:`compare`. ``passed`` is False when a gated metric
+    failed its rule, when a gated metric could not be scored (``unscored``:
+    the run cannot pass, exit 3), or when ``gate.on_model_drift: fail`` and
+    the served model drifted (``drift_failed``)."""
 
     mode: str
     confidence: float
@@ -105,6 +159,11 @@ class Comparison:
     cluster: str | None = None
     n_improved_cases: int = 0
     n_worse_cases: int = 0
+    correction: str = "holm"
+    family_size: int = 0
+    model_drift: list[str] = field(default_factory=list)
+    drift_failed: bool = False
+    environment_changes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[MetricComparison]:
@@ -115,8 +174,12 @@ class Comparison:
         return [m for m in self.metrics if m.verdict == "unscored"]
 
     @property
+    def power_warnings(self) -> list[str]:
+        return [m.power_warning for m in self.metrics if m.power_warning]
+
+    @property
     def passed(self) -> bool:
-        return not self.failed and not self.unscored
+        return not self.failed and not self.unscored and not self.drift_failed
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -129,7 +192,7 @@ def _rule_text(rule: GateRule | None, mode: str) -> str:
         return "—"
     parts = []
     if rule.max_drop is not None:
-        parts.append(f"drop ≤ {rule.max_drop:g}" + (" (CI)" if mode == "paired" else ""))
+        parts.append(f"drop ≤ {rule.max_drop:g}" + {"paired": " (CI)", "strict": " (CI, strict)"}.get(mode, ""))
     if rule.min is not None:
         parts.append(f"≥ {rule.min:g}")
     return ", ".join(parts) or "—"
@@ -146,118 +209,109 @@ def _groups(ids: list[str], cluster_of: dict[str, Any] | None) -> list[list[int]
     return list(groups.values())
 
 
-@lru_cache(maxsize=1)
-def _resample_indices(n: int, resamples: int, seed: int):
-    """``resamples × n`` unit indices drawn with replacement (seeded numpy
-    array); shared by every metric of a comparison, which all resample the
-    same cases."""
-    import numpy as np
+# -- measuring one metric ----------------------------------------------------------------
 
-    pick = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    pick.flags.writeable = False
-    return pick
+@dataclass
+class _Paired:
+    """One metric's paired data: per-case scores (a candidate failure as the
+    worst value) and, for corpus metrics, statistics (``None`` in ``cs``
+    where the candidate failed: filled with an empty answer's)."""
+
+    ids: list[str]
+    b: list[float]
+    c: list[float]
+    bs: list | None
+    cs: list | None
+    failed_refs: dict[str, list[str]]
+    n_missing: int
+    n_unscored: int
 
 
-def bootstrap_deltas(metric: str, base, cand, base_stats, cand_stats, groups: list[list[int]] | None, resamples: int,
-                     seed: int):
-    """``resamples`` bootstrap replicates of (candidate − baseline) aggregate,
-    as a numpy array. ``base``/``cand`` are per-case scores, ``*_stats``
-    per-case sufficient statistics (cases × k) or ``None``.
-
-    Mean metrics resample per-case score differences; corpus metrics (BLEU)
-    resample per-case sufficient statistics of both systems with the same
-    indices and recompute each corpus score. ``groups`` are the resampling
-    units (clusters of case positions), or ``None`` for single cases."""
-    import numpy as np
-
-    base, cand = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
-    if base_stats is not None:
-        base_stats, cand_stats = np.asarray(base_stats, dtype=float), np.asarray(cand_stats, dtype=float)
-    pick = _resample_indices(len(base) if groups is None else len(groups), resamples, seed)
-    from_stats = _from_stats(metric)
-    if groups is None:
-        if from_stats is None or base_stats is None:
-            return (cand - base)[pick].mean(axis=1)
-        sb, sc = base_stats[pick].sum(axis=1), cand_stats[pick].sum(axis=1)
-        return np.array([from_stats(c) - from_stats(b) for b, c in zip(sb, sc)])
-    units = [np.array(g) for g in groups]
-    out = np.empty(resamples)
-    for r in range(resamples):
-        idx = np.concatenate([units[g] for g in pick[r]])
-        if from_stats is None or base_stats is None:
-            out[r] = (cand[idx] - base[idx]).mean()
-        else:
-            out[r] = from_stats(cand_stats[idx].sum(0)) - from_stats(base_stats[idx].sum(0))
+def _pair(metric: str, common: list[str], bmap: dict[str, CaseRecord], cmap: dict[str, CaseRecord]) -> _Paired:
+    sc = _scorer(metric)
+    corpus = sc is not None and sc.from_stats is not None
+    worst = sc.worst if sc else 0.0
+    out = _Paired([], [], [], [] if corpus else None, [] if corpus else None, {}, 0, 0)
+    for cid in common:
+        bc, cc = bmap[cid], cmap[cid]
+        b = bc.scores.get(metric)
+        if b is None:
+            out.n_missing += 1
+            continue
+        c = cc.scores.get(metric)
+        if c is None and not cc.error:
+            out.n_unscored += 1
+            continue
+        out.ids.append(cid)
+        out.b.append(float(b))
+        out.c.append(float(c) if c is not None else worst)
+        if c is None:
+            out.failed_refs[cid] = list(cc.references)
+        if corpus:
+            out.bs.append(bc.stats[metric])
+            out.cs.append(cc.stats.get(metric) if c is not None else None)
     return out
 
 
-def _interval(metric: str, delta: float, base: list[float], cand: list[float], base_stats: list | None,
-              cand_stats: list | None, groups: list[list[int]] | None, gate: Gate) -> tuple[float, float, float, float]:
-    """``(ci_low, ci_high, p_value, se)`` of the delta from the paired
-    bootstrap: percentile CI at ``gate.confidence``; two-sided p from the
-    centred replicates; ``se`` their standard deviation, or — when the runs
-    agree on every case — the baseline's standard error (for the MDE)."""
+def _measure(metric: str, p: _Paired, groups: list[list[int]] | None, counts_for) -> dict[str, Any]:
+    """Aggregates, the bootstrap summary and the SE used for power (numpy;
+    memoised by :func:`compare`)."""
     import numpy as np
 
-    alpha = 1 - gate.confidence
-    boots = bootstrap_deltas(metric, base, cand, base_stats, cand_stats, groups, gate.resamples, gate.seed)
-    lo, hi = (float(x) for x in np.quantile(boots, [alpha / 2, 1 - alpha / 2]))
-    centred = np.abs(boots - boots.mean())
-    p = float((np.sum(centred >= abs(delta) - 1e-12) + 1) / (len(boots) + 1)) if delta != 0 else 1.0
-    se = float(boots.std(ddof=1))
-    if se == 0:
-        from_stats = _from_stats(metric)
-        spread = np.array([from_stats(x) for x in base_stats] if from_stats is not None and base_stats is not None else base)
-        se = float(spread.std(ddof=1)) / float(np.sqrt(len(base))) if len(base) > 1 else 0.0
-    return lo, hi, p, se
+    sc = _scorer(metric)
+    if p.bs is not None:
+        cs = [s if s is not None else sc.worst_stats(p.failed_refs[cid]) for cid, s in zip(p.ids, p.cs)]
+        base, cand = np.array(p.bs, dtype=float), np.array(cs, dtype=float)
 
-
-def _compare_metric(metric: str, pairs: list[tuple[str, float, float]], baseline: dict, candidate: dict, rule: GateRule | None,
-                    gate: Gate, cluster_of: dict | None, unscored_share: float = 0.0,
-                    max_unscored_share: float | None = None, memo=None) -> MetricComparison:
-    scale = _scale(metric)
-    rule_s = _rule_text(rule, gate.mode)
-    if not pairs:
-        return MetricComparison(metric, 0, None, None, None, None, None, None, None, rule_s, "unscored", scale, "no case scored on both sides")
-    ids = [p[0] for p in pairs]
-    b = [float(p[1]) for p in pairs]
-    c = [float(p[2]) for p in pairs]
-    from_stats = _from_stats(metric)
-    bs = cs = None
-    if from_stats is not None:
-        bs = [baseline[i].stats[metric] for i in ids]
-        cs = [candidate[i].stats[metric] for i in ids]
-        b_agg, c_agg = from_stats([sum(col) for col in zip(*bs)]), from_stats([sum(col) for col in zip(*cs)])
+        def agg(sums):
+            return np.array([sc.from_stats(row) for row in sums])
     else:
-        b_agg, c_agg = math.fsum(b) / len(b), math.fsum(c) / len(c)
-    delta = c_agg - b_agg
-    groups = _groups(ids, cluster_of)
-    # memoised: comparing the same runs again (a fully cached re-run) needs no bootstrap, nor numpy
-    lo, hi, p, se = memoised(memo, "bootstrap", [GATE_VERSION, metric, b, c, bs, cs, groups, gate.resamples, gate.seed,
-                                                 gate.confidence],
-                             lambda: list(_interval(metric, delta, b, c, bs, cs, groups, gate)))
-    z = NormalDist().inv_cdf(1 - (1 - gate.confidence) / 2) + NormalDist().inv_cdf(0.8)
-    mde = z * se
-    verdict: Verdict = "info" if rule is None else "pass"
-    reason = ""
-    if max_unscored_share is not None and unscored_share > max_unscored_share:
-        verdict = "unscored"
-        reason = f"{unscored_share:.0%} of cases unscored by the judge (limit max_unscored_share {max_unscored_share:.0%})"
-    elif rule is not None:
-        if rule.min is not None and c_agg < rule.min:
-            verdict, reason = "below min", f"{c_agg:.4g} < min {rule.min:g}"
-        elif rule.max_drop is not None:
-            bound = hi if gate.mode == "paired" else delta
-            if bound < -rule.max_drop:
-                verdict = "regressed"
-                reason = (f"CI upper bound {hi:+.4g} < -{rule.max_drop:g}" if gate.mode == "paired"
-                          else f"delta {delta:+.4g} < -{rule.max_drop:g}")
-            elif gate.mode == "paired" and lo > 0:
-                verdict = "improved"
-            elif gate.mode == "plain" and delta > 0:
-                verdict = "improved"
-    return MetricComparison(metric, len(pairs), b_agg, c_agg, delta, lo, hi, p, mde, rule_s, verdict, scale, reason)
+        ones = np.ones(len(p.b))
+        base, cand = np.column_stack([p.b, ones]), np.column_stack([p.c, ones])
 
+        def agg(sums):
+            return sums[:, 0] / sums[:, 1]
+    if groups is not None:
+        unit = np.empty(len(p.ids), dtype=int)
+        for g, members in enumerate(groups):
+            unit[members] = g
+        bu, cu = np.zeros((len(groups), base.shape[1])), np.zeros((len(groups), base.shape[1]))
+        np.add.at(bu, unit, base)
+        np.add.at(cu, unit, cand)
+    else:
+        bu, cu = base, cand
+    summary = stats.paired_bootstrap(bu, cu, agg, counts_for(bu.shape[0]))
+    b_agg, c_agg = float(agg(base.sum(0)[None, :])[0]), float(agg(cand.sum(0)[None, :])[0])
+    se = summary.se
+    constant = len(set(p.b) | set(p.c)) <= 1  # the same value on every case, on both sides
+    if se == 0 and not constant and len(p.b) > 1:
+        # the runs agree case by case: SE from the baseline's spread (paired correlation 0.5)
+        spread = np.array([sc.from_stats(x) for x in p.bs] if p.bs is not None else p.b)
+        se = float(spread.std(ddof=1)) / math.sqrt(len(p.b))
+    return {"summary": summary.to_dict(), "baseline": b_agg, "candidate": c_agg, "se": se,
+            "cannot_detect": constant}
+
+
+def _candidate_all(metric: str, candidate: RunRecord) -> float | None:
+    """The candidate's aggregate over its whole run, failures as the worst
+    value (what ``min`` applies to)."""
+    sc = _scorer(metric)
+    vals, stats_rows = [], []
+    for case in candidate.cases:
+        v = case.scores.get(metric)
+        if v is None and not case.error:
+            continue
+        vals.append(float(v) if v is not None else (sc.worst if sc else 0.0))
+        if sc is not None and sc.from_stats is not None:
+            stats_rows.append(case.stats[metric] if v is not None else sc.worst_stats(case.references))
+    if not vals:
+        return None
+    if stats_rows:
+        return sc.from_stats([math.fsum(col) for col in zip(*stats_rows)])
+    return math.fsum(vals) / len(vals)
+
+
+# -- the comparison ------------------------------------------------------------------------
 
 def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: list[str] | None = None,
             top: int = 10, baseline_path: str = "baseline", check_dataset: bool = True,
@@ -275,8 +329,9 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
             unscored candidate cases gets verdict ``unscored`` (the run cannot
             pass).
         memo: a :class:`~llmops_cli.cache.ResponseCache` to memoise each
-            metric's bootstrap interval in (keyed by a hash of the paired
-            scores, statistics, clusters and gate settings), or ``None``.
+            metric's bootstrap (keyed by the paired scores, statistics,
+            clusters, resamples and seed) and the Holm correction in, or
+            ``None``.
 
     Raises:
         BaselineError: the dataset hashes differ (exit 2), or a gated metric
@@ -300,17 +355,23 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
             raise InputError(None, "gate.cluster", f"case {missing[0]!r} has no input field {gate.cluster!r} to cluster by "
                              "(add it to dataset.inputs)")
         cluster_of = {cid: cmap[cid].inputs[gate.cluster] for cid in common}
-    results = []
+    counts: dict[int, Any] = {}  # resample draws, shared by the metrics of this comparison only
+
+    def counts_for(units: int):
+        if units not in counts:
+            counts[units] = stats.resample_counts(units, gate.resamples, gate.seed)
+        return counts[units]
+
+    measured = {}
     for m in names:
-        pairs = [(cid, bmap[cid].scores.get(m), cmap[cid].scores.get(m)) for cid in common]
-        pairs = [p for p in pairs if p[1] is not None and p[2] is not None]
-        summ = candidate.metrics.get(m)
-        total = (summ.n_scored + summ.n_unscored) if summ else 0
-        # judge verdicts only: failed cases of reference metrics are bounded by max_error_share instead
-        share = summ.n_unscored / total if summ and total and summ.info.get("judge") else 0.0
-        results.append(_compare_metric(m, pairs, bmap, cmap, gate.metrics.get(m), gate, cluster_of, share, max_unscored_share, memo))
-    _resample_indices.cache_clear()  # shared within one comparison only (10,000 cases × 1000 resamples is 80 MB)
+        p = _pair(m, common, bmap, cmap)
+        groups = _groups(p.ids, cluster_of)
+        key = [GATE_VERSION, m, p.b, p.c, p.bs, p.cs, p.failed_refs, groups, gate.resamples, gate.seed]
+        measured[m] = (p, None if not p.ids else memoised(memo, "bootstrap", key,
+                                                         lambda m=m, p=p, g=groups: _measure(m, p, g, counts_for)))
+    results = _verdicts(names, measured, baseline, candidate, gate, max_unscored_share, memo)
     changes = case_changes(baseline, candidate, names)
+    drift = model_drift(baseline, candidate)
     return Comparison(
         mode=gate.mode, confidence=gate.confidence, resamples=gate.resamples, metrics=results,
         changed_cases=changes[:top] if top else changes,
@@ -319,24 +380,194 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
         baseline_fingerprint=baseline.fingerprint, candidate_fingerprint=candidate.fingerprint,
         cluster=gate.cluster,
         n_improved_cases=sum(ch.delta > 0 for ch in changes), n_worse_cases=sum(ch.delta < 0 for ch in changes),
+        correction=gate.correction if gate.mode == "paired" else "none",
+        family_size=sum(1 for r in results if r.alpha_one_sided is not None and r.max_drop is not None and gate.mode == "paired"),
+        model_drift=drift, drift_failed=bool(drift) and gate.on_model_drift == "fail",
+        environment_changes=_environment_changes(baseline, candidate),
     )
+
+
+def _unscored_share(candidate: RunRecord, metric: str) -> float:
+    """Share (0–1) of the candidate's cases a *judge* left unscored (failed
+    cases of reference metrics are bounded by ``max_error_share`` instead)."""
+    summ = candidate.metrics.get(metric)
+    total = (summ.n_scored + summ.n_unscored) if summ else 0
+    return summ.n_unscored / total if summ and total and summ.info.get("judge") else 0.0
+
+
+def _verdicts(names: list[str], measured: dict, baseline: RunRecord, candidate: RunRecord, gate: Gate,
+              max_unscored_share: float | None, memo) -> list[MetricComparison]:
+    """Apply the rules: the family of paired tests is corrected together (Holm)."""
+    alpha = 1 - gate.confidence
+    half = alpha / 2
+    summaries = {m: stats.BootstrapSummary(**d["summary"]) for m, (_, d) in measured.items() if d is not None}
+    over_limit = {m for m in names if max_unscored_share is not None and _unscored_share(candidate, m) > max_unscored_share}
+    family = [m for m in names if gate.mode == "paired" and m in summaries and m not in over_limit
+              and gate.metrics.get(m) is not None and gate.metrics[m].max_drop is not None]
+    p_test = {m: summaries[m].p_drop_exceeds(gate.metrics[m].max_drop) for m in family}
+    pvals = [p_test[m] for m in family]
+    if gate.correction == "holm" and len(family) > 1:
+        rej, adj = memoised(memo, "holm", [pvals, half], lambda: list(stats.holm(pvals, half)))
+        levels = stats.holm_levels(pvals, half)
+    else:
+        rej, adj, levels = [p <= half for p in pvals], list(pvals), [half] * len(pvals)
+    decided = {m: (r, a, lv) for m, r, a, lv in zip(family, rej, adj, levels)}
+    alpha_power = half / len(family) if gate.correction == "holm" and family else half
+    results = []
+    for m in names:
+        p, d = measured[m]
+        rule = gate.metrics.get(m)
+        res = MetricComparison(m, len(p.ids), None, None, None, None, None, None, None, _rule_text(rule, gate.mode),
+                               "info" if rule is None else "pass", _scale(m), n_failed=len(p.failed_refs),
+                               n_baseline_missing=p.n_missing, n_unscored=p.n_unscored,
+                               max_drop=rule.max_drop if rule else None)
+        _judge_note(res, baseline, candidate)
+        if d is None:
+            res.verdict, res.reason = "unscored", "no case scored on both sides"
+            results.append(res)
+            continue
+        s = summaries[m]
+        res.baseline, res.candidate, res.delta, res.se = d["baseline"], d["candidate"], s.theta, d["se"]
+        res.raw_ci_low, res.raw_ci_high = s.bound(half), s.bound(1 - half)
+        res.ci_low, res.ci_high, res.ci_confidence = res.raw_ci_low, res.raw_ci_high, gate.confidence
+        res.p_value = s.p_two_sided()
+        if m in decided:
+            reject, res.p_adjusted, level = decided[m]
+            res.p_test = p_test[m]
+            res.ci_low, res.ci_high, res.ci_confidence = s.bound(level), s.bound(1 - level), 1 - 2 * level
+        res.alpha_one_sided = alpha_power if m in decided else half
+        _power(res, d, rule, gate)
+        if m in over_limit:
+            share = _unscored_share(candidate, m)
+            res.verdict = "unscored"
+            res.reason = f"{share:.0%} of cases unscored by the judge (limit max_unscored_share {max_unscored_share:.0%})"
+        elif rule is not None:
+            if rule.min is not None:
+                res.candidate_all = _candidate_all(m, candidate)
+            if res.candidate_all is not None and res.candidate_all < rule.min:
+                res.verdict, res.reason = "below min", f"{res.candidate_all:.4g} < min {rule.min:g} (whole run)"
+            elif rule.max_drop is not None:
+                _apply_rule(res, rule.max_drop, gate, s, decided.get(m, (False,))[0])
+        results.append(res)
+    return results
+
+
+def _apply_rule(res: MetricComparison, max_drop: float, gate: Gate, s: stats.BootstrapSummary, reject: bool) -> None:
+    if gate.mode == "plain":
+        if res.delta < -max_drop:
+            res.verdict, res.reason = "regressed", f"delta {res.delta:+.4g} < -{max_drop:g}"
+        elif res.delta > 0:
+            res.verdict = "improved"
+    elif gate.mode == "strict":
+        res.p_test = s.p_not_inferior(max_drop)
+        if res.raw_ci_low > -max_drop:
+            res.verdict = "improved" if res.raw_ci_low > 0 else "pass"
+        else:
+            res.verdict = "unproven"
+            res.reason = (f"strict: CI lower bound {res.raw_ci_low:+.4g} ≤ -{max_drop:g}, so a drop beyond max_drop is not "
+                          "ruled out")
+    elif reject:
+        adj = "Holm-adjusted " if gate.correction == "holm" and res.ci_confidence != gate.confidence else ""
+        res.verdict = "regressed"
+        res.reason = (f"{adj}CI upper bound {res.ci_high:+.4g} < -{max_drop:g} (p {res.p_adjusted:.3g})")
+    elif res.raw_ci_low > 0:
+        res.verdict = "improved"
+
+
+def _power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Gate) -> None:
+    """MDE under the rule, and the warning when the gate cannot catch the
+    drop the user cares about (``require_power``, else twice ``max_drop``)."""
+    if d["cannot_detect"]:
+        res.mde = None
+        if rule is not None and rule.max_drop is not None:
+            res.power_warning = (f"{res.metric}: cannot detect any drop — every case scores {res.baseline:.4g} on both sides, "
+                                 "so the eval set says nothing about its variance")
+        return
+    max_drop = rule.max_drop if rule is not None and rule.max_drop is not None else 0.0
+    alpha1 = res.alpha_one_sided
+    if gate.mode == "strict":
+        # a truly unchanged candidate must pass: its interval's lower bound must clear -max_drop
+        res.mde = stats.detectable_drop(0.0, res.se, (1 - gate.confidence) / 2, TARGET_POWER)
+        if rule is not None and rule.max_drop is not None and rule.max_drop < res.mde:
+            p_pass = stats.power(rule.max_drop, 0.0, res.se, (1 - gate.confidence) / 2)
+            res.power_warning = (f"{res.metric}: strict mode passes an unchanged candidate only {p_pass:.0%} of the time "
+                                 f"(max_drop {rule.max_drop:g} < {res.mde:.3g} needed)")
+        return
+    req = rule.require_power if rule is not None and rule.require_power else None
+    if req is None and gate.require_power is not None:
+        req = gate.require_power.model_copy(update={"drop": gate.require_power.drop * res.scale})
+    target_power = req.power if req else TARGET_POWER
+    res.mde = stats.detectable_drop(max_drop, res.se, alpha1, TARGET_POWER)
+    if rule is None or rule.max_drop is None or gate.mode != "paired":
+        return
+    target = req.drop if req else (2 * max_drop if max_drop > 0 else None)
+    if target is None:
+        return
+    needed = stats.detectable_drop(max_drop, res.se, alpha1, target_power)
+    floor = res.baseline - (_scorer(res.metric).worst if _scorer(res.metric) else 0.0)
+    if needed > target or target > floor:
+        res.cases_needed = stats.cases_needed(res.n, max_drop, res.se, alpha1, target, target_power)
+        more = (f"; about {res.cases_needed:,} cases would catch it" if res.cases_needed and target <= floor
+                else ("; the baseline is too low to fall that far" if target > floor else
+                      "; no number of cases can: max_drop is not below it"))
+        res.power_warning = (f"{res.metric}: underpowered — catches a drop of {needed:.3g} with {target_power:.0%} "
+                             f"probability, not {target:.3g}{more}")
+
+
+def _judge_note(res: MetricComparison, baseline: RunRecord, candidate: RunRecord) -> None:
+    b, c = baseline.metrics.get(res.metric), candidate.metrics.get(res.metric)
+    if b and c and b.info.get("judge") and c.info.get("judge") and b.info.get("model") != c.info.get("model"):
+        res.notes.append(f"judge changed: {b.info.get('model')} → {c.info.get('model')}")
+
+
+def model_drift(baseline: RunRecord, candidate: RunRecord) -> list[str]:
+    """One line per requested model whose served models (response ``model``
+    and ``system_fingerprint``) differ between the two runs; empty when
+    either run has no record of them."""
+    lines = []
+    for field_name, what in (("served", "model"), ("judge_served", "judge")):
+        old, new = getattr(baseline, field_name, None) or {}, getattr(candidate, field_name, None) or {}
+        for requested in sorted(set(old) & set(new)):
+            if set(old[requested]) != set(new[requested]):
+                fmt = lambda d: ", ".join(f"{k} ×{n}" for k, n in sorted(d.items()))  # noqa: E731
+                lines.append(f"{what} {requested}: baseline served by {fmt(old[requested])}; now by {fmt(new[requested])}")
+    return lines
+
+
+def _environment_changes(baseline: RunRecord, candidate: RunRecord) -> list[str]:
+    old, new = getattr(baseline, "environment", None), getattr(candidate, "environment", None)
+    if not old or not new:
+        return []
+    from . import record
+
+    fn = getattr(record, "environment_changes", None)
+    if fn is not None:
+        return fn(old, new)
+    return [f"{k}: {old.get(k, '—')} → {new.get(k, '—')}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
 def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseChange]:
     """Cases whose score changed between runs ``a`` and ``b``, most fallen
-    first. The sort key is the change in the first metric of ``metrics``
-    (scaled to 0–1), ties broken by the mean scaled change over all of them."""
+    first. A case ``b`` failed counts as the metric's worst value. The sort
+    key is the change in the first metric of ``metrics`` (scaled to 0–1),
+    ties broken by the mean scaled change over all of them."""
     amap = a.case_map()
     out = []
     for cb in b.cases:
         ca = amap.get(cb.id)
         if ca is None:
             continue
-        scores = {m: (ca.scores.get(m), cb.scores.get(m)) for m in metrics}
+        scores = {}
+        for m in metrics:
+            y = cb.scores.get(m)
+            if y is None and cb.error:
+                y = _scorer(m).worst if _scorer(m) else 0.0
+            scores[m] = (ca.scores.get(m), y)
         diffs = [(y - x) / _scale(m) for m, (x, y) in scores.items() if x is not None and y is not None]
         if not diffs or (all(d == 0 for d in diffs) and ca.output == cb.output):
             continue
         first = diffs[0]
-        out.append((first, sum(diffs) / len(diffs), CaseChange(cb.id, first, metrics[0], ca.output, cb.output, cb.inputs, cb.references, scores)))
+        out.append((first, sum(diffs) / len(diffs), CaseChange(cb.id, first, metrics[0], ca.output, cb.output, cb.inputs,
+                                                               cb.references, scores, cb.error)))
     out.sort(key=lambda t: (t[0], t[1]))
     return [t[2] for t in out if t[0] != 0 or t[1] != 0] + [t[2] for t in out if t[0] == 0 and t[1] == 0]

@@ -14,7 +14,7 @@ from .judge import input_text
 from .record import RunRecord
 
 VERDICT_STYLE = {"pass": "green", "improved": "bold green", "regressed": "bold red", "below min": "bold red",
-                 "unscored": "bold yellow", "info": "dim"}
+                 "unproven": "bold red", "unscored": "bold yellow", "info": "dim"}
 
 
 def fmt(v: float | None, scale: float = 1.0, signed: bool = False) -> str:
@@ -26,9 +26,45 @@ def fmt(v: float | None, scale: float = 1.0, signed: bool = False) -> str:
 
 
 def fmt_ci(m: MetricComparison) -> str:
+    """The interval the verdict used; its confidence is named when a
+    correction widened it (e.g. ``97.5%``)."""
     if m.ci_low is None:
         return "—"
-    return f"[{fmt(m.ci_low, m.scale, True)}, {fmt(m.ci_high, m.scale, True)}]"
+    text = f"[{fmt(m.ci_low, m.scale, True)}, {fmt(m.ci_high, m.scale, True)}]"
+    if m.ci_confidence is not None and m.raw_ci_low is not None and (m.ci_low, m.ci_high) != (m.raw_ci_low, m.raw_ci_high):
+        text += f" @{100 * m.ci_confidence:.4g}%"
+    return text
+
+
+def fmt_p(m: MetricComparison) -> str:
+    """The p-value of the rule's test (Holm-adjusted where corrected), else
+    the two-sided p of "no change"."""
+    p = m.p_adjusted if m.p_adjusted is not None else (m.p_test if m.p_test is not None else m.p_value)
+    if p is None:
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_mde(m: MetricComparison) -> str:
+    if m.mde is None:
+        return "cannot detect" if m.verdict not in ("unscored",) and m.delta is not None else "—"
+    return fmt(m.mde, m.scale)
+
+
+def metric_notes(cmp: Comparison) -> list[str]:
+    """One line per fact the table cannot show: candidate failures counted
+    as the worst value, cases excluded, judge changes."""
+    lines = []
+    for m in cmp.metrics:
+        if m.n_failed:
+            worst = "empty answers" if m.scale > 1 else "0"
+            lines.append(f"{m.metric}: {m.n_failed} candidate failure{'s' if m.n_failed > 1 else ''} counted as {worst}")
+        if m.n_baseline_missing:
+            lines.append(f"{m.metric}: {m.n_baseline_missing} case(s) the baseline did not score, excluded")
+        if m.n_unscored:
+            lines.append(f"{m.metric}: {m.n_unscored} candidate case(s) unscored, excluded")
+        lines += [f"{m.metric}: {note}" for note in m.notes]
+    return lines
 
 
 def _short(text: str | None, width: int = 70) -> str:
@@ -39,11 +75,18 @@ def _short(text: str | None, width: int = 70) -> str:
 
 
 def gate_rule_text(cmp: Comparison) -> str:
+    """The rule in one sentence, as the table applied it."""
     if cmp.mode == "plain":
         return "plain mode: a metric regresses when candidate − baseline < −max_drop, or candidate < min."
+    boot = f"{cmp.resamples} BCa resamples{', clustered by ' + cmp.cluster if cmp.cluster else ''}"
+    if cmp.mode == "strict":
+        return (f"strict mode: a metric passes only when the {cmp.confidence:.0%} paired-bootstrap CI of candidate − baseline "
+                f"lies above −max_drop ({boot}), and candidate ≥ min over the whole run.")
+    holm = (f"; Holm-corrected over {cmp.family_size} gated metrics (p and CI adjusted)"
+            if cmp.correction == "holm" and cmp.family_size > 1 else "")
     return (f"paired mode: a metric regresses when the {cmp.confidence:.0%} paired-bootstrap CI of candidate − baseline "
-            f"lies wholly below −max_drop ({cmp.resamples} resamples{', clustered by ' + cmp.cluster if cmp.cluster else ''}), "
-            "or candidate < min.")
+            f"lies wholly below −max_drop ({boot}{holm}), or candidate < min over the whole run. "
+            "MDE: the drop caught with 80% probability under this rule.")
 
 
 # -- terminal ----------------------------------------------------------------
@@ -82,6 +125,10 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     """The gate table, then config changes and the most fallen cases."""
     from rich.table import Table
 
+    for line in cmp.model_drift:
+        console.print(f"[bold yellow]served model drift[/]: {line}", markup=True, highlight=False)
+    if cmp.environment_changes:
+        console.print("[bold]environment changes[/]: " + ", ".join(cmp.environment_changes))
     if cmp.config_changes:
         console.print("[bold]config changes[/] (baseline → candidate):")
         for line in cmp.config_changes[:12]:
@@ -94,10 +141,13 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     for m in cmp.metrics:
         style = VERDICT_STYLE.get(m.verdict, "")
         t.add_row(m.metric, fmt(m.baseline, m.scale), fmt(m.candidate, m.scale), fmt(m.delta, m.scale, True), fmt_ci(m),
-                  "—" if m.p_value is None else f"{m.p_value:.3f}", fmt(m.mde, m.scale), m.rule,
-                  f"[{style}]{m.verdict}[/]" if style else m.verdict)
+                  fmt_p(m), fmt_mde(m), m.rule, f"[{style}]{m.verdict}[/]" if style else m.verdict)
     console.print(t)
     console.print(gate_rule_text(cmp), style="dim")
+    for line in metric_notes(cmp):
+        console.print(line, style="yellow", markup=False)
+    for line in cmp.power_warnings:
+        console.print(f"warning: {line}", style="yellow", markup=False)
     if cmp.only_baseline or cmp.only_candidate:
         console.print(f"unpaired cases excluded: {len(cmp.only_baseline)} only in baseline, {len(cmp.only_candidate)} only in candidate",
                       style="yellow")
@@ -121,7 +171,7 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
 def markdown(cmp: Comparison, record: RunRecord | None = None, top: int = 5) -> str:
     """A PR-comment summary: verdicts, deltas with CIs, config changes and the
     top changed cases."""
-    head = "✅ **llmops gate passed**" if cmp.passed else ("❌ **llmops gate failed**" if cmp.failed else "⚠️ **llmops gate could not decide**")
+    head = "✅ **llmops gate passed**" if cmp.passed else ("❌ **llmops gate failed**" if cmp.failed or cmp.drift_failed else "⚠️ **llmops gate could not decide**")
     lines = [head, ""]
     if record is not None:
         lines.append(f"{len(record.cases)} cases · fingerprint `{record.fingerprint}` · dataset `{record.dataset_hash}`")
@@ -133,12 +183,20 @@ def markdown(cmp: Comparison, record: RunRecord | None = None, top: int = 5) -> 
                 if m.info.get("judge"):
                     lines.append(f"{name}: {m.n_unscored} unscored of {m.n_scored + m.n_unscored}  ")
         lines.append("")
+    for line in cmp.model_drift:
+        lines += [f"⚠️ served model drift: {line}  "]
+    if cmp.environment_changes:
+        lines += ["environment changes: " + ", ".join(cmp.environment_changes) + "  "]
+    if cmp.model_drift or cmp.environment_changes:
+        lines.append("")
     lines += ["| metric | baseline | candidate | delta | CI | p | MDE | rule | verdict |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for m in cmp.metrics:
-        p = "—" if m.p_value is None else f"{m.p_value:.3f}"
         lines.append(f"| {m.metric} | {fmt(m.baseline, m.scale)} | {fmt(m.candidate, m.scale)} | {fmt(m.delta, m.scale, True)} | "
-                     f"{fmt_ci(m)} | {p} | {fmt(m.mde, m.scale)} | {m.rule} | **{m.verdict}** |")
+                     f"{fmt_ci(m)} | {fmt_p(m)} | {fmt_mde(m)} | {m.rule} | **{m.verdict}** |")
     lines += ["", f"_{gate_rule_text(cmp)}_", ""]
+    notes = metric_notes(cmp) + [f"⚠️ {w}" for w in cmp.power_warnings]
+    if notes:
+        lines += [f"- {n}" for n in notes] + [""]
     if cmp.config_changes:
         lines += ["**Config changes** (baseline → candidate):", "", "```"] + cmp.config_changes[:20] + ["```", ""]
     changed = cmp.changed_cases[:top]
@@ -164,7 +222,7 @@ def junit_xml(cmp: Comparison, suite: str = "llmops") -> str:
     for m in cmp.metrics:
         tc = ET.SubElement(ts, "testcase", classname=f"{suite}.gate", name=m.metric)
         detail = (f"baseline={fmt(m.baseline, m.scale)} candidate={fmt(m.candidate, m.scale)} delta={fmt(m.delta, m.scale, True)} "
-                  f"ci={fmt_ci(m)} p={m.p_value if m.p_value is not None else '—'} mde={fmt(m.mde, m.scale)} n={m.n} rule={m.rule}")
+                  f"ci={fmt_ci(m)} p={fmt_p(m)} mde={fmt_mde(m)} n={m.n} failed={m.n_failed} rule={m.rule}")
         if m.failed:
             f = ET.SubElement(tc, "failure", message=f"{m.metric} {m.verdict}: {m.reason}", type=m.verdict)
             f.text = detail

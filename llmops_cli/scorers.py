@@ -52,23 +52,29 @@ class MetricResult:
 class Scorer:
     """A registered scorer. ``fn(outputs, references) -> MetricResult``.
     ``from_stats`` recomputes a corpus aggregate from summed ``stats`` (None
-    for mean-aggregated metrics). ``scale`` is the top of the score range."""
+    for mean-aggregated metrics). ``scale`` is the top of the score range.
+    ``worst`` is the score a case the candidate failed counts as in the gate
+    (the bottom of the range), ``worst_stats(references)`` its sufficient
+    statistics for corpus metrics (an empty answer)."""
 
     name: str
     fn: Callable[[Outputs, References], MetricResult]
     scale: float = 1.0
     from_stats: Callable[[Sequence[float]], float] | None = None
     description: str = ""
+    worst: float = 0.0
+    worst_stats: Callable[[Sequence[str]], list[float]] | None = None
 
 
 SCORERS: dict[str, Scorer] = {}
 
 
-def register(name: str, scale: float = 1.0, from_stats=None, description: str = ""):
-    """Decorator: register ``fn`` under ``name``."""
+def register(name: str, scale: float = 1.0, from_stats=None, description: str = "", worst: float = 0.0,
+             worst_stats=None):
+    """Decorator: register ``fn`` under ``name`` (see :class:`Scorer` for the arguments)."""
 
     def deco(fn):
-        SCORERS[name] = Scorer(name, fn, scale, from_stats, description)
+        SCORERS[name] = Scorer(name, fn, scale, from_stats, description, worst, worst_stats)
         return fn
 
     return deco
@@ -177,7 +183,17 @@ def bleu_from_stats(stats: Sequence[float]) -> float:
     return float(_bleu_obj("corpus")._compute_score_from_stats(list(stats)).score)
 
 
-@register("bleu", scale=100.0, from_stats=bleu_from_stats, description="sacrebleu corpus BLEU, 0–100")
+def bleu_empty_stats(references: Sequence[str]) -> list[float]:
+    """sacrebleu sufficient statistics of an empty answer against
+    ``references``: no n-gram matched, length 0, and the reference length
+    the case adds to the corpus (so a failed case lowers the brevity penalty
+    as well as the precisions)."""
+    corpus = _bleu_obj("corpus")
+    return [float(x) for x in corpus._extract_corpus_statistics([""], [[r] for r in references])[0]]
+
+
+@register("bleu", scale=100.0, from_stats=bleu_from_stats, description="sacrebleu corpus BLEU, 0–100",
+          worst_stats=bleu_empty_stats)
 def bleu(outputs: Outputs, references: References) -> MetricResult:
     idx = [i for i, (o, r) in enumerate(zip(outputs, references)) if o is not None and r]
     per: list[float | None] = [None] * len(outputs)

@@ -138,16 +138,19 @@ def test_memoised_intervals_equal_computed_ones_and_follow_the_scores(tmp_path, 
     fresh = compare(b, c, gate(max_drop=0.05))
     first = compare(b, c, gate(max_drop=0.05), memo=memo)
     computed = []
-    real = gate_module._interval
-    monkeypatch.setattr(gate_module, "_interval", lambda *a: computed.append(a[0]) or real(*a))
+    real = gate_module._measure
+    monkeypatch.setattr(gate_module, "_measure", lambda *a: computed.append(a[0]) or real(*a))
     again = compare(b, c, gate(max_drop=0.05), memo=memo)
     assert computed == []  # served from the memo
     assert again.metrics == first.metrics == fresh.metrics
-    # other scores, another seed or another confidence level are computed afresh
+    # other scores or another seed are computed afresh; another confidence level reuses the
+    # bootstrap (it does not depend on the level) and only reads another interval off it
     compare(*pair(BASE5, BASE5), gate(max_drop=0.05), memo=memo)
     compare(b, c, Gate(seed=7, metrics={"token_f1": GateRule(max_drop=0.05)}), memo=memo)
-    compare(b, c, Gate(confidence=0.9, metrics={"token_f1": GateRule(max_drop=0.05)}), memo=memo)
-    assert computed == ["token_f1"] * 3
+    assert computed == ["token_f1"] * 2
+    wider = compare(b, c, Gate(confidence=0.99, metrics={"token_f1": GateRule(max_drop=0.05)}), memo=memo).metrics[0]
+    assert computed == ["token_f1"] * 2
+    assert wider.ci_low < first.metrics[0].ci_low and wider.ci_high > first.metrics[0].ci_high
 
 
 def test_identical_runs_zero_delta_and_fallback_mde():
@@ -155,8 +158,8 @@ def test_identical_runs_zero_delta_and_fallback_mde():
     m = compare(b, c, gate(max_drop=0.05)).metrics[0]
     assert m.delta == 0 and m.ci_low == 0 and m.ci_high == 0
     assert m.p_value == 1.0 and m.verdict == "pass"
-    # SE of the delta is 0: MDE falls back to z · sd(baseline) / √n
-    assert m.mde == pytest.approx(Z80 * np.std(BASE5, ddof=1) / np.sqrt(5))
+    # SE of the delta is 0: the MDE under the rule falls back to max_drop + z · sd(baseline) / √n
+    assert m.mde == pytest.approx(0.05 + Z80 * np.std(BASE5, ddof=1) / np.sqrt(5))
     assert compare(b, c, gate(max_drop=0.05)).changed_cases == []
 
 
@@ -235,17 +238,24 @@ def test_ungated_metric_is_info():
 # -- the bootstrap against independent implementations ----------------------------------
 
 def test_mean_metric_ci_matches_independent_numpy_bootstrap():
+    """The interval is delta ± z·SE with the SE of an independent paired
+    bootstrap; the p-value the gate reports is the one-sided z-test's."""
     b, c = squad_records("r-net-plus", "slqa-plus", ["token_f1", "exact_match"])
-    cmp = compare(b, c, Gate(resamples=2000, metrics={"token_f1": GateRule(max_drop=0.02),
-                                                      "exact_match": GateRule(max_drop=0.02)}))
+    cmp = compare(b, c, Gate(resamples=2000, correction="none", metrics={"token_f1": GateRule(max_drop=0.02),
+                                                                        "exact_match": GateRule(max_drop=0.02)}))
+    z975 = NormalDist().inv_cdf(0.975)
     for m in cmp.metrics:
         base = np.array([x.scores[m.metric] for x in b.cases])
         cand = np.array([x.scores[m.metric] for x in c.cases])
-        delta, lo, hi, se = numpy_paired_bootstrap(base, cand)
+        delta, _, _, se = numpy_paired_bootstrap(base, cand)
         assert m.delta == pytest.approx(delta, abs=1e-12)
-        assert m.ci_low == pytest.approx(lo, abs=0.005)
-        assert m.ci_high == pytest.approx(hi, abs=0.005)
-        assert m.mde == pytest.approx(Z80 * se, rel=0.1)
+        assert m.se == pytest.approx(se, rel=0.06)
+        assert m.se == pytest.approx(np.std(cand - base, ddof=1) / np.sqrt(len(base)), rel=0.06)  # the paired t-test's SE
+        assert (m.ci_low, m.ci_high) == (m.raw_ci_low, m.raw_ci_high)  # no correction asked for
+        assert m.ci_low == pytest.approx(delta - z975 * se, abs=0.002)
+        assert m.ci_high == pytest.approx(delta + z975 * se, abs=0.002)
+        assert m.p_test == pytest.approx(NormalDist().cdf((m.delta + 0.02) / m.se))
+        assert m.mde == pytest.approx(0.02 + Z80 * se, rel=0.06)
 
 
 @pytest.fixture(scope="module")
@@ -301,9 +311,10 @@ def test_bleu_delta_and_ci_match_sacrebleu(bleu_systems, base_system, cand_syste
     idxs = rng.choice(len(qs), size=(resamples, len(qs)), replace=True)
     diffs = np.array([metric._compute_score_from_stats(c_.sum(0)).score - metric._compute_score_from_stats(b_.sum(0)).score
                       for b_, c_ in zip(bs[idxs], cs[idxs])])
-    lo, hi = np.quantile(diffs, [0.025, 0.975])
-    assert m.ci_low == pytest.approx(lo, abs=0.5)
-    assert m.ci_high == pytest.approx(hi, abs=0.5)
+    # the same resampling scheme gives the same standard error, and the interval is delta ± z·SE
+    assert m.se == pytest.approx(diffs.std(ddof=1), rel=0.08)
+    z975 = NormalDist().inv_cdf(0.975)
+    assert m.ci_low == pytest.approx(m.delta - z975 * m.se) and m.ci_high == pytest.approx(m.delta + z975 * m.se)
 
     # sacrebleu's own paired bootstrap test (same seed and resample count):
     # same system score, and the same decision at the 0.05 level
@@ -384,15 +395,15 @@ def test_cluster_bootstrap_is_wider_on_correlated_clusters():
     clustered_cmp = compare(b, c, gate(max_drop=0.05, cluster="paragraph"))
     clustered = clustered_cmp.metrics[0]
     assert clustered_cmp.cluster == "paragraph"
-    assert clustered.delta == flat.delta
+    assert clustered.delta == pytest.approx(flat.delta, abs=1e-12)
     w_flat, w_clu = flat.ci_high - flat.ci_low, clustered.ci_high - clustered.ci_low
     assert w_clu >= w_flat
     assert w_clu > 2 * w_flat  # with 10 near-identical cases per cluster, about √10 wider
     assert clustered.mde > flat.mde
-    # an independent cluster bootstrap agrees
+    # an independent cluster bootstrap agrees on the standard error
     diffs = (cand - base).reshape(n_clusters, size).mean(axis=1)
-    d, lo, hi, _ = numpy_paired_bootstrap(np.zeros(n_clusters), diffs)
-    assert clustered.ci_low == pytest.approx(lo, abs=0.01) and clustered.ci_high == pytest.approx(hi, abs=0.01)
+    _, _, _, se = numpy_paired_bootstrap(np.zeros(n_clusters), diffs)
+    assert clustered.se == pytest.approx(se, rel=0.1)
 
 
 def test_cluster_bootstrap_on_squad_paragraphs_is_not_narrower():
