@@ -28,6 +28,14 @@ Options:
   (the first matching rule wins). 429 answers carry ``Retry-After: 0``.
 * ``down``: the port is bound and closed again at once, so connections are
   refused while :attr:`url` stays a well-formed address.
+* ``served_model``: the ``model`` field of every answer (what served it);
+  default ``None`` echoes the request's ``model``.
+* ``system_fingerprint``: the answers' ``system_fingerprint`` (default
+  ``"fp_fake"``); ``None`` leaves the field out.
+
+``served_model``, ``system_fingerprint``, ``latency_s`` and ``fail_every`` are
+plain attributes: assigning one on a running server changes the answers that
+follow (e.g. a provider silently switching the model behind a name).
 
 The server records every request body (:attr:`requests`) and its headers
 (:attr:`headers`, case-insensitive dicts including ``Authorization``: tests
@@ -228,11 +236,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self, body: dict[str, Any], messages: list[dict[str, Any]], text: str) -> None:
         """Answer as server-sent events, chunked transfer encoding."""
         fake = self.server.fake
-        cid, created, model = fake._new_id(), int(time.time()), body.get("model") or "fake-model"
+        cid, created, model = fake._new_id(), int(time.time()), fake._model_for(body)
 
         def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> dict[str, Any]:
             c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            if fake.system_fingerprint is not None:
+                c["system_fingerprint"] = fake.system_fingerprint
             if usage is not None:
                 c["usage"] = usage
             return c
@@ -273,7 +283,8 @@ class FakeOpenAI:
     """
 
     def __init__(self, reply: ReplyFn | Sequence[str] | None = None, latency_s: float = 0.0,
-                 fail_every: dict[int, int] | None = None, down: bool = False):
+                 fail_every: dict[int, int] | None = None, down: bool = False, served_model: str | None = None,
+                 system_fingerprint: str | None = "fp_fake"):
         if reply is not None and not callable(reply):
             replies = list(reply)
             if not replies or not all(isinstance(r, str) for r in replies):
@@ -290,6 +301,8 @@ class FakeOpenAI:
         self.latency_s = latency_s
         self.fail_every: dict[int, int] = dict(fail_every or {})
         self.down = down
+        self.served_model = served_model
+        self.system_fingerprint = system_fingerprint
         self.url = ""
         self.port: int | None = None
         self.requests: list[dict[str, Any]] = []
@@ -409,13 +422,17 @@ class FakeOpenAI:
         completion = _count_tokens(text)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
+    def _model_for(self, body: dict[str, Any]) -> str:
+        """The ``model`` an answer names: :attr:`served_model`, else the request's."""
+        return self.served_model or body.get("model") or "fake-model"
+
     def _completion(self, body: dict[str, Any], messages: list[dict[str, Any]], text: str) -> dict[str, Any]:
-        return {
+        out = {
             "id": self._new_id(),
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": body.get("model") or "fake-model",
-            "system_fingerprint": "fp_fake",
+            "model": self._model_for(body),
+            "system_fingerprint": self.system_fingerprint,
             "choices": [{
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
@@ -424,3 +441,6 @@ class FakeOpenAI:
             }],
             "usage": self._usage(messages, text),
         }
+        if self.system_fingerprint is None:
+            del out["system_fingerprint"]
+        return out
