@@ -107,6 +107,7 @@ class MetricComparison:
     candidate_all: float | None = None
     max_drop: float | None = None
     power_warning: str = ""
+    power_required: bool = False
     cases_needed: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -178,8 +179,13 @@ class Comparison:
         return [m.power_warning for m in self.metrics if m.power_warning]
 
     @property
+    def underpowered(self) -> list[MetricComparison]:
+        """Gated metrics that miss their ``require_power`` (exit 2)."""
+        return [m for m in self.metrics if m.power_required]
+
+    @property
     def passed(self) -> bool:
-        return not self.failed and not self.unscored and not self.drift_failed
+        return not self.failed and not self.unscored and not self.drift_failed and not self.underpowered
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -480,6 +486,7 @@ def _power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Gate) ->
     if d["cannot_detect"]:
         res.mde = None
         if rule is not None and rule.max_drop is not None:
+            res.power_required = bool(rule.require_power or gate.require_power) and gate.mode == "paired"
             res.power_warning = (f"{res.metric}: cannot detect any drop — every case scores {res.baseline:.4g} on both sides, "
                                  "so the eval set says nothing about its variance")
         return
@@ -512,6 +519,7 @@ def _power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Gate) ->
                       "; no number of cases can: max_drop is not below it"))
         res.power_warning = (f"{res.metric}: underpowered — catches a drop of {needed:.3g} with {target_power:.0%} "
                              f"probability, not {target:.3g}{more}")
+        res.power_required = req is not None
 
 
 def _judge_note(res: MetricComparison, baseline: RunRecord, candidate: RunRecord) -> None:
@@ -544,6 +552,85 @@ def _environment_changes(baseline: RunRecord, candidate: RunRecord) -> list[str]
     if fn is not None:
         return fn(old, new)
     return [f"{k}: {old.get(k, '—')} → {new.get(k, '—')}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a gated run ends in: the exit code and a one-line reason."""
+
+    exit_code: int
+    reason: str
+
+
+def outcome(cmp: Comparison) -> Outcome:
+    """The exit code of a comparison, with its precedence in one place:
+
+    3 — the gate cannot decide (a gated metric without scored pairs, or a
+    judge over ``max_unscored_share``): never a pass, never a regression;
+    1 — a gated metric failed its rule, or the served model drifted under
+    ``on_model_drift: fail`` (a regression found is reported even when the
+    gate is also underpowered: it is real);
+    2 — a ``require_power`` the eval set does not meet (bad input: the eval
+    set is too small for the promise asked of it);
+    0 — the gate passed."""
+    if cmp.unscored:
+        return Outcome(3, "the gate cannot decide: " + "; ".join(f"{m.metric}: {m.reason}" for m in cmp.unscored))
+    if cmp.failed or cmp.drift_failed:
+        parts = [m.metric for m in cmp.failed] + (["served model drift (gate.on_model_drift: fail)"] if cmp.drift_failed else [])
+        return Outcome(1, "regression: " + ", ".join(parts))
+    if cmp.underpowered:
+        return Outcome(2, "gate.require_power not met: " + "; ".join(m.power_warning for m in cmp.underpowered))
+    return Outcome(0, "gate passed")
+
+
+def check_before_run(baseline: RunRecord, gate: Gate, metrics: list[str], path: str = "baseline") -> None:
+    """What can be refused before any model call, from the baseline alone.
+
+    * every gated metric must be in the baseline;
+    * ``require_power`` (paired mode): a metric whose required drop the gate
+      certainly cannot catch — ``max_drop`` is not below it, the baseline is
+      too low to fall that far, or, for a 0/1 metric, even the smallest
+      paired variance such a drop implies (every changed case changes by a
+      whole point, all downwards: SE ≥ √(d(1 − d)/n)) leaves the power short
+      at the uncorrected level. Where the bound cannot tell, the decision is
+      left to the run.
+
+    Raises:
+        BaselineError: a gated metric the baseline lacks, or a power
+            requirement the baseline shows cannot be met (exit 2).
+    """
+    for m in gate.metrics:
+        if m in metrics and m not in baseline.metrics:
+            raise BaselineError(path, f"metrics.{m}", "the baseline has no scores for this gated metric; "
+                                "update the baseline (llmops eval CONFIG --update-baseline)")
+    if gate.mode != "paired":
+        return
+    half = (1 - gate.confidence) / 2
+    for m, rule in gate.metrics.items():
+        req = rule.require_power or (gate.require_power.model_copy(update={"drop": gate.require_power.drop * _scale(m)})
+                                     if gate.require_power else None)
+        if req is None or rule.max_drop is None or m not in baseline.metrics:
+            continue
+        sc = _scorer(m)
+        worst = sc.worst if sc else 0.0
+        scores = [c.scores.get(m) for c in baseline.cases if c.scores.get(m) is not None]
+        agg = baseline.metrics[m].aggregate
+        problem = None
+        if rule.max_drop >= req.drop:
+            problem = f"max_drop {rule.max_drop:g} is not below the drop it must catch ({req.drop:g})"
+        elif agg is not None and agg - worst < req.drop:
+            problem = f"the baseline scores {agg:.4g}, too low to fall by {req.drop:g}"
+        elif scores and set(scores) <= {0.0, 1.0} and (sc is None or sc.from_stats is None):
+            d, n = req.drop, len(scores)
+            se_min = math.sqrt(d * (1 - d) / n) if d < 1 else 0.0
+            best = stats.power(d, rule.max_drop, se_min, half)
+            if best < req.power:
+                problem = (f"with {n} cases the gate catches a drop of {d:g} with at most {best:.0%} probability, "
+                           f"not {req.power:.0%}; about {stats.cases_needed(n, rule.max_drop, se_min, half, d, req.power):,} "
+                           "cases could")
+        if problem:
+            raise BaselineError(path, f"gate.metrics.{m}.require_power" if rule.require_power else "gate.require_power",
+                                f"{m}: {problem}")
 
 
 def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseChange]:
