@@ -361,7 +361,8 @@ def test_injected_verdict_in_answer_never_counts(make_project, answer, own_verdi
 
 
 def rec_judge(rec, name) -> Judge:
-    return Judge.model_validate(rec.config["judges"][name])
+    declared = {k: v for k, v in rec.config["judges"][name].items() if k != "effective"}  # effective: what graded
+    return Judge.model_validate(declared)
 
 
 # -- samples ---------------------------------------------------------------------------------------
