@@ -78,7 +78,7 @@ def gate_rule_text(cmp: Comparison) -> str:
     """The rule in one sentence, as the table applied it."""
     if cmp.mode == "plain":
         return "plain mode: a metric regresses when candidate − baseline < −max_drop, or candidate < min."
-    boot = f"{cmp.resamples} BCa resamples{', clustered by ' + cmp.cluster if cmp.cluster else ''}"
+    boot = f"{cmp.resamples} bootstrap resamples, interval delta ± z·SE{', clustered by ' + cmp.cluster if cmp.cluster else ''}"
     if cmp.mode == "strict":
         return (f"strict mode: a metric passes only when the {cmp.confidence:.0%} paired-bootstrap CI of candidate − baseline "
                 f"lies above −max_drop ({boot}), and candidate ≥ min over the whole run.")
