@@ -3,6 +3,8 @@
 * :class:`InputError` and subclasses — bad input (config, dataset, corpus,
   baseline, template, flags). Exit code 2. The message is one line that names
   the file and, where there is one, the key.
+* :class:`OutputError` — a file llmops writes cannot be written (read-only
+  or full disk) or would overwrite an input. Exit code 2, naming the path.
 * :class:`RunIncomplete` — the run could not complete (too many provider
   errors, too many unscored judge verdicts). Exit code 3. Never a pass, never a
   regression.
@@ -44,6 +46,14 @@ class DatasetError(InputError):
 class BaselineError(InputError):
     """The baseline file is missing, malformed, of another schema version, or
     was made on another dataset."""
+
+
+class OutputError(InputError, OSError):
+    """A file llmops writes (run record, report, baseline, cache) cannot be
+    written: a read-only or full disk, a parent that is not a folder, or a
+    path that would overwrite one of the run's own inputs. Exit code 2; the
+    message names the path. Also an :class:`OSError`, so code catching the
+    underlying write failure keeps working."""
 
 
 class RunIncomplete(LlmopsError):
