@@ -93,30 +93,50 @@ def retrieve(spec: RetrievalSpec, chunks: list[Chunk], corpus_hash: str, queries
     return [[(chunks[i], s) for i, s in row] for row in memoised(memo, "retrieval", inputs, rank)]
 
 
+def corpus_path(spec: RetrievalSpec, base_dir: Path) -> Path:
+    """Where the corpus file is: ``spec.corpus``, relative to ``base_dir``."""
+    path = Path(spec.corpus)
+    return path if path.is_absolute() else base_dir / path
+
+
 def load_corpus(spec: RetrievalSpec, base_dir: Path) -> tuple[list[Chunk], str]:
     """Read the corpus file and chunk it. Returns ``(chunks, corpus_hash)``
     where the hash is SHA-256 (16 hex digits) of the file's bytes.
 
     Raises:
-        DatasetError: the corpus is missing, malformed, lacks the id/text
-            fields, or is empty.
+        DatasetError: the corpus is missing, malformed (see
+            :func:`~llmops_cli.dataset.read_records`), lacks the id/text
+            fields, has an empty or duplicate id (named by its row), or is
+            empty.
     """
-    path = Path(spec.corpus)
-    path = path if path.is_absolute() else base_dir / path
+    path = corpus_path(spec, base_dir)
     rows = read_records(path, None, "corpus")
     docs: list[tuple[str, str]] = []
+    first_row: dict[str, int] = {}
     for n, row in enumerate(rows):
         for f in (spec.id_field, spec.text_field):
             if f not in row:
                 raise DatasetError(path, f"row {n + 1}", f"missing field {f!r} (retrieval.{'id_field' if f == spec.id_field else 'text_field'})")
         if not isinstance(row[spec.text_field], str):
             raise DatasetError(path, f"row {n + 1}.{spec.text_field}", "expected a string")
-        docs.append((str(row[spec.id_field]), row[spec.text_field]))
+        if row[spec.id_field] in (None, ""):
+            raise DatasetError(path, f"row {n + 1}.{spec.id_field}", "empty id (retrieval.id_field)")
+        doc_id = str(row[spec.id_field])
+        if doc_id in first_row:
+            raise DatasetError(path, f"row {n + 1}.{spec.id_field}",
+                               f"duplicate id {doc_id!r} (first in row {first_row[doc_id]}); corpus ids must be unique")
+        first_row[doc_id] = n + 1
+        docs.append((doc_id, row[spec.text_field]))
     if not docs:
         raise DatasetError(path, None, "the corpus is empty")
     c = spec.chunking
     chunks = chunk_documents(docs, c.mode, c.size, c.overlap)
-    return chunks, hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    try:
+        with open(path, "rb") as f:  # streamed: never a second whole copy of the file in memory
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as e:
+        raise DatasetError(path, None, f"cannot read corpus: {e.strerror or e}") from None
+    return chunks, digest[:16]
 
 
 def chunk_variables(hits: list[tuple[Chunk, float]]) -> dict[str, Any]:
