@@ -20,10 +20,12 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .config import canonical_json, sha256_text
+from .errors import OutputError
 
 DEFAULT_DIR = ".llmops/cache"
 _SCHEMA = (
@@ -65,6 +67,11 @@ class ResponseCache:
     ``get(key)`` returns the stored dict or ``None``; ``put(key, model, value)``
     stores a JSON-serialisable dict (committed at once, so an interrupted run
     keeps every completed answer). Counts ``hits`` and ``misses``.
+
+    Every method raises :class:`~llmops_cli.errors.OutputError` naming the
+    database when the cache cannot be used: a read-only or full disk, a folder
+    that cannot be created, a file that is not a database. :meth:`open` checks
+    that up front.
     """
 
     def __init__(self, directory: str | Path | None = None):
@@ -75,22 +82,60 @@ class ResponseCache:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn SQLite and OS errors into an :class:`OutputError` naming the database."""
+        try:
+            yield
+        except OutputError:
+            raise
+        except (sqlite3.Error, OSError) as e:
+            from .outputs import check_writable
+
+            try:
+                check_writable(self.path, "cache")
+            except OutputError as found:
+                raise found from None
+            reason = getattr(e, "strerror", None) or str(e)
+            raise OutputError(self.path, "cache", f"cannot use the response cache: {reason} (--cache-dir or "
+                              "$LLMOPS_CACHE_DIR picks another folder; --no-cache skips it)") from None
+
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            for stmt in _SCHEMA:
-                conn.execute(stmt)
-            self._conn = conn
+            with self._guard():
+                self.dir.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                    for stmt in _SCHEMA:
+                        conn.execute(stmt)
+                except BaseException:
+                    conn.close()
+                    raise
+                self._conn = conn
         return self._conn
+
+    def open(self) -> "ResponseCache":
+        """Open (creating it if needed) the database and take a write lock
+        once, so that a cache that cannot be written fails now — before any
+        model call — rather than after the first paid answer.
+
+        Raises:
+            OutputError: the cache cannot be created or written; names it.
+        """
+        with self._lock:
+            db = self._db()
+            with self._guard():
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ROLLBACK")
+        return self
 
     def get(self, key: str) -> dict[str, Any] | None:
         if not self.path.exists() and self._conn is None:
             self.misses += 1
             return None
-        with self._lock:
+        with self._lock, self._guard():
             row = self._db().execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
         if row is None:
             self.misses += 1
@@ -100,7 +145,7 @@ class ResponseCache:
 
     def put(self, key: str, model: str, value: dict[str, Any]) -> None:
         text = json.dumps(value, ensure_ascii=False)
-        with self._lock:
+        with self._lock, self._guard():
             self._db().execute(
                 "INSERT OR REPLACE INTO responses (key, model, value, created) VALUES (?, ?, ?, ?)",
                 (key, model, text, time.time()),
@@ -112,13 +157,13 @@ class ResponseCache:
         depends on; ``None`` if absent. Not counted as a response hit or miss."""
         if not self.path.exists() and self._conn is None:
             return None
-        with self._lock:
+        with self._lock, self._guard():
             row = self._db().execute("SELECT value FROM memo WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def put_memo(self, key: str, value: Any) -> None:
         """Store a JSON-serialisable derived result under ``key``."""
-        with self._lock:
+        with self._lock, self._guard():
             self._db().execute("INSERT OR REPLACE INTO memo (key, value, created) VALUES (?, ?, ?)",
                                (key, json.dumps(value), time.time()))
 
@@ -128,7 +173,7 @@ class ResponseCache:
         results by kind (``retrieval``, ``bootstrap``, or a metric name)."""
         if not self.path.exists():
             return {"path": str(self.path), "entries": 0, "bytes": 0, "models": {}, "memo": {}}
-        with self._lock:
+        with self._lock, self._guard():
             rows = self._db().execute("SELECT model, COUNT(*) FROM responses GROUP BY model").fetchall()
             memo = self._db().execute("SELECT substr(key, 1, instr(key, ':') - 1) AS kind, COUNT(*) FROM memo "
                                       "GROUP BY kind").fetchall()
@@ -140,7 +185,7 @@ class ResponseCache:
         """Delete every entry; returns how many were deleted."""
         if not self.path.exists():
             return 0
-        with self._lock:
+        with self._lock, self._guard():
             n = self._db().execute("DELETE FROM responses").rowcount
             self._db().execute("DELETE FROM memo")
             self._db().execute("VACUUM")
