@@ -75,6 +75,8 @@ def _run_options(f):
         click.option("--concurrency", "-j", type=click.IntRange(min=1), default=DEFAULT_CONCURRENCY, show_default=True, help="Model calls in flight at once."),
         click.option("--retries", type=click.IntRange(min=0), default=DEFAULT_RETRIES, show_default=True, help="Retries per call on 429/5xx/timeouts."),
         click.option("--no-cache", is_flag=True, help="Do not read or write the response cache."),
+        click.option("--refresh", is_flag=True, help="Call the model (and judges) for every case, reading no cached answer; "
+                     "the new answers are still cached (re-measures what the provider serves now)."),
         click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder [default: $LLMOPS_CACHE_DIR or .llmops/cache]."),
         click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Run record path [default: .llmops/runs/<run-id>.json]."),
         click.option("--outputs", type=click.Path(dir_okay=False), default=None, help="Score this file of {id: output} instead of calling the model."),
@@ -90,6 +92,8 @@ def _gate_options(f):
         click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), default=None,
                      help="Baseline file [default: the config's baseline]."),
         click.option("--plain", is_flag=True, help="Gate on point estimates only (no confidence intervals)."),
+        click.option("--allow-judge-change", is_flag=True,
+                     help="Gate a judge metric even though the baseline was judged by another model (refused by default)."),
         click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write a JUnit XML report (one test per gated metric)."),
         click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write a Markdown summary (for a PR comment)."),
         click.option("--json", "json_out", is_flag=True, help="Print the comparison as JSON on stdout (human output goes to stderr)."),
@@ -134,13 +138,27 @@ def _load_outputs(path: str) -> dict[str, str]:
 
 
 def _cache(no_cache: bool, cache_dir: str | None):
+    """The response cache, opened now: one that cannot be written fails before any model call."""
     from .cache import ResponseCache
 
-    return None if no_cache else ResponseCache(cache_dir)
+    return None if no_cache else ResponseCache(cache_dir).open()
 
 
-def _execute(console, cfg, cache, *, limit, concurrency, retries, outputs):
-    """Run (or score outputs) and return the record; exits 3/130 on failure."""
+def _check_outputs(cfg, baseline_path, outputs_file, **files) -> None:
+    """Exit 2 before any model call when a file to write (``--output=...``,
+    ``--junit=...``; ``None`` = not asked for) would overwrite an input or
+    cannot be written. ``--output`` defaults to a new file in .llmops/runs."""
+    from .outputs import check_outputs, run_inputs
+
+    out = {f"--{k}": v for k, v in files.items()}
+    if "--output" in out and out["--output"] is None:
+        out["--output"] = _record_path(None, "<run-id>")
+    check_outputs(out, run_inputs(cfg, baseline_path, outputs_file))
+
+
+def _execute(console, cfg, cache, *, limit, concurrency, retries, outputs, refresh=False):
+    """Run (or score outputs) and return the record; exits 3/130 on failure.
+    ``refresh``: read no answer from the cache (see :func:`runner.run_eval`)."""
     from .runner import run_eval, score_outputs
 
     with _progress(console) as prog:
@@ -148,8 +166,9 @@ def _execute(console, cfg, cache, *, limit, concurrency, retries, outputs):
         update = lambda done, total: prog.update(task, completed=done, total=total)  # noqa: E731
         if outputs:
             return score_outputs(cfg, _load_outputs(outputs), limit=limit, name=Path(outputs).name, cache=cache,
-                                 concurrency=concurrency, retries=retries, progress=update)
-        return run_eval(cfg, limit=limit, concurrency=concurrency, cache=cache, retries=retries, progress=update)
+                                 concurrency=concurrency, retries=retries, progress=update, refresh=refresh)
+        return run_eval(cfg, limit=limit, concurrency=concurrency, cache=cache, retries=retries, progress=update,
+                        refresh=refresh)
 
 
 def _record_path(output: str | None, run_id: str) -> Path:
@@ -157,10 +176,15 @@ def _record_path(output: str | None, run_id: str) -> Path:
 
 
 def _save_partial(console, err, output):
+    from .errors import OutputError
     from .record import save_record
 
     if getattr(err, "record", None) is not None:
-        path = save_record(err.record, _record_path(output, err.record.run_id))
+        try:
+            path = save_record(err.record, _record_path(output, err.record.run_id))
+        except OutputError as failed:  # stderr keeps its one line: the error that stopped the run
+            console.print(f"partial run record not written: {failed}", style="dim")
+            return
         console.print(f"partial run record: {path}", style="dim")
 
 
@@ -169,14 +193,14 @@ def _save_partial(console, err, output):
 @_run_options
 @_gate_options
 def eval_cmd(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline, baseline_path,
-             plain, junit, markdown, json_out, top):
+             plain, junit, markdown, json_out, top, refresh, allow_judge_change):
     """Run CONFIG's eval set, score it and gate it against the baseline."""
     _gated(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline, baseline_path,
-           plain, junit, markdown, json_out, top)
+           plain, junit, markdown, json_out, top, refresh=refresh, allow_judge_change=allow_judge_change)
 
 
 def _gated(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline, baseline_path,
-           plain, junit, markdown, json_out, top):
+           plain, junit, markdown, json_out, top, *, refresh=False, allow_judge_change=False):
     """`eval` and `score`: run, gate and exit; on an error (Ctrl-C included)
     the partial record is saved and the error printed as one line."""
     console = _console(stderr=json_out)
@@ -184,38 +208,45 @@ def _gated(config, limit, concurrency, retries, no_cache, cache_dir, output, out
 
     try:
         _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline,
-              baseline_path, plain, junit, markdown, json_out, top)
+              baseline_path, plain, junit, markdown, json_out, top, refresh=refresh, allow_judge_change=allow_judge_change)
     except LlmopsError as err:  # Interrupted is one too
         _save_partial(console, err, output)
         _fail(console, err)
 
 
 def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline,
-          baseline_path, plain, junit, markdown, json_out, top):
-    from .baseline import check_dataset, load_baseline, write_baseline
+          baseline_path, plain, junit, markdown, json_out, top, *, refresh=False, allow_judge_change=False):
+    from .baseline import check_dataset, check_judges, check_unscored, load_baseline, write_baseline
     from .runner import prepare
     from .config import load_config
-    from .gate import compare
+    from .gate import check_before_run, compare
     from .record import save_record
     from .report import comparison_json, junit_xml, print_comparison, print_run_summary
     from .report import markdown as markdown_text
+    from .outputs import append_text, check_writable
     from .record import atomic_write_text
 
     cfg = load_config(config)
     bpath = Path(baseline_path) if baseline_path else cfg.baseline_path
+    _check_outputs(cfg, bpath, outputs, output=output, junit=junit, markdown=markdown)
+    if update_baseline:
+        check_writable(bpath, "baseline")
+    if plain:
+        cfg.gate.mode = "plain"
     baseline = None if update_baseline else load_baseline(bpath)  # fail before paying for a run
     if baseline is not None:
         check_dataset(baseline, prepare(cfg, limit, with_prompts=False).dataset_hash, bpath)
-    if plain:
-        cfg.gate.mode = "plain"
+        check_before_run(baseline, cfg.gate, cfg.all_metrics, str(bpath))
+        for note in check_judges(baseline, cfg, bpath, allow=allow_judge_change):
+            console.print(f"[yellow]judge changed:[/] {note} (--allow-judge-change)")
     cache = _cache(no_cache, cache_dir)
-    record = _execute(console, cfg, cache, limit=limit, concurrency=concurrency, retries=retries, outputs=outputs)
+    record = _execute(console, cfg, cache, limit=limit, concurrency=concurrency, retries=retries, outputs=outputs,
+                      refresh=refresh)
     rpath = save_record(record, _record_path(output, record.run_id))
     print_run_summary(console, record)
     console.print(f"run record: {rpath}", style="dim")
     if update_baseline:
-        _check_unscored(cfg, record)
-        write_baseline(record, bpath)
+        write_baseline(record, bpath, max_unscored_share=cfg.max_unscored_share)
         console.print(f"[green]baseline written:[/] {bpath}")
         return
     cmp = compare(baseline, record, cfg.gate, top=max(top, 10), baseline_path=str(bpath), max_unscored_share=cfg.max_unscored_share,
@@ -225,35 +256,27 @@ def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, out
     if markdown:
         atomic_write_text(markdown, md + "\n")
     if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as f:
-            f.write(md + "\n")
+        append_text(os.environ["GITHUB_STEP_SUMMARY"], md + "\n")
     if junit:
         atomic_write_text(junit, junit_xml(cmp))
     if json_out:
         click.echo(comparison_json(cmp, record))
-    _check_unscored(cfg, record)  # gated or not, a judge that mostly did not answer means the run cannot pass
+    check_unscored(record, cfg.max_unscored_share)  # gated or not, a judge that mostly did not answer: exit 3
     _exit_for(console, cmp)
 
 
-def _check_unscored(cfg, record) -> None:
-    """Exit 3 (never a pass, never a regression) when a judge left more than
-    ``max_unscored_share`` of the cases unscored; no baseline is written."""
-    from .errors import RunIncomplete
-
-    for name, m in record.metrics.items():
-        total = m.n_scored + m.n_unscored
-        if m.info.get("judge") and total and m.n_unscored / total > cfg.max_unscored_share:
-            raise RunIncomplete(f"{name}: {m.n_unscored} of {total} cases unscored by the judge "
-                                f"(limit max_unscored_share {cfg.max_unscored_share:.0%}); see the run record for its replies")
-
-
 def _exit_for(console, cmp) -> None:
-    from .errors import RunIncomplete
+    """Render the comparison's :func:`~llmops_cli.gate.outcome` and exit with its code."""
+    from .errors import InputError, RunIncomplete
+    from .gate import outcome
 
-    if cmp.unscored:
-        _fail(console, RunIncomplete("the gate cannot decide: " + "; ".join(f"{m.metric}: {m.reason}" for m in cmp.unscored)))
-    if cmp.failed:
-        console.print(f"[bold red]regression[/]: {', '.join(m.metric for m in cmp.failed)}")
+    out = outcome(cmp)
+    if out.exit_code == 3:
+        _fail(console, RunIncomplete(out.reason))
+    if out.exit_code == 2:
+        _fail(console, InputError(None, None, out.reason))
+    if out.exit_code == 1:
+        console.print(f"[bold red]{out.reason.split(':')[0]}[/]:{out.reason.split(':', 1)[1]}")
         raise SystemExit(1)
     console.print("[bold green]gate passed[/]")
 
@@ -264,10 +287,11 @@ def _exit_for(console, cmp) -> None:
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Use the first N cases (0 = all).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Run record path.")
 @_gate_options
-def score_cmd(config, outputs, limit, output, update_baseline, baseline_path, plain, junit, markdown, json_out, top):
+def score_cmd(config, outputs, limit, output, update_baseline, baseline_path, plain, junit, markdown, json_out, top,
+              allow_judge_change):
     """Score outputs produced elsewhere and gate them exactly like a model run."""
     _gated(config, limit, DEFAULT_CONCURRENCY, DEFAULT_RETRIES, False, None, output, outputs, update_baseline,
-           baseline_path, plain, junit, markdown, json_out, top)
+           baseline_path, plain, junit, markdown, json_out, top, allow_judge_change=allow_judge_change)
 
 
 @cli.group()
@@ -279,24 +303,30 @@ def baseline():
 @click.argument("config", type=click.Path(dir_okay=False))
 @_run_options
 @click.option("--from-run", type=click.Path(dir_okay=False), default=None, help="Promote an existing run record instead of running.")
-def baseline_update(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, from_run):
-    """Run CONFIG (or take --from-run RUN) and write it as the baseline."""
+def baseline_update(config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, refresh, from_run):
+    """Run CONFIG (or take --from-run RUN) and write it as the baseline —
+    only from a complete run whose judges scored enough cases
+    (max_unscored_share), as `eval --update-baseline` does."""
     console = _console()
     from .errors import LlmopsError
 
     try:
         from .baseline import promote_run, write_baseline
         from .config import load_config
+        from .outputs import check_writable
         from .record import save_record
 
         cfg = load_config(config)
+        if not from_run:
+            _check_outputs(cfg, cfg.baseline_path, outputs, output=output)
+        check_writable(cfg.baseline_path, "baseline")
         if from_run:
             path = promote_run(cfg, from_run)
         else:
             record = _execute(console, cfg, _cache(no_cache, cache_dir), limit=limit, concurrency=concurrency,
-                              retries=retries, outputs=outputs)
+                              retries=retries, outputs=outputs, refresh=refresh)
             save_record(record, _record_path(output, record.run_id))
-            path = write_baseline(record, cfg.baseline_path)
+            path = write_baseline(record, cfg.baseline_path, max_unscored_share=cfg.max_unscored_share)
         console.print(f"[green]baseline written:[/] {path}")
     except LlmopsError as err:
         _save_partial(console, err, output)
@@ -345,9 +375,11 @@ def review_sample(run, n, seed, output):
     from .errors import LlmopsError
 
     try:
+        from .outputs import check_outputs
         from .record import load_record
         from .review import sample_rows, write_rows
 
+        check_outputs({"--output": output}, {"the run record": run})
         rows = sample_rows(load_record(run), n, seed)
         path = write_rows(rows, output)
         console.print(f"wrote {len(rows)} cases to {path}; fill the *_human columns, then `llmops review import {path}`")
@@ -424,9 +456,36 @@ def _interrupted_code() -> int:
     return 143 if _terminated else 130
 
 
+def _command_path(args: list[str]) -> str:
+    """``llmops baseline update`` for ``["baseline", "update", "x.yaml", ...]``."""
+    cmd, path = cli, ["llmops"]
+    for tok in args:
+        if isinstance(cmd, click.Group) and tok in cmd.commands:
+            cmd = cmd.commands[tok]
+            path.append(tok)
+        elif not tok.startswith("-"):
+            break
+    return " ".join(path)
+
+
+def _usage_error(err: click.ClickException, args: list[str]) -> int:
+    """Print a usage error (unknown option, bad value, missing argument) as
+    one line on stderr — ``llmops: error: <message> (see llmops eval --help)``
+    — and return its exit code: 2. ``llmops`` alone still prints the help."""
+    if isinstance(err, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        err.show()
+        return 2
+    ctx = getattr(err, "ctx", None)
+    where = ctx.command_path if ctx is not None else _command_path(args)
+    sys.stderr.write(f"llmops: error: {' '.join(err.format_message().split())} (see {where} --help)\n")
+    return 2
+
+
 def main(argv=None) -> None:
     """Console-script entry point."""
     import signal
+
+    from .errors import LlmopsError
 
     # llmops uses no pydantic plugins: skip their entry-point scan (~30 ms of every start-up)
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
@@ -442,8 +501,10 @@ def main(argv=None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):  # interrupted outside a run: nothing to keep
         sys.stderr.write("llmops: interrupted\n")
         raise SystemExit(_interrupted_code()) from None
-    except click.ClickException as err:  # usage errors: exit 2
-        err.show()
+    except click.ClickException as err:  # usage errors: one line, exit 2
+        raise SystemExit(_usage_error(err, list(sys.argv[1:] if argv is None else argv))) from None
+    except LlmopsError as err:  # raised outside a command's own handler (e.g. `cache info` on a broken cache)
+        sys.stderr.write(f"llmops: error: {err}\n")
         raise SystemExit(err.exit_code) from None
     except Exception as exc:  # a bug or an environment failure: never a pass, never a regression
         if os.environ.get("LLMOPS_DEBUG"):

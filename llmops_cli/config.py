@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 
 SCHEMA_VERSION = 1
+MAX_TIMEOUT_S = 3600  # params.timeout: seconds per request
+MAX_REPEATS = 100  # repeats: answers per case
 
 
 class _Strict(BaseModel):
@@ -31,15 +33,16 @@ class _Strict(BaseModel):
 class Params(_Strict):
     """Parameters passed to every model call (OpenAI names; LiteLLM maps them).
 
-    ``timeout`` is seconds per request; ``max_tokens`` counts completion tokens.
+    ``timeout`` is seconds per request (finite, at most :data:`MAX_TIMEOUT_S`);
+    ``max_tokens`` counts completion tokens.
     """
 
-    temperature: float | None = Field(0.0, ge=0, le=2)
+    temperature: float | None = Field(0.0, ge=0, le=2, allow_inf_nan=False)
     max_tokens: int | None = Field(256, gt=0)
-    top_p: float | None = Field(None, gt=0, le=1)
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
     seed: int | None = None
     stop: list[str] | None = None
-    timeout: float = Field(60.0, gt=0)
+    timeout: float = Field(60.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -110,7 +113,8 @@ class Dataset(_Strict):
     ``references``: the field (or fields) holding the reference answer(s); a
     field may hold a string or a list of strings. ``limit``: use only the
     first N cases. ``sample``: use a seeded random subset of N cases (kept in
-    file order; ``sample_seed``), applied before ``limit``."""
+    file order; ``sample_seed``), applied before ``limit``. At least one
+    references field is required."""
 
     path: str
     format: Literal["jsonl", "csv", "json"] | None = None
@@ -253,7 +257,7 @@ class Config(_Strict):
     judges: dict[str, Judge] = {}
     gate: Gate = Gate()
     baseline: str = "baseline.json"
-    repeats: int = Field(1, ge=1)
+    repeats: int = Field(1, ge=1, le=MAX_REPEATS)
     max_error_share: float = Field(0.1, ge=0, le=1)
     max_unscored_share: float = Field(0.1, ge=0, le=1)
 
@@ -261,6 +265,21 @@ class Config(_Strict):
     _path: Path | None = None
     _system_text: str | None = None
     _user_text: str = ""
+    _judge_templates: dict[str, str] = {}  # judge name → template text (read at load time)
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base_is_url(cls, v):
+        return _http_url(v)
+
+    @model_validator(mode="after")
+    def _judge_api_bases_are_urls(self):
+        for name, judge in self.judges.items():
+            try:
+                _http_url(judge.api_base)
+            except ValueError as e:
+                raise ValueError(f"judges.{name}.api_base: {e}") from None
+        return self
 
     @field_validator("metrics")
     @classmethod
@@ -319,13 +338,48 @@ class Config(_Strict):
     def user_template(self) -> str:
         return self._user_text or self.prompt.user or ""
 
+    # -- judges ----------------------------------------------------------
+    def judge_target(self, name: str) -> tuple[str, str | None, str | None]:
+        """``(model, api_base, api_key_env)`` judge ``name`` calls: its own
+        when it pins ``model``; otherwise the model under test's, its own
+        ``api_base``/``api_key_env`` taking precedence when given."""
+        j = self.judges[name]
+        if j.model:
+            return j.model, j.api_base, j.api_key_env
+        return self.model, j.api_base or self.api_base, j.api_key_env or self.api_key_env
+
+    def judge_template(self, name: str) -> str:
+        """Judge ``name``'s Jinja2 template: its ``template_file`` (read by
+        :func:`parse_config`) or the packaged one for its type.
+
+        Raises:
+            ConfigError: an unreadable or invalid ``template_file``."""
+        text = self._judge_templates.get(name)
+        if text is None:
+            from .judge import template_text
+
+            text = self._judge_templates[name] = template_text(self.judges[name], self, name)
+        return text
+
+    def effective_judge(self, name: str) -> dict[str, Any]:
+        """What actually grades for judge ``name``: ``{model, api_base,
+        params, template_sha256}`` — the model and api_base it calls (see
+        :meth:`judge_target`), its params, and the SHA-256 (64 hex digits) of
+        its template text."""
+        model, api_base, _ = self.judge_target(name)
+        return {"model": model, "api_base": api_base, "params": self.judges[name].params.model_dump(mode="json"),
+                "template_sha256": sha256_text(self.judge_template(name))}
+
     # -- identity --------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """The configuration as plain data, prompt files inlined, for the run
-        record and for :func:`config_diff`. Holds no secrets: ``api_key_env``
-        is the *name* of an environment variable."""
+        record and for :func:`config_diff`; each judge also gets an
+        ``effective`` block (:meth:`effective_judge`). Holds no secrets:
+        ``api_key_env`` is the *name* of an environment variable."""
         d = self.model_dump(mode="json")
         d["prompt"] = {"system": self.system_template, "user": self.user_template}
+        for name in self.judges:
+            d["judges"][name]["effective"] = self.effective_judge(name)
         return d
 
 
@@ -382,17 +436,104 @@ def parse_config(data: Any, path: str | Path = "<config>") -> Config:
             check_template(text, path, key)
     if cfg.retrieval:
         check_template(cfg.retrieval.query, path, "retrieval.query")
+    _check_no_references(cfg, path)
+    for name in cfg.judges:
+        cfg.judge_template(name)  # an unreadable template_file is exit 2 now, not after the model calls
     return cfg
 
 
+def _check_no_references(cfg: Config, path: Path) -> None:
+    """The model under test must not see the gold answers: a prompt template
+    naming ``references`` (only judges get them), or a reference field listed
+    among ``dataset.inputs``, is a :class:`ConfigError`."""
+    from .prompt import template_variables
+
+    for part, text in (("system", cfg.system_template), ("user", cfg.user_template)):
+        if text is not None and "references" in template_variables(text):
+            key = f"prompt.{part}_file" if getattr(cfg.prompt, f"{part}_file") else f"prompt.{part}"
+            raise ConfigError(path, key, "uses `references`, the gold answers: the model under test must not see them "
+                              "(only judge templates get them)")
+    leaked = [f for f in cfg.dataset.inputs or [] if f in cfg.dataset.references]
+    if leaked:
+        raise ConfigError(path, "dataset.inputs", f"{leaked[0]!r} is also a references field: the model under test "
+                          "must not see the gold answers")
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping gives the same key twice."""
+
+    def __init__(self, mapping: yaml.MappingNode, key: Any, node: yaml.Node, first: yaml.Node, root: yaml.Node | None):
+        self.mapping, self.key, self.root = mapping, key, root
+        self.line, self.first_line = node.start_mark.line + 1, first.start_mark.line + 1
+        super().__init__(None, None, f"duplicate key {key!r} (first on line {self.first_line})", node.start_mark)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, except that a mapping may not give a key
+    twice (PyYAML keeps the last value silently: ``temperature: 0`` then
+    ``temperature: 0.7`` would run at 0.7). Keys merged in with ``<<`` may
+    still be overridden."""
+
+    def construct_document(self, node):
+        self._root = node
+        return super().construct_document(node)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if first is not key_node:
+                    raise _DuplicateKey(node, key, key_node, first, getattr(self, "_root", None))
+        return super().construct_mapping(node, deep)
+
+
+def _key_path(root: yaml.Node | None, target: yaml.Node, key: Any) -> str:
+    """The dotted path of ``key`` in mapping ``target`` under ``root``
+    (e.g. ``params.temperature``, ``judges.tone.samples``, ``metrics[2]``)."""
+    stack: list[tuple[yaml.Node, str]] = [(root, "")] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node is target:
+            return f"{where}.{key}" if where else str(key)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                name = k.value if isinstance(k, yaml.ScalarNode) else "?"
+                stack.append((v, f"{where}.{name}" if where else str(name)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(node.value))
+    return str(key)
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)`` refusing duplicate keys (raises :class:`_DuplicateKey`)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config (``yaml.safe_load``).
+    """Read and validate a YAML config (``yaml.safe_load`` semantics, except
+    that a key given twice in one mapping, at any level, is an error).
 
     Paths inside the config resolve relative to the config file's folder.
 
     Raises:
-        ConfigError: the file is missing, not YAML, or fails validation; the
-            message names the file and the offending key.
+        ConfigError: the file is missing, not YAML, gives a key twice (named
+            with its dotted path and line), or fails validation; the message
+            names the file and the offending key.
     """
     path = Path(path)
     try:
@@ -404,7 +545,10 @@ def load_config(path: str | Path) -> Config:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(path, None, f"cannot read: {e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text)
+    except _DuplicateKey as e:
+        raise ConfigError(path, _key_path(e.root, e.mapping, e.key),
+                          f"duplicate key on line {e.line} (first on line {e.first_line}); give each key once") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else None
@@ -416,7 +560,9 @@ def load_config(path: str | Path) -> Config:
 # -- identity ------------------------------------------------------------
 
 IDENTITY_KEYS = ("model", "api_base", "params", "prompt", "retrieval", "repeats")
-MEASUREMENT_KEYS = ("metrics", "judges")  # shown by config_diff, not part of the fingerprint
+MEASUREMENT_KEYS = ("metrics", "judges")  # shown by config_diff; of the judges, only their effective block is identity
+# settings that change no answer: shown by config_diff, left out of the fingerprint
+NOT_IDENTITY = {"params": ("timeout",), "retrieval": ("corpus",)}
 
 
 def canonical_json(obj: Any) -> str:
@@ -428,13 +574,24 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _without(d: Any, keys: tuple[str, ...]) -> Any:
+    return {k: v for k, v in d.items() if k not in keys} if isinstance(d, dict) else d
+
+
 def fingerprint(snapshot: dict[str, Any], corpus_hash: str | None = None) -> str:
     """Config fingerprint: SHA-256 (first 16 hex digits) of the canonical JSON
-    of model, api_base, params, prompt text, retrieval setup, repeats and the
-    retrieval corpus's content hash. Eval set, metrics, gate and baseline path
-    are not part of it: they are how the configuration is *measured*."""
-    ident = {k: snapshot.get(k) for k in IDENTITY_KEYS}
+    of model, api_base, params (but ``timeout``), prompt text, retrieval setup
+    (but the corpus *path*), repeats, the retrieval corpus's content hash, and
+    each judge's effective model, api_base, params (but ``timeout``) and
+    template hash (``snapshot["judges"][name]["effective"]``, see
+    :meth:`Config.snapshot`). Eval set, metrics, the judges' other settings,
+    gate and baseline path are not part of it: they are how the configuration
+    is *measured*; nor are the timeout and corpus path, which change no answer."""
+    ident = {k: _without(snapshot.get(k), NOT_IDENTITY.get(k, ())) for k in IDENTITY_KEYS}
     ident["corpus_hash"] = corpus_hash
+    ident["judges"] = {name: {**j["effective"], "params": _without(j["effective"].get("params"), ("timeout",))}
+                       for name, j in sorted((snapshot.get("judges") or {}).items())
+                       if isinstance(j, dict) and isinstance(j.get("effective"), dict)}
     return sha256_text(canonical_json(ident))[:16]
 
 
@@ -455,14 +612,39 @@ def _short(v: Any, width: int = 60) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
+def _judge_view(j: Any) -> Any:
+    """A judge's snapshot as :func:`config_diff` shows it: the declared
+    settings with the effective model, api_base and params over them, and the
+    template hash shortened to 12 hex digits."""
+    if not isinstance(j, dict) or not isinstance(j.get("effective"), dict):
+        return j
+    eff = dict(j["effective"])
+    sha = eff.pop("template_sha256", None)
+    view = {**{k: v for k, v in j.items() if k != "effective"}, **eff}
+    if sha:
+        view["template_sha256"] = sha[:12]
+    return view
+
+
+def _diff_view(snapshot: dict[str, Any]) -> dict[str, Any]:
+    view = {k: snapshot.get(k) for k in IDENTITY_KEYS + MEASUREMENT_KEYS}
+    if isinstance(view.get("judges"), dict):
+        view["judges"] = {name: _judge_view(j) for name, j in view["judges"].items()}
+    return _flatten(view)
+
+
 def config_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
-    """What changed between two config snapshots that changes the answers,
-    one line per key, e.g. ``params.temperature: 0.0 → 0.7``."""
+    """What changed between two config snapshots — what is answered and how
+    it is measured — one line per key, e.g. ``params.temperature: 0.0 → 0.7``
+    or, for a judge that follows the model under test,
+    ``judges.correctness.model: "openai/a" → "openai/b"`` (judges show their
+    effective model, api_base, params and ``template_sha256``, first 12 hex
+    digits). ``params.timeout`` and ``retrieval.corpus`` (the path) are shown
+    too, though the fingerprint leaves them out. ``[]`` when ``old`` is empty."""
     if not old:
         return []
-    keys = IDENTITY_KEYS + MEASUREMENT_KEYS
-    a = _flatten({k: old.get(k) for k in keys})
-    b = _flatten({k: new.get(k) for k in keys})
+    a = _diff_view(old)
+    b = _diff_view(new)
     lines = []
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):

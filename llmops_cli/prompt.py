@@ -2,7 +2,9 @@
 
 Templates see the case's input fields by name, plus, when retrieval is on,
 ``chunks`` (list of ``{id, doc_id, text, score}``) and ``context`` (the chunk
-texts joined by blank lines).
+texts joined by blank lines). Never the case's ``references`` (the gold
+answers): only judge templates see those, and a prompt template that names
+them is refused at load time.
 """
 
 from __future__ import annotations
@@ -35,19 +37,37 @@ def check_template(text: str, path: str | Path, key: str) -> None:
         raise ConfigError(path, key, f"template syntax error on line {e.lineno}: {e.message}") from None
 
 
+def template_variables(text: str) -> set[str]:
+    """The variables ``text`` reads from its context (Jinja2's
+    ``meta.find_undeclared_variables``: names it sets itself are left out).
+    ``text`` must be valid syntax (see :func:`check_template`)."""
+    from jinja2 import meta
+
+    return meta.find_undeclared_variables(_env().parse(text))
+
+
 def render(text: str, variables: dict[str, Any], path: str | Path, key: str) -> str:
-    """Render one template. Raises :class:`ConfigError` when the template uses
-    a variable the case does not have."""
+    """Render one template.
+
+    Raises:
+        ConfigError: naming ``path`` and ``key`` — the template uses a variable
+            the case does not have, or fails while rendering (``{{ 1/0 }}``, a
+            filter given the wrong type, ...).
+    """
     try:
         return _compile(text).render(**variables)
     except jinja2.UndefinedError as e:
         raise ConfigError(path, key, f"template error: {e.message}; available: {', '.join(sorted(variables))}") from None
     except jinja2.TemplateError as e:
         raise ConfigError(path, key, f"template error: {e}") from None
+    except Exception as e:  # a runtime error inside the template: the template's fault, not a bug of llmops
+        raise ConfigError(path, key, f"template error: {type(e).__name__}: {e}") from None
 
 
 def render_messages(system: str | None, user: str, variables: dict[str, Any], path: str | Path) -> list[dict[str, str]]:
-    """Render the chat messages for one case: ``[{"role", "content"}, ...]``."""
+    """Render the chat messages for one case: ``[{"role", "content"}, ...]``.
+    Raises :class:`ConfigError` (key ``prompt.system`` or ``prompt.user``) as
+    :func:`render` does."""
     messages = []
     if system:
         messages.append({"role": "system", "content": render(system, variables, path, "prompt.system")})

@@ -4,7 +4,9 @@ Every run writes one under ``.llmops/runs/`` (or ``--output``). A baseline is
 the same record with ``kind: "baseline"`` and without the bulky traces (raw
 responses and rendered messages), meant to be committed next to the config.
 
-Files are written atomically (temporary file + ``os.replace``).
+Files are written atomically (temporary file + ``os.replace``); a file that
+cannot be written is an :class:`~llmops_cli.errors.OutputError` naming it
+(see :mod:`llmops_cli.outputs`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import BaselineError
+from .outputs import write_error
 
 SCHEMA_VERSION = 1
 
@@ -30,7 +33,10 @@ class _Model(BaseModel):
 class Call(_Model):
     """One model call for one case (one per repeat). Tokens are counts,
     ``latency_s`` seconds (0 for a cache hit), ``cost_usd`` US dollars (None
-    when LiteLLM has no price for the model)."""
+    when LiteLLM has no price for the model). ``served_model`` and
+    ``system_fingerprint`` are what the provider said served the answer (its
+    response's ``model`` and ``system_fingerprint``; None when it did not
+    say); a cached answer keeps those of the call that made it."""
 
     repeat: int = 0
     output: str | None = None
@@ -42,6 +48,8 @@ class Call(_Model):
     cached: bool = False
     retries: int = 0
     error: str | None = None
+    served_model: str | None = None
+    system_fingerprint: str | None = None
 
 
 class JudgeSample(Call):
@@ -124,7 +132,15 @@ class Usage(_Model):
 
 class RunRecord(_Model):
     """A whole run. ``status``: ``complete``, ``incomplete`` (too many errors)
-    or ``interrupted`` (Ctrl-C)."""
+    or ``interrupted`` (Ctrl-C).
+
+    ``served``: requested model string → ``{"<served model> (<system
+    fingerprint or ->)": number of calls}`` over the model-under-test calls
+    that answered (cached ones included: they keep what served them);
+    ``judge_served``: the same over judge calls, keyed by each judge's
+    requested model. ``environment``: installed versions of llmops and the
+    libraries that shape answers and scores (distribution name → version;
+    see :func:`collect_environment`). Baselines keep all three."""
 
     schema_version: int = SCHEMA_VERSION
     kind: Literal["run", "baseline"] = "run"
@@ -141,6 +157,9 @@ class RunRecord(_Model):
     metrics: dict[str, MetricSummary] = {}
     usage: Usage = Usage()
     judge_usage: Usage | None = None
+    served: dict[str, dict[str, int]] = {}
+    judge_served: dict[str, dict[str, int]] = {}
+    environment: dict[str, str] = {}
     cases: list[CaseRecord] = []
 
     def case_map(self) -> dict[str, CaseRecord]:
@@ -163,6 +182,38 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
 
 
+# distributions whose version can change an answer, a retrieval or a score; optional ones are left out when absent
+ENVIRONMENT_PACKAGES = ("llmops-cli", "litellm", "bm25s", "sacrebleu", "rouge-score", "nltk", "llama-cpp-python")
+
+
+def collect_environment() -> dict[str, str]:
+    """Installed versions, read from package metadata (nothing is imported):
+    ``{"python": "3.11.7", "llmops-cli": "0.1.0", "litellm": "1.106.2",
+    "bm25s": ..., "sacrebleu": ..., "rouge-score": ..., "nltk": ...,
+    "llama-cpp-python": ...}``; a package that is not installed is left out."""
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    env = {"python": ".".join(map(str, sys.version_info[:3]))}
+    for name in ENVIRONMENT_PACKAGES:
+        try:
+            env[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return env
+
+
+def environment_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """What differs between two :attr:`RunRecord.environment` blocks, one
+    line per package in name order, e.g. ``sacrebleu: 2.5.1 → 2.6.0`` (``—``
+    for a package only one side has). An empty ``old`` (a record made before
+    environments were recorded) gives ``[]``: unknown is not a change."""
+    if not old:
+        return []
+    return [f"{k}: {old.get(k) or '—'} → {new.get(k) or '—'}"
+            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -171,28 +222,45 @@ def _umask() -> int:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically: a temporary file in the same
-    folder, flushed and fsync'd, then ``os.replace``. Creates parent folders."""
+    folder, flushed and fsync'd, then ``os.replace``. Creates parent folders.
+    On failure the old file (if any) is left as it was and no temporary file
+    remains.
+
+    Raises:
+        OutputError: the file cannot be written (read-only or full disk, a
+            parent that is a file, ``path`` is a folder); names ``path``. It is
+            an ``OSError`` too.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a committed baseline should be an ordinary file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
+    try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a committed baseline should be an ordinary file
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
         raise
     return path
 
 
 def save_record(record: RunRecord, path: str | Path) -> Path:
-    """Write a run record (or baseline) as indented JSON, atomically."""
+    """Write a run record (or baseline) as indented JSON, atomically.
+
+    Raises:
+        OutputError: the file cannot be written (see :func:`atomic_write_text`).
+    """
     return atomic_write_text(path, record.model_dump_json(indent=1, exclude_none=False) + "\n")
 
 

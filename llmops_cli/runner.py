@@ -14,6 +14,7 @@ price list from the network.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from .config import Config, ConfigError, canonical_json, fingerprint, sha256_tex
 from .dataset import Case, dataset_hash, load_dataset
 from .errors import Interrupted, RunIncomplete
 from .prompt import render, render_messages
-from .record import Call, CaseRecord, MetricSummary, RetrievedChunk, Retrieval, RunRecord, Usage, new_run_id, now_iso
+from .record import (Call, CaseRecord, MetricSummary, RetrievedChunk, Retrieval, RunRecord, Usage, collect_environment,
+                     new_run_id, now_iso)
 from .scorers import SCORERS, aggregate, mean, score_all
 
 DEFAULT_CONCURRENCY = 8
@@ -33,6 +35,7 @@ DEFAULT_RETRIES = 8
 NOT_RUN = "not run"  # a case's error when its call was never made (interrupted, or the run stopped early)
 CALL_PARAMS = ("temperature", "max_tokens", "top_p", "seed", "stop")
 SCORER_VERSION = f"{__version__}/1"  # bump when a scorer's definition changes: memoised scores are keyed by it
+SCORER_LIBRARIES = ("sacrebleu", "rouge-score", "nltk")  # their versions key memoised scores too
 
 ProgressFn = Callable[[int, int], None]
 
@@ -133,11 +136,9 @@ def model_endpoint(cfg: Config) -> Endpoint:
 
 
 def judge_endpoint(cfg: Config, name: str) -> Endpoint:
-    """A judge's endpoint; model/api_base/key default to the model under test's."""
-    j = cfg.judges[name]
-    if j.model:
-        return Endpoint.of(j.model, j.api_base, j.api_key_env, j.params)
-    return Endpoint.of(cfg.model, j.api_base or cfg.api_base, j.api_key_env or cfg.api_key_env, j.params)
+    """A judge's endpoint; model/api_base/key default to the model under
+    test's (:meth:`Config.judge_target`)."""
+    return Endpoint.of(*cfg.judge_target(name), cfg.judges[name].params)
 
 
 def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True, cache: ResponseCache | None = None) -> Prepared:
@@ -170,7 +171,7 @@ def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True, ca
     messages: list[list[dict[str, Any]]] = []
     if with_prompts:
         for c, cv in zip(cases, chunk_vars):
-            variables = {**c.inputs, **cv, "references": c.references}
+            variables = {**c.inputs, **cv}  # never the references: the model under test must not see the gold answers
             messages.append(render_messages(cfg.system_template, cfg.user_template, variables, path))
     prep = Prepared(cases, dataset_hash(cases), corpus_hash, retrievals, messages, chunk_vars=chunk_vars)
     if with_prompts:
@@ -185,12 +186,12 @@ def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True, ca
 def judge_requests(cfg: Config, prep: Prepared, records: list[CaseRecord]) -> list[Request]:
     """Judge calls for every judged output: judges × cases × repeats × samples.
     Raises ConfigError for an unreadable template override."""
-    from .judge import judge_messages, template_text
+    from .judge import judge_messages
 
     out = []
     path = cfg.path or "<config>"
     for name, judge in cfg.judges.items():
-        template = template_text(judge, cfg, name)
+        template = cfg.judge_template(name)
         ep = judge_endpoint(cfg, name)
         for i, rec in enumerate(records):
             chunks = prep.chunk_vars[i].get("chunks", []) if prep.chunk_vars else []
@@ -272,7 +273,16 @@ def _cost(response) -> float | None:
     return float(cost) if cost is not None else None
 
 
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 async def _call_model(litellm, req: Request, api_key: str | None, retries: int) -> Call:
+    """One call through ``litellm.acompletion`` with retries. The answer's
+    ``served_model``/``system_fingerprint`` are the response's ``model`` and
+    ``system_fingerprint`` — for an OpenAI-compatible server, what the server
+    returned, not the requested model string (LiteLLM 1.106 copies them from
+    the server's JSON)."""
     import asyncio
 
     from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -304,10 +314,13 @@ async def _call_model(litellm, req: Request, api_key: str | None, retries: int) 
     latency = time.perf_counter() - t0
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
+    raw = response.model_dump(mode="json")
     return Call(
         repeat=req.repeat,
         output=(choice.message.content or "").strip(),
-        response=response.model_dump(mode="json"),
+        response=raw,
+        served_model=_str_or_none(raw.get("model")),
+        system_fingerprint=_str_or_none(raw.get("system_fingerprint")),
         prompt_tokens=getattr(usage, "prompt_tokens", None),
         completion_tokens=getattr(usage, "completion_tokens", None),
         latency_s=round(latency, 4),
@@ -318,13 +331,16 @@ async def _call_model(litellm, req: Request, api_key: str | None, retries: int) 
 
 def _cached_call(value: dict[str, Any], repeat: int) -> Call:
     call = Call.model_validate({**value, "repeat": repeat})
+    if "served_model" not in value and isinstance(call.response, dict):  # cached before served_model was kept
+        call.served_model = _str_or_none(call.response.get("model"))
+        call.system_fingerprint = _str_or_none(call.response.get("system_fingerprint"))
     call.cached = True
     call.latency_s = 0.0
     call.retries = 0
     return call
 
 
-CACHED_FIELDS = {"output", "response", "prompt_tokens", "completion_tokens", "cost_usd"}
+CACHED_FIELDS = {"output", "response", "prompt_tokens", "completion_tokens", "cost_usd", "served_model", "system_fingerprint"}
 
 
 async def _answer_all(cfg: Config, todo: list[Request], cache: ResponseCache | None, concurrency: int, retries: int,
@@ -360,17 +376,27 @@ async def _answer_all(cfg: Config, todo: list[Request], cache: ResponseCache | N
             failed.add(req.case_index)
         on_done()
 
-    await asyncio.gather(*(one(r) for r in todo))
+    from .aio import ClosingExecutor, settle
+
+    executor = ClosingExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    tasks = [asyncio.ensure_future(one(r)) for r in todo]
+    try:
+        await asyncio.gather(*tasks)
+    finally:  # also when interrupted (Ctrl-C, SIGTERM) or a call raised: no coroutine left unawaited
+        await settle(executor)
 
 
 def _resolve(cfg: Config, requests: list[Request], cache: ResponseCache | None, concurrency: int, retries: int,
-             tick: Callable[[], None], max_failed_cases: int | None = None) -> None:
+             tick: Callable[[], None], max_failed_cases: int | None = None, refresh: bool = False) -> None:
     """Fill ``req.call`` for every request: from the cache, else by calling
     (LiteLLM is imported only if something misses). Past ``max_failed_cases``
-    failed cases the remaining calls are not made (``req.call`` stays None)."""
+    failed cases the remaining calls are not made (``req.call`` stays None).
+    ``refresh``: read nothing from the cache, call for every request (answers
+    are still written to it)."""
     todo = []
     for req in requests:
-        hit = cache.get(req.key) if cache is not None else None
+        hit = cache.get(req.key) if cache is not None and not refresh else None
         if hit is not None:
             req.call = _cached_call(hit, req.repeat)
             tick()
@@ -439,11 +465,29 @@ def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int,
     return summaries
 
 
+@functools.lru_cache(maxsize=1)
+def scorer_versions() -> tuple[str, ...]:
+    """:data:`SCORER_VERSION` and the installed versions of the scoring
+    libraries (:data:`SCORER_LIBRARIES`, ``name==version``, or ``name==-``
+    when absent), read from package metadata without importing them: a new
+    sacrebleu or rouge-score makes memoised metric results stale."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    return (SCORER_VERSION, *(f"{name}=={installed(name)}" for name in SCORER_LIBRARIES))
+
+
 def _score_memo(metrics: list[str], outs: list[str | None], refs: list[list[str]], cache: ResponseCache | None):
-    """Each metric's :class:`MetricResult`, memoised in ``cache`` by the outputs and references."""
+    """Each metric's :class:`MetricResult`, memoised in ``cache`` by the
+    outputs, the references and :func:`scorer_versions`."""
     from .scorers import MetricResult
 
-    content = sha256_text(canonical_json([SCORER_VERSION, outs, refs])) if cache is not None else None  # hashed once
+    content = sha256_text(canonical_json([scorer_versions(), outs, refs])) if cache is not None else None  # hashed once
 
     def score(name: str) -> dict[str, Any]:
         return dataclasses.asdict(score_all([name], outs, refs)[name])
@@ -502,13 +546,31 @@ def build_record(cfg: Config, prep: Prepared, *, source: str = "model", status: 
         run_id=new_run_id(), created_at=now_iso(), tool_version=__version__, source=source, status=status,
         config_path=_display_path(cfg.path), config=snapshot,
         fingerprint=fingerprint(snapshot, prep.corpus_hash), dataset_hash=prep.dataset_hash, corpus_hash=prep.corpus_hash,
+        served=served_summary(prep.requests), environment=collect_environment(),
         cases=records,
     )
 
 
+def served_summary(requests: list[Request]) -> dict[str, dict[str, int]]:
+    """Who answered: requested model string → ``{"<served model> (<system
+    fingerprint or ->)": number of calls}`` over the requests that got an
+    answer (cached ones included; ``unknown`` when the provider named no
+    model). Requests without an endpoint (outputs scored from a file) are
+    left out."""
+    out: dict[str, dict[str, int]] = {}
+    for r in requests:
+        call = r.call
+        if r.endpoint is None or call is None or call.error is not None:
+            continue
+        label = f"{call.served_model or 'unknown'} ({call.system_fingerprint or '-'})"
+        counts = out.setdefault(r.endpoint.model, {})
+        counts[label] = counts.get(label, 0) + 1
+    return {model: dict(sorted(counts.items())) for model, counts in sorted(out.items())}
+
+
 def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAULT_CONCURRENCY,
              cache: ResponseCache | None = None, retries: int = DEFAULT_RETRIES,
-             progress: ProgressFn | None = None) -> RunRecord:
+             progress: ProgressFn | None = None, refresh: bool = False) -> RunRecord:
     """Answer and score every case of ``cfg``'s eval set.
 
     Args:
@@ -518,6 +580,8 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
         cache: response cache, or ``None`` for no caching.
         retries: retries per call on 429/5xx/connection errors/timeouts.
         progress: called as ``progress(done, total)`` after each call.
+        refresh: read no answer from ``cache`` — call the model (and the
+            judges) for every case — but still write every answer to it.
 
     Returns:
         The run record, status ``complete``.
@@ -547,14 +611,14 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
 
     try:
         _resolve(cfg, prep.requests, cache, concurrency, retries, tick,
-                 max_failed_cases=_allowed_failures(len(prep.cases), cfg.max_error_share))
+                 max_failed_cases=_allowed_failures(len(prep.cases), cfg.max_error_share), refresh=refresh)
     except KeyboardInterrupt:
         raise interrupted() from None
     record = build_record(cfg, prep)
     provider = cfg.model + (f" at {cfg.api_base}" if cfg.api_base else "")
     _check_errors(cfg, record, f"calling {provider}", t0)
     try:
-        _score_and_judge(cfg, prep, record, cache, concurrency, retries, tick, state)
+        _score_and_judge(cfg, prep, record, cache, concurrency, retries, tick, state, refresh)
     except KeyboardInterrupt:
         raise interrupted(record) from None
     record.usage = _usage(record.cases, time.perf_counter() - t0)
@@ -582,23 +646,26 @@ def _check_errors(cfg: Config, record: RunRecord, what: str, t0: float) -> None:
 
 
 def _score_and_judge(cfg: Config, prep: Prepared, record: RunRecord, cache: ResponseCache | None, concurrency: int,
-                     retries: int, tick: Callable[[], None], state: dict[str, int]) -> None:
+                     retries: int, tick: Callable[[], None], state: dict[str, int], refresh: bool = False) -> None:
     """Reference-based scores, then the judges (their calls through the same
-    cache, concurrency and retries as the model's)."""
+    cache, concurrency, retries and ``refresh`` as the model's)."""
     record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats if record.source == "model" else 1, cache)
     if not cfg.judges:
         return
     jreqs = judge_requests(cfg, prep, record.cases)
     state["total"] += len(jreqs)
-    _resolve(cfg, jreqs, cache, concurrency, retries, tick)
+    _resolve(cfg, jreqs, cache, concurrency, retries, tick, refresh=refresh)
     record.metrics.update(apply_judges(cfg, record.cases, jreqs))
     record.judge_usage = _usage([], 0.0, [r.call for r in jreqs if r.call is not None])
+    record.judge_served = served_summary(jreqs)
 
 
 def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -> dict[str, MetricSummary]:
     """Parse and reduce judge replies into ``CaseRecord.judges`` and
-    ``.scores``; returns one summary per judge with its unscored count,
-    self-agreement and judge tokens/cost in ``info``."""
+    ``.scores``; returns one summary per judge with, in ``info``, the
+    effective ``model``, ``api_base`` and ``template_sha256`` that graded
+    (:meth:`Config.effective_judge`), its unscored count, self-agreement and
+    judge tokens/cost."""
     from .judge import default_reduce, parse_verdict, reduce_samples
     from .record import JudgeResult, JudgeSample
 
@@ -632,9 +699,11 @@ def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -
         scored = sum(v is not None for v in per_case)
         jcalls = [r.call for r in jreqs if r.judge == name and r.call is not None]
         u = _usage([], 0.0, jcalls)
+        eff = cfg.effective_judge(name)
         summaries[name] = MetricSummary(
             aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
-            info={"judge": True, "type": judge.type, "model": judge_endpoint(cfg, name).model, "samples": judge.samples,
+            info={"judge": True, "type": judge.type, "model": eff["model"], "api_base": eff["api_base"],
+                  "template_sha256": eff["template_sha256"], "samples": judge.samples,
                   "reduce": how, "unparsed_samples": n_unparsed, "error_samples": errors, "total_samples": n_samples,
                   "self_agreement": round(sum(agreements) / len(agreements), 4) if agreements else None,
                   "disagreement_rate": round(disagreeing / len(agreements), 4) if agreements else None,
@@ -645,10 +714,11 @@ def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -
 
 def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = None, name: str = "outputs",
                   cache: ResponseCache | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-                  retries: int = DEFAULT_RETRIES, progress: ProgressFn | None = None) -> RunRecord:
+                  retries: int = DEFAULT_RETRIES, progress: ProgressFn | None = None,
+                  refresh: bool = False) -> RunRecord:
     """Score outputs produced elsewhere (``{case_id: output}``) exactly as a
     model run would be scored — judges included (their calls use ``cache``,
-    ``concurrency`` and ``retries``). A case with no output is an error.
+    ``concurrency``, ``retries`` and ``refresh``). A case with no output is an error.
 
     Raises:
         DatasetError: eval set unreadable; RunIncomplete: too many cases
@@ -672,6 +742,6 @@ def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = N
         if progress:
             progress(state["done"], state["total"])
 
-    _score_and_judge(cfg, prep, record, cache, concurrency, retries, tick, state)
+    _score_and_judge(cfg, prep, record, cache, concurrency, retries, tick, state, refresh)
     record.usage = Usage(wall_s=round(time.perf_counter() - t0, 3))
     return record

@@ -77,7 +77,8 @@ def test_worse_prompt_is_exit_1_and_names_the_metric(project):
     (lambda t: t.replace("metrics: [exact_match", "metrics: [exact_matc"), "metrics"),
     (lambda t: t.replace("{{ question }}\"\nretrieval", "{{ questoin }}\"\nretrieval"), "prompt.user"),
     (lambda t: t.replace("path: questions.jsonl", "path: missing.jsonl"), None),
-    (lambda t: t + "gate:\n  mode: strict\n", "gate"),
+    (lambda t: t.replace("gate:\n", "gate:\n  mode: lenient\n"), "gate.mode"),
+    (lambda t: t + "gate:\n  mode: strict\n", "gate"),  # a second `gate:` key
 ])
 def test_bad_input_is_exit_2_one_line_nothing_overwritten(project, edit, key):
     cfg, _ = project

@@ -317,3 +317,28 @@ def test_failures_within_max_error_share_exit_1_through_http(tmp_path, litellm_l
     assert res.exit_code == 1, res.output
     assert f"{FAILING} candidate failures counted as 0" in res.output
     assert "regression" in res.output and "exact_match" in res.output
+
+
+# -- served-model drift --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("policy", ["warn", "fail"])
+def test_served_model_drift_is_shown_and_can_fail(tmp_path, litellm_loaded, policy):
+    """The same answers, served by another model behind the same name: a line
+    above the gate table says so; ``on_model_drift: fail`` makes it exit 1."""
+    FAIL["on"] = False
+    with FakeOpenAI(reply=_answer, served_model="fake-model-2024-05-13") as srv:
+        gate_yaml = f"gate:\n  on_model_drift: {policy}\n  metrics:\n    token_f1: {{max_drop: 0.02}}"
+        cfg = _http_project(tmp_path, srv.url, gate_yaml)
+        assert CliRunner().invoke(cli, ["eval", cfg, "--update-baseline"], catch_exceptions=False).exit_code == 0
+        baseline = json.loads((tmp_path / "baseline.json").read_text(encoding="utf-8"))
+        assert baseline["served"] == {"openai/fake-model": {"fake-model-2024-05-13 (fp_fake)": N_HTTP}}
+        srv.served_model, srv.system_fingerprint = "fake-model-2024-08-06", "fp_new"
+        res = CliRunner().invoke(cli, ["eval", cfg, "--refresh"], catch_exceptions=False)
+    assert "served model drift" in res.output
+    assert "fake-model-2024-05-13 (fp_fake)" in res.output and "fake-model-2024-08-06 (fp_new)" in res.output
+    assert res.output.index("served model drift") < res.output.index("gate")
+    if policy == "warn":
+        assert res.exit_code == 0, res.output
+    else:
+        assert res.exit_code == 1, res.output
+        assert "served model drift (gate.on_model_drift: fail)" in res.output
