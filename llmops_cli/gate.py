@@ -476,7 +476,7 @@ def _apply_rule(res: MetricComparison, max_drop: float, gate: Gate, s: stats.Boo
         adj = "Holm-adjusted " if gate.correction == "holm" and res.ci_confidence != gate.confidence else ""
         res.verdict = "regressed"
         res.reason = (f"{adj}CI upper bound {res.ci_high:+.4g} < -{max_drop:g} (p {res.p_adjusted:.3g})")
-    elif res.raw_ci_low > 0:
+    elif res.ci_low > 0:  # the interval shown (Holm-adjusted when in the family) lies above 0
         res.verdict = "improved"
 
 
