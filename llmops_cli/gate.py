@@ -375,7 +375,7 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
         key = [GATE_VERSION, m, p.b, p.c, p.bs, p.cs, p.failed_refs, groups, gate.resamples, gate.seed]
         measured[m] = (p, None if not p.ids else memoised(memo, "bootstrap", key,
                                                          lambda m=m, p=p, g=groups: _measure(m, p, g, counts_for)))
-    results = _verdicts(names, measured, baseline, candidate, gate, max_unscored_share, memo)
+    results, family_size = _verdicts(names, measured, baseline, candidate, gate, max_unscored_share, memo)
     changes = case_changes(baseline, candidate, names)
     drift = model_drift(baseline, candidate)
     return Comparison(
@@ -387,7 +387,7 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
         cluster=gate.cluster,
         n_improved_cases=sum(ch.delta > 0 for ch in changes), n_worse_cases=sum(ch.delta < 0 for ch in changes),
         correction=gate.correction if gate.mode == "paired" else "none",
-        family_size=sum(1 for r in results if r.alpha_one_sided is not None and r.max_drop is not None and gate.mode == "paired"),
+        family_size=family_size,
         model_drift=drift, drift_failed=bool(drift) and gate.on_model_drift == "fail",
         environment_changes=_environment_changes(baseline, candidate),
     )
@@ -402,8 +402,9 @@ def _unscored_share(candidate: RunRecord, metric: str) -> float:
 
 
 def _verdicts(names: list[str], measured: dict, baseline: RunRecord, candidate: RunRecord, gate: Gate,
-              max_unscored_share: float | None, memo) -> list[MetricComparison]:
-    """Apply the rules: the family of paired tests is corrected together (Holm)."""
+              max_unscored_share: float | None, memo) -> tuple[list[MetricComparison], int]:
+    """Apply the rules: the family of paired tests is corrected together
+    (Holm). Returns the comparisons and the size of that family."""
     alpha = 1 - gate.confidence
     half = alpha / 2
     summaries = {m: stats.BootstrapSummary(**d["summary"]) for m, (_, d) in measured.items() if d is not None}
@@ -455,7 +456,7 @@ def _verdicts(names: list[str], measured: dict, baseline: RunRecord, candidate: 
             elif rule.max_drop is not None:
                 _apply_rule(res, rule.max_drop, gate, s, decided.get(m, (False,))[0])
         results.append(res)
-    return results
+    return results, len(family)
 
 
 def _apply_rule(res: MetricComparison, max_drop: float, gate: Gate, s: stats.BootstrapSummary, reject: bool) -> None:

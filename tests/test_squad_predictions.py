@@ -108,6 +108,19 @@ def test_bert_to_logistic_regression_fails(cfg, runs):
     _check_against_numpy(cmp, base, cand)
 
 
+def test_bert_to_slqa_plus_fails_with_the_ci_wholly_below_the_margin(cfg, runs):
+    """A close system, 4.8 EM points worse: both metrics regress, each interval
+    (the Holm-adjusted one the verdict uses) lying wholly below −0.02."""
+    base, cand = runs["bert-ensemble"].as_baseline(), runs["slqa-plus"]
+    cmp = compare(base, cand, cfg.gate)
+    assert not cmp.passed and cmp.family_size == 2
+    by = {m.metric: m for m in cmp.metrics}
+    assert 100 * by["exact_match"].delta == pytest.approx(84.94 - 89.75, abs=0.02)
+    for m in cmp.metrics:
+        assert m.verdict == "regressed" and m.ci_high < -0.02 and m.p_adjusted < 0.025
+    _check_against_numpy(cmp, base, cand)
+
+
 def test_r_net_plus_to_slqa_plus_passes(cfg, runs):
     base, cand = runs["r-net-plus"].as_baseline(), runs["slqa-plus"]
     cmp = compare(base, cand, cfg.gate)
