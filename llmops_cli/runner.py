@@ -149,7 +149,7 @@ def prepare(cfg: Config, limit: int | None = None, with_prompts: bool = True, ca
 
     Raises:
         DatasetError: eval set or corpus unreadable/empty.
-        ConfigError: a template uses an undefined variable.
+        ConfigError: a template uses an undefined variable or fails while rendering.
     """
     cases = load_dataset(cfg.dataset, cfg.base_dir, limit)
     path = cfg.path or "<config>"
