@@ -26,6 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import CORPUS, QUESTIONS, write_jsonl
+from test_exit_codes import _signal_mid_run
 from llmops_cli.cli import cli
 from llmops_cli.config import Dataset as DatasetSpec
 from llmops_cli.config import Retrieval as RetrievalSpec
@@ -519,26 +520,14 @@ def test_settle_cancels_late_tasks_and_closes_orphaned_coroutines():
     assert unawaited(clean=True) == []  # ... and not with it
 
 
-def _interrupt(cfg: Path, record: Path, srv, sig: int, after: int) -> subprocess.CompletedProcess:
-    p = subprocess.Popen([sys.executable, "-m", "llmops_cli.cli", "eval", str(cfg), "--update-baseline", "-j", "8",
-                          "-o", str(record)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cfg.parent,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 60
-    while srv.request_count < after and time.time() < deadline:
-        time.sleep(0.01)
-    p.send_signal(sig)
-    out, err = p.communicate(timeout=60)
-    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
-
-
 @pytest.mark.parametrize("sig, code, after", [(signal.SIGTERM, 143, 2), (signal.SIGTERM, 143, 12), (signal.SIGINT, 130, 7)])
 def test_interrupt_mid_run_prints_one_line_and_no_unawaited_coroutine(make_project, litellm_loaded, tmp_path, sig, code, after):
     questions = [{"id": f"q{i}", "question": f"Question {i}?", "answers": ["x"]} for i in range(40)]
     with FakeOpenAI(latency_s=0.3) as srv:
         cfg = make_project(srv.url, questions=questions)
-        res = _interrupt(cfg, tmp_path / "part.json", srv, sig, after)
-    assert "never awaited" not in res.stderr and "Task was destroyed" not in res.stderr, res.stderr
-    line = one_line(res, code)
+        rc, err = _signal_mid_run(srv, cfg, tmp_path / "part.json", sig, after, jobs=8)
+    assert "never awaited" not in err and "Task was destroyed" not in err, err
+    line = one_line(subprocess.CompletedProcess([], rc, "", err), code)
     assert "interrupted after" in line
     assert json.loads((tmp_path / "part.json").read_text())["status"] == "interrupted"
 

@@ -153,10 +153,10 @@ def test_missing_key_is_exit_2_before_any_call(make_project, litellm_loaded, mon
         assert srv.request_count == 0
 
 
-def _signal_mid_run(srv, cfg, record: Path, sig: int, after_requests: int) -> tuple[int, str]:
-    """Start `llmops eval --update-baseline -j 1` on ``cfg``, send ``sig`` once
+def _signal_mid_run(srv, cfg, record: Path, sig: int, after_requests: int, jobs: int = 1) -> tuple[int, str]:
+    """Start `llmops eval --update-baseline -j JOBS` on ``cfg``, send ``sig`` once
     the server has seen ``after_requests`` requests; returns (exit code, stderr)."""
-    cmd = [sys.executable, "-m", "llmops_cli.cli", "eval", str(cfg), "--update-baseline", "-j", "1", "-o", str(record)]
+    cmd = [sys.executable, "-m", "llmops_cli.cli", "eval", str(cfg), "--update-baseline", "-j", str(jobs), "-o", str(record)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cfg.parent,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
