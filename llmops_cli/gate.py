@@ -60,6 +60,22 @@ def _scale(metric: str) -> float:
     return sc.scale if sc else 1.0
 
 
+def _worst(metric: str) -> float:
+    """The score a failed case counts as (the bottom of the metric's range)."""
+    sc = _scorer(metric)
+    return sc.worst if sc else 0.0
+
+
+def _counted(case: CaseRecord, metric: str) -> float | None:
+    """The score a candidate case counts with in the gate: its own, the
+    metric's worst value when the case failed, or ``None`` when an answer
+    exists but was not scored (e.g. an unparseable judge verdict)."""
+    v = case.scores.get(metric)
+    if v is None:
+        return _worst(metric) if case.error else None
+    return float(v)
+
+
 @dataclass
 class MetricComparison:
     """One metric's comparison; scores in the metric's own units (0–1, or
@@ -236,7 +252,6 @@ class _Paired:
 def _pair(metric: str, common: list[str], bmap: dict[str, CaseRecord], cmap: dict[str, CaseRecord]) -> _Paired:
     sc = _scorer(metric)
     corpus = sc is not None and sc.from_stats is not None
-    worst = sc.worst if sc else 0.0
     out = _Paired([], [], [], [] if corpus else None, [] if corpus else None, {}, 0, 0)
     for cid in common:
         bc, cc = bmap[cid], cmap[cid]
@@ -244,18 +259,19 @@ def _pair(metric: str, common: list[str], bmap: dict[str, CaseRecord], cmap: dic
         if b is None:
             out.n_missing += 1
             continue
-        c = cc.scores.get(metric)
-        if c is None and not cc.error:
+        c = _counted(cc, metric)
+        if c is None:
             out.n_unscored += 1
             continue
+        failed = cc.scores.get(metric) is None
         out.ids.append(cid)
         out.b.append(float(b))
-        out.c.append(float(c) if c is not None else worst)
-        if c is None:
+        out.c.append(c)
+        if failed:
             out.failed_refs[cid] = list(cc.references)
         if corpus:
             out.bs.append(bc.stats[metric])
-            out.cs.append(cc.stats.get(metric) if c is not None else None)
+            out.cs.append(None if failed else cc.stats.get(metric))
     return out
 
 
@@ -304,12 +320,13 @@ def _candidate_all(metric: str, candidate: RunRecord) -> float | None:
     sc = _scorer(metric)
     vals, stats_rows = [], []
     for case in candidate.cases:
-        v = case.scores.get(metric)
-        if v is None and not case.error:
+        v = _counted(case, metric)
+        if v is None:
             continue
-        vals.append(float(v) if v is not None else (sc.worst if sc else 0.0))
+        vals.append(v)
         if sc is not None and sc.from_stats is not None:
-            stats_rows.append(case.stats[metric] if v is not None else sc.worst_stats(case.references))
+            failed = case.scores.get(metric) is None
+            stats_rows.append(sc.worst_stats(case.references) if failed else case.stats[metric])
     if not vals:
         return None
     if stats_rows:
@@ -512,7 +529,7 @@ def _power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Gate) ->
     if target is None:
         return
     needed = stats.detectable_drop(max_drop, res.se, alpha1, target_power)
-    floor = res.baseline - (_scorer(res.metric).worst if _scorer(res.metric) else 0.0)
+    floor = res.baseline - _worst(res.metric)
     if needed > target or target > floor:
         res.cases_needed = stats.cases_needed(res.n, max_drop, res.se, alpha1, target, target_power)
         more = (f"; about {res.cases_needed:,} cases would catch it" if res.cases_needed and target <= floor
@@ -613,7 +630,7 @@ def check_before_run(baseline: RunRecord, gate: Gate, metrics: list[str], path: 
         if req is None or rule.max_drop is None or m not in baseline.metrics:
             continue
         sc = _scorer(m)
-        worst = sc.worst if sc else 0.0
+        worst = _worst(m)
         scores = [c.scores.get(m) for c in baseline.cases if c.scores.get(m) is not None]
         agg = baseline.metrics[m].aggregate
         problem = None
@@ -645,12 +662,7 @@ def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseCha
         ca = amap.get(cb.id)
         if ca is None:
             continue
-        scores = {}
-        for m in metrics:
-            y = cb.scores.get(m)
-            if y is None and cb.error:
-                y = _scorer(m).worst if _scorer(m) else 0.0
-            scores[m] = (ca.scores.get(m), y)
+        scores = {m: (ca.scores.get(m), _counted(cb, m)) for m in metrics}
         diffs = [(y - x) / _scale(m) for m, (x, y) in scores.items() if x is not None and y is not None]
         if not diffs or (all(d == 0 for d in diffs) and ca.output == cb.output):
             continue
