@@ -69,7 +69,8 @@ max_error_share: 0.0
 
 def bench_concurrency(n: int, c: int, latency: float) -> dict:
     from llmops_cli.config import load_config
-    from llmops_cli.runner import import_litellm, run_eval
+    from llmops_cli.provider import import_litellm
+    from llmops_cli.runner import run_eval
 
     litellm = import_litellm()
     with FakeOpenAI(reply=lambda m, b: "alpha beta", latency_s=latency) as srv, tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +147,7 @@ def bench_10k(n: int) -> dict:
     with FakeOpenAI(reply=lambda m, b: "alpha beta gamma") as srv, tempfile.TemporaryDirectory() as tmp:
         cfg = write_project(Path(tmp), srv.url, n, "[token_f1, exact_match, bleu, rougeL]")
         script = (
-            "import resource, sys, time\nfrom llmops_cli.config import load_config\nfrom llmops_cli.runner import run_eval, score_cases\n"
+            "import resource, sys, time\nfrom llmops_cli.config import load_config\nfrom llmops_cli.runner import run_eval\nfrom llmops_cli.score import score_cases\n"
             f"cfg = load_config({str(cfg)!r}); t = time.perf_counter(); rec = run_eval(cfg, concurrency=64, cache=None)\n"
             "wall = time.perf_counter() - t\nfor c in rec.cases: c.scores.clear(); c.stats.clear()\n"
             "t = time.perf_counter(); score_cases(cfg.metrics, rec.cases, 1); score = time.perf_counter() - t\n"

@@ -8,12 +8,12 @@ Public API (imported lazily, so ``llmops --help`` stays fast)::
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_config": "config", "Config": "config", "config_diff": "config", "fingerprint": "config",
+    "load_config": "config", "Config": "config", "config_diff": "fingerprint", "fingerprint": "fingerprint",
     "load_dataset": "dataset", "Case": "dataset",
-    "run_eval": "runner", "score_outputs": "runner",
+    "run_eval": "runner", "score_outputs": "runner", "make_plan": "plan", "Plan": "plan",
     "SCORERS": "scorers", "register": "scorers", "score_all": "scorers",
     "RunRecord": "record", "load_record": "record", "save_record": "record",
-    "ResponseCache": "cache",
+    "Cache": "cache",
     "compare": "gate", "Comparison": "gate",
     "LlmopsError": "errors", "InputError": "errors", "RunIncomplete": "errors",
 }

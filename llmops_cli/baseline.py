@@ -128,8 +128,8 @@ def promote_run(cfg: Config, run_path: str | Path) -> Path:
         RunIncomplete: a judge left more than ``cfg.max_unscored_share`` of
             its cases unscored (exit 3).
     """
-    from .runner import prepare
+    from .plan import make_plan
 
     record = load_record(run_path)
-    check_dataset(record, prepare(cfg, with_prompts=False).dataset_hash, run_path)
+    check_dataset(record, make_plan(cfg, with_prompts=False).dataset_hash, run_path)
     return write_baseline(record, cfg.baseline_path, max_unscored_share=cfg.max_unscored_share)

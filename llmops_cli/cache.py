@@ -1,4 +1,5 @@
-"""On-disk response cache (SQLite, WAL mode; safe with concurrent runs).
+"""The cache (SQLite, WAL mode; safe with concurrent runs): model answers,
+and memoised derived results.
 
 Keyed by SHA-256 of the canonical JSON of model, api_base, messages, call
 parameters and repeat index. Stores the response text, token usage, cost and
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .config import canonical_json, sha256_text
+from .fingerprint import canonical_json, sha256_text
 from .errors import OutputError
 
 DEFAULT_DIR = ".llmops/cache"
@@ -41,7 +42,7 @@ def cache_key(model: str, api_base: str | None, messages: list[dict], params: di
     return sha256_text(canonical_json({"model": model, "api_base": api_base, "messages": messages, "params": params, "repeat": repeat}))
 
 
-def memoised(memo: "ResponseCache | None", kind: str, inputs: Any, compute: Callable[[], Any]) -> Any:
+def memoised(memo: "Cache | None", kind: str, inputs: Any, compute: Callable[[], Any]) -> Any:
     """``compute()``'s JSON-serialisable result, read from ``memo``'s derived
     results when present, else computed and stored there. The key is ``kind``
     plus the SHA-256 of the canonical JSON of ``inputs``, which must hold
@@ -61,8 +62,9 @@ def default_dir() -> Path:
     return Path(os.environ.get("LLMOPS_CACHE_DIR") or DEFAULT_DIR)
 
 
-class ResponseCache:
-    """A response cache in ``<dir>/responses.sqlite``.
+class Cache:
+    """The cache in ``<dir>/responses.sqlite``: answers (table ``responses``)
+    and memoised derived results (table ``memo``; :func:`memoised`).
 
     ``get(key)`` returns the stored dict or ``None``; ``put(key, model, value)``
     stores a JSON-serialisable dict (committed at once, so an interrupted run
@@ -90,7 +92,7 @@ class ResponseCache:
         except OutputError:
             raise
         except (sqlite3.Error, OSError) as e:
-            from .outputs import check_writable
+            from .files import check_writable
 
             try:
                 check_writable(self.path, "cache")
@@ -116,7 +118,7 @@ class ResponseCache:
                 self._conn = conn
         return self._conn
 
-    def open(self) -> "ResponseCache":
+    def open(self) -> "Cache":
         """Open (creating it if needed) the database and take a write lock
         once, so that a cache that cannot be written fails now — before any
         model call — rather than after the first paid answer.

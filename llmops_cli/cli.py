@@ -139,16 +139,16 @@ def _load_outputs(path: str) -> dict[str, str]:
 
 def _cache(no_cache: bool, cache_dir: str | None):
     """The response cache, opened now: one that cannot be written fails before any model call."""
-    from .cache import ResponseCache
+    from .cache import Cache
 
-    return None if no_cache else ResponseCache(cache_dir).open()
+    return None if no_cache else Cache(cache_dir).open()
 
 
 def _check_outputs(cfg, baseline_path, outputs_file, **files) -> None:
     """Exit 2 before any model call when a file to write (``--output=...``,
     ``--junit=...``; ``None`` = not asked for) would overwrite an input or
     cannot be written. ``--output`` defaults to a new file in .llmops/runs."""
-    from .outputs import check_outputs, run_inputs
+    from .files import check_outputs, run_inputs
 
     out = {f"--{k}": v for k, v in files.items()}
     if "--output" in out and out["--output"] is None:
@@ -217,14 +217,14 @@ def _gated(config, limit, concurrency, retries, no_cache, cache_dir, output, out
 def _eval(console, config, limit, concurrency, retries, no_cache, cache_dir, output, outputs, update_baseline,
           baseline_path, plain, junit, markdown, json_out, top, *, refresh=False, allow_judge_change=False):
     from .baseline import check_dataset, check_judges, check_unscored, load_baseline, write_baseline
-    from .runner import prepare
+    from .plan import make_plan as prepare
     from .config import load_config
     from .gate import check_before_run, compare
     from .record import save_record
     from .report import comparison_json, junit_xml, print_comparison, print_run_summary
     from .report import markdown as markdown_text
-    from .outputs import append_text, check_writable
-    from .record import atomic_write_text
+    from .files import append_text, check_writable
+    from .files import atomic_write_text
 
     cfg = load_config(config)
     bpath = Path(baseline_path) if baseline_path else cfg.baseline_path
@@ -313,7 +313,7 @@ def baseline_update(config, limit, concurrency, retries, no_cache, cache_dir, ou
     try:
         from .baseline import promote_run, write_baseline
         from .config import load_config
-        from .outputs import check_writable
+        from .files import check_writable
         from .record import save_record
 
         cfg = load_config(config)
@@ -375,7 +375,7 @@ def review_sample(run, n, seed, output):
     from .errors import LlmopsError
 
     try:
-        from .outputs import check_outputs
+        from .files import check_outputs
         from .record import load_record
         from .review import sample_rows, write_rows
 
@@ -420,9 +420,9 @@ def cache():
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
 def cache_info(cache_dir):
     """Show the cache's location, size and entries per model."""
-    from .cache import ResponseCache
+    from .cache import Cache
 
-    info = ResponseCache(cache_dir).info()
+    info = Cache(cache_dir).info()
     console = _console()
     console.print(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
     for model, n in sorted(info["models"].items()):
@@ -435,9 +435,9 @@ def cache_info(cache_dir):
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
 def cache_clear(cache_dir):
     """Delete every cached response."""
-    from .cache import ResponseCache
+    from .cache import Cache
 
-    n = ResponseCache(cache_dir).clear()
+    n = Cache(cache_dir).clear()
     _console().print(f"deleted {n} cached responses")
 
 
@@ -509,7 +509,7 @@ def main(argv=None) -> None:
     except Exception as exc:  # a bug or an environment failure: never a pass, never a regression
         if os.environ.get("LLMOPS_DEBUG"):
             raise
-        from .runner import redact
+        from .provider import redact
 
         sys.stderr.write(redact(f"llmops: internal error, the run could not complete: {type(exc).__name__}: {exc} "
                                 "(set LLMOPS_DEBUG=1 for the traceback)")[:1000] + "\n")

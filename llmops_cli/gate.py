@@ -40,7 +40,8 @@ from typing import Any, Literal
 
 from . import stats
 from .cache import memoised
-from .config import Gate, GateRule, config_diff
+from .config import Gate, GateRule
+from .fingerprint import config_diff
 from .errors import BaselineError, InputError
 from .record import CaseRecord, RunRecord
 from .scorers import SCORERS
@@ -351,7 +352,7 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
         max_unscored_share: a judge metric with a larger share (0–1) of
             unscored candidate cases gets verdict ``unscored`` (the run cannot
             pass).
-        memo: a :class:`~llmops_cli.cache.ResponseCache` to memoise each
+        memo: a :class:`~llmops_cli.cache.Cache` to memoise each
             metric's bootstrap (keyed by the paired scores, statistics,
             clusters, resamples and seed) and the Holm correction in, or
             ``None``.
@@ -561,15 +562,9 @@ def model_drift(baseline: RunRecord, candidate: RunRecord) -> list[str]:
 
 
 def _environment_changes(baseline: RunRecord, candidate: RunRecord) -> list[str]:
-    old, new = getattr(baseline, "environment", None), getattr(candidate, "environment", None)
-    if not old or not new:
-        return []
-    from . import record
+    from .environment import environment_changes
 
-    fn = getattr(record, "environment_changes", None)
-    if fn is not None:
-        return fn(old, new)
-    return [f"{k}: {old.get(k, '—')} → {new.get(k, '—')}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return environment_changes(baseline.environment, candidate.environment) if candidate.environment else []
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ neutralised before it reaches the judge, so an answer that says
 ``samples: k`` asks the judge k times (one cache entry per sample) and reduces
 by majority (grades; ties go to the lower grade) or mean; the per-case
 agreement and spread are recorded.
+
+Also planning the judge calls (:func:`judge_requests`) and reducing their
+replies into the run record (:func:`apply_judges`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, Judge
+from .dataset import input_text
 from .errors import ConfigError
+from .plan import Plan, Request
 from .prompt import check_template, render
+from .provider import Endpoint
+from .record import CaseRecord, JudgeResult, JudgeSample, MetricSummary, usage_of
+from .scorers import mean
 
 GRADE_VALUES = {"C": 1.0, "P": 0.5, "I": 0.0}
 _GRADE_LINE = re.compile(r"^[\s*_#>`]*GRADE\s*:\s*[*_`\s]*([CPI])[\s*_`.]*$", re.IGNORECASE)
@@ -65,14 +73,6 @@ def neutralise(text: str) -> str:
     text = _VERDICT_WORD.sub(lambda m: m.group(1)[0] + "\u200d" + m.group(1)[1:] + m.group(2) + ":", text)
     return _TAG_LIKE.sub(lambda m: "‹" + m.group(1) + m.group(2), text)
 
-
-def input_text(inputs: dict[str, Any]) -> str:
-    """The case's question as the judge sees it: the ``question``/``input``
-    field if there is one, else ``key: value`` lines."""
-    for k in ("question", "input", "query", "prompt"):
-        if isinstance(inputs.get(k), str):
-            return inputs[k]
-    return "\n".join(f"{k}: {v}" for k, v in inputs.items())
 
 
 def judge_messages(judge: Judge, template: str, inputs: dict[str, Any], answer: str, references: list[str],
@@ -133,3 +133,81 @@ def reduce_samples(verdicts: list[tuple[str | None, float | None]], how: str) ->
 
 def default_reduce(judge: Judge) -> str:
     return judge.reduce or ("mean" if judge.type == "rubric" else "majority")
+
+
+# -- planning judge calls and reducing their verdicts ----------------------------------
+
+def judge_endpoint(cfg: Config, name: str) -> Endpoint:
+    """A judge's endpoint; model/api_base/key default to the model under
+    test's (:meth:`Config.judge_target`)."""
+    return Endpoint.of(*cfg.judge_target(name), cfg.judges[name].params)
+
+
+def judge_requests(cfg: Config, plan: Plan, records: list[CaseRecord]) -> list[Request]:
+    """Judge calls for every judged output: judges × cases × repeats × samples
+    (a failed or empty answer is not judged). Raises ConfigError for an
+    unreadable template override."""
+    out = []
+    path = cfg.path or "<config>"
+    for name, judge in cfg.judges.items():
+        template = cfg.judge_template(name)
+        ep = judge_endpoint(cfg, name)
+        for i, rec in enumerate(records):
+            chunks = plan.chunk_vars[i].get("chunks", []) if plan.chunk_vars else []
+            for call in rec.calls:
+                if call.error is not None or call.output is None:
+                    continue
+                msgs = judge_messages(judge, template, rec.inputs, call.output, rec.references, chunks, path, name)
+                for k in range(judge.samples):
+                    ep_k = ep.for_sample(k)
+                    out.append(Request(i, call.repeat, msgs, ep_k.key(msgs, k), ep_k, judge=name, sample=k))
+    return out
+
+
+def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -> dict[str, MetricSummary]:
+    """Parse and reduce judge replies into ``CaseRecord.judges`` and
+    ``.scores``; returns one summary per judge with, in ``info``, the
+    effective ``model``, ``api_base`` and ``template_sha256`` that graded
+    (:meth:`Config.effective_judge`), its unscored count, self-agreement and
+    judge tokens/cost."""
+    grouped: dict[tuple[str, int, int], list[Request]] = {}
+    for r in jreqs:
+        grouped.setdefault((r.judge, r.case_index, r.repeat), []).append(r)
+    summaries = {}
+    for name, judge in cfg.judges.items():
+        how = default_reduce(judge)
+        agreements, disagreeing, n_samples, n_unparsed, errors = [], 0, 0, 0, 0
+        for i, rec in enumerate(records):
+            results = []
+            for rep in sorted({c.repeat for c in rec.calls if c.error is None}):
+                samples = []
+                for r in sorted(grouped.get((name, i, rep), []), key=lambda r: r.sample):
+                    verdict, value = parse_verdict(r.call.output if r.call.error is None else None, judge)
+                    samples.append(JudgeSample(**r.call.model_dump(exclude={"repeat"}), repeat=rep, sample=r.sample,
+                                               verdict=verdict, value=value))
+                    n_samples += 1
+                    n_unparsed += verdict is None
+                    errors += r.call.error is not None
+                red = reduce_samples([(s.verdict, s.value) for s in samples], how)
+                results.append(JudgeResult(verdict=red["verdict"], value=red["value"], agreement=red["agreement"],
+                                           spread=red["spread"], samples=samples))
+                if red["agreement"] is not None and red["n_parsed"] > 1:
+                    agreements.append(red["agreement"])
+                    disagreeing += red["agreement"] < 1
+            rec.judges[name] = results
+            rec.scores[name] = mean([r.value for r in results])
+        per_case = [rec.scores.get(name) for rec in records]
+        scored = sum(v is not None for v in per_case)
+        jcalls = [r.call for r in jreqs if r.judge == name and r.call is not None]
+        u = usage_of([], 0.0, jcalls)
+        eff = cfg.effective_judge(name)
+        summaries[name] = MetricSummary(
+            aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
+            info={"judge": True, "type": judge.type, "model": eff["model"], "api_base": eff["api_base"],
+                  "template_sha256": eff["template_sha256"], "samples": judge.samples,
+                  "reduce": how, "unparsed_samples": n_unparsed, "error_samples": errors, "total_samples": n_samples,
+                  "self_agreement": round(sum(agreements) / len(agreements), 4) if agreements else None,
+                  "disagreement_rate": round(disagreeing / len(agreements), 4) if agreements else None,
+                  "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd},
+        )
+    return summaries

@@ -6,14 +6,13 @@ responses and rendered messages), meant to be committed next to the config.
 
 Files are written atomically (temporary file + ``os.replace``); a file that
 cannot be written is an :class:`~llmops_cli.errors.OutputError` naming it
-(see :mod:`llmops_cli.outputs`).
+(see :mod:`llmops_cli.files`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import BaselineError
-from .outputs import write_error
+from .files import atomic_write_text
 
 SCHEMA_VERSION = 1
 
@@ -82,7 +81,7 @@ class RetrievedChunk(_Model):
     text: str | None = None
 
 
-class Retrieval(_Model):
+class RetrievedContext(_Model):
     query: str
     chunks: list[RetrievedChunk]
 
@@ -94,7 +93,7 @@ class CaseRecord(_Model):
     id: str
     inputs: dict[str, Any]
     references: list[str]
-    retrieval: Retrieval | None = None
+    retrieval: RetrievedContext | None = None
     messages: list[dict[str, Any]] | None = None
     calls: list[Call] = []
     output: str | None = None
@@ -182,77 +181,42 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
 
 
-# distributions whose version can change an answer, a retrieval or a score; optional ones are left out when absent
-ENVIRONMENT_PACKAGES = ("llmops-cli", "litellm", "bm25s", "sacrebleu", "rouge-score", "nltk", "llama-cpp-python")
+def usage_of(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] | None = None) -> Usage:
+    """Totals over the model-under-test calls of ``records`` (or over
+    ``extra_calls``, e.g. judge calls); ``wall_s`` in seconds. Costs (USD)
+    and calls count only answers not served from the cache."""
+    calls = list(extra_calls) if extra_calls is not None else [c for r in records for c in r.calls]
+    costs = [c.cost_usd for c in calls if c.cost_usd is not None and not c.cached]
+    slow = sorted(((c.latency_s or 0.0, r.id) for r in records for c in r.calls if not c.cached), reverse=True)[:5]
+    return Usage(
+        calls=sum(not c.cached for c in calls),
+        prompt_tokens=sum(c.prompt_tokens or 0 for c in calls),
+        completion_tokens=sum(c.completion_tokens or 0 for c in calls),
+        cost_usd=sum(costs) if costs else None,
+        cache_hits=sum(c.cached for c in calls),
+        cache_misses=sum(not c.cached for c in calls),
+        errors=sum(c.error is not None for c in calls),
+        retries=sum(c.retries for c in calls),
+        wall_s=round(wall_s, 3),
+        slowest=[{"id": i, "latency_s": round(s, 3)} for s, i in slow if s > 0],
+    )
 
 
-def collect_environment() -> dict[str, str]:
-    """Installed versions, read from package metadata (nothing is imported):
-    ``{"python": "3.11.7", "llmops-cli": "0.1.0", "litellm": "1.106.2",
-    "bm25s": ..., "sacrebleu": ..., "rouge-score": ..., "nltk": ...,
-    "llama-cpp-python": ...}``; a package that is not installed is left out."""
-    import sys
-    from importlib.metadata import PackageNotFoundError, version
-
-    env = {"python": ".".join(map(str, sys.version_info[:3]))}
-    for name in ENVIRONMENT_PACKAGES:
-        try:
-            env[name] = version(name)
-        except PackageNotFoundError:
+def served_summary(requests) -> dict[str, dict[str, int]]:
+    """Who answered: requested model string → ``{"<served model> (<system
+    fingerprint or ->)": number of calls}`` over the requests that got an
+    answer (cached ones included; ``unknown`` when the provider named no
+    model). Requests without an endpoint (outputs scored from a file) are
+    left out."""
+    out: dict[str, dict[str, int]] = {}
+    for r in requests:
+        call = r.call
+        if r.endpoint is None or call is None or call.error is not None:
             continue
-    return env
-
-
-def environment_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    """What differs between two :attr:`RunRecord.environment` blocks, one
-    line per package in name order, e.g. ``sacrebleu: 2.5.1 → 2.6.0`` (``—``
-    for a package only one side has). An empty ``old`` (a record made before
-    environments were recorded) gives ``[]``: unknown is not a change."""
-    if not old:
-        return []
-    return [f"{k}: {old.get(k) or '—'} → {new.get(k) or '—'}"
-            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same
-    folder, flushed and fsync'd, then ``os.replace``. Creates parent folders.
-    On failure the old file (if any) is left as it was and no temporary file
-    remains.
-
-    Raises:
-        OutputError: the file cannot be written (read-only or full disk, a
-            parent that is a file, ``path`` is a folder); names ``path``. It is
-            an ``OSError`` too.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise write_error(path, e) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a committed baseline should be an ordinary file
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise write_error(path, e) from None
-        raise
-    return path
+        label = f"{call.served_model or 'unknown'} ({call.system_fingerprint or '-'})"
+        counts = out.setdefault(r.endpoint.model, {})
+        counts[label] = counts.get(label, 0) + 1
+    return {model: dict(sorted(counts.items())) for model, counts in sorted(out.items())}
 
 
 def save_record(record: RunRecord, path: str | Path) -> Path:

@@ -10,7 +10,7 @@ import json
 from xml.etree import ElementTree as ET
 
 from .gate import Comparison, MetricComparison
-from .judge import input_text
+from .dataset import input_text
 from .record import RunRecord
 
 VERDICT_STYLE = {"pass": "green", "improved": "bold green", "regressed": "bold red", "below min": "bold red",

@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import Retrieval as RetrievalSpec
 from .cache import memoised
-from .dataset import read_records
+from .files import read_records
 from .errors import DatasetError
 
 RETRIEVER_VERSION = "bm25s-english-stopwords/1"  # bump when tokenisation or ranking changes: memoised hits are keyed by it
@@ -76,7 +76,7 @@ class BM25Retriever:
 def retrieve(spec: RetrievalSpec, chunks: list[Chunk], corpus_hash: str, queries: list[str], memo: Any = None) -> Hits:
     """Top-``spec.top_k`` ``(chunk, BM25 score)`` pairs per query, best first.
 
-    ``memo`` (a :class:`~llmops_cli.cache.ResponseCache`, or ``None``) keeps
+    ``memo`` (a :class:`~llmops_cli.cache.Cache`, or ``None``) keeps
     the hits under a hash of the retriever version, the installed ``bm25s``
     version, ``corpus_hash``, every retrieval setting and the queries; an
     identical re-run then reads them back without importing ``bm25s`` or
@@ -105,7 +105,7 @@ def load_corpus(spec: RetrievalSpec, base_dir: Path) -> tuple[list[Chunk], str]:
 
     Raises:
         DatasetError: the corpus is missing, malformed (see
-            :func:`~llmops_cli.dataset.read_records`), lacks the id/text
+            :func:`~llmops_cli.files.read_records`), lacks the id/text
             fields, has an empty or duplicate id (named by its row), or is
             empty.
     """

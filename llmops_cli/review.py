@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .dataset import read_records
+from .files import read_records
 from .errors import InputError
-from .judge import input_text
-from .record import RunRecord, atomic_write_text
+from .dataset import input_text
+from .files import atomic_write_text
+from .record import RunRecord
 
 HUMAN_SUFFIX = "_human"
 JUDGE_SUFFIX = "_judge"

@@ -144,7 +144,7 @@ def test_corpus_csv_with_multiline_text(tmp_path):
 
 @pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\u0085"])
 def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path, sep):
-    from llmops_cli.dataset import read_records
+    from llmops_cli.files import read_records
 
     rows = [{"id": "a", "question": f"one{sep}two", "reference": "x"}, {"id": "b", "question": "q", "reference": "y"}]
     p = tmp_path / "q.jsonl"
@@ -167,7 +167,7 @@ def test_utf8_bom_is_accepted(tmp_path, name, body):
 
 
 def test_csv_row_with_more_cells_than_the_header(tmp_path):
-    from llmops_cli.dataset import read_records
+    from llmops_cli.files import read_records
 
     p = tmp_path / "q.csv"
     p.write_text("id,question,reference\n1,a,b\n2,a,b,extra\n")
@@ -317,7 +317,7 @@ def test_unwritable_baseline_is_exit_2_before_any_call(make_project, fake_server
 
 
 def test_full_disk_while_writing_is_an_output_error(tmp_path, monkeypatch):
-    from llmops_cli.record import atomic_write_text
+    from llmops_cli.files import atomic_write_text
 
     target = tmp_path / "baseline.json"
     target.write_text("old baseline\n")
@@ -352,15 +352,15 @@ def test_full_disk_for_the_run_record_and_reports_is_exit_2(make_project, monkey
 
 
 def test_cache_that_cannot_be_written(tmp_path, monkeypatch):
-    from llmops_cli.cache import ResponseCache
+    from llmops_cli.cache import Cache
 
     (tmp_path / "somefile.txt").write_text("x")
     with pytest.raises(OutputError, match="somefile.txt is not a folder"):
-        ResponseCache(tmp_path / "somefile.txt" / "cache").open()
+        Cache(tmp_path / "somefile.txt" / "cache").open()
 
     (tmp_path / "dir-db" / "responses.sqlite").mkdir(parents=True)  # the database path is a folder
     with pytest.raises(OutputError) as ei:
-        ResponseCache(tmp_path / "dir-db").open()
+        Cache(tmp_path / "dir-db").open()
     assert str(tmp_path / "dir-db" / "responses.sqlite") in str(ei.value)
 
     class Conn:  # what SQLite says on a read-only file system or a full disk
@@ -374,13 +374,13 @@ def test_cache_that_cannot_be_written(tmp_path, monkeypatch):
             pass
 
     for message in ("attempt to write a readonly database", "database or disk is full", "unable to open database file"):
-        cache = ResponseCache(tmp_path / "ok")
+        cache = Cache(tmp_path / "ok")
         with monkeypatch.context() as m:
             m.setattr(sqlite3, "connect", lambda *a, **k: Conn(message))
             with pytest.raises(OutputError) as ei:
                 cache.open()
         assert str(ei.value).startswith(f"{cache.path}: cache: cannot use the response cache: {message}")
-        cache = ResponseCache(tmp_path / "ok").open()
+        cache = Cache(tmp_path / "ok").open()
         cache._conn = Conn(message)  # fails mid-run
         with pytest.raises(OutputError, match=message):
             cache.put("k", "m", {"output": "x"})
@@ -389,13 +389,13 @@ def test_cache_that_cannot_be_written(tmp_path, monkeypatch):
 
 
 def test_cache_failing_mid_run_is_one_line_without_traceback(make_project, monkeypatch, litellm_loaded):
-    from llmops_cli.cache import ResponseCache
+    from llmops_cli.cache import Cache
 
     def put(self, key, model, value):
         with self._guard():
             raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(ResponseCache, "put", put)
+    monkeypatch.setattr(Cache, "put", put)
     with FakeOpenAI() as srv:
         cfg = make_project(srv.url)
         res = invoke(["eval", cfg, "--update-baseline"])
@@ -535,26 +535,26 @@ def test_interrupt_mid_run_prints_one_line_and_no_unawaited_coroutine(make_proje
 # -- 11. a data file larger than memory -------------------------------------------------------
 
 def test_file_larger_than_the_memory_bound_is_refused(tmp_path, monkeypatch):
-    from llmops_cli import dataset
+    from llmops_cli import dataset, files
     from llmops_cli.retrieval import load_corpus
 
     write_jsonl(tmp_path / "q.jsonl", QUESTIONS)
     write_jsonl(tmp_path / "c.jsonl", CORPUS)
-    monkeypatch.setattr(dataset, "available_memory", lambda: 200)
+    monkeypatch.setattr(files, "available_memory", lambda: 200)
     with pytest.raises(DatasetError) as ei:
         dataset.load_dataset(DatasetSpec(path="q.jsonl", references="answers"), tmp_path)
     assert str(tmp_path / "q.jsonl") in str(ei.value) and "more than half the memory available" in str(ei.value)
     with pytest.raises(DatasetError, match="corpus is .* MB, more than half the memory"):
         load_corpus(RetrievalSpec(corpus="c.jsonl"), tmp_path)
-    monkeypatch.setattr(dataset, "available_memory", lambda: None)  # unknown: no bound
-    assert len(dataset.read_records(tmp_path / "q.jsonl")) == len(QUESTIONS)
+    monkeypatch.setattr(files, "available_memory", lambda: None)  # unknown: no bound
+    assert len(files.read_records(tmp_path / "q.jsonl")) == len(QUESTIONS)
 
 
 def test_memory_bound_is_exit_2_before_any_call(make_project, fake_server, monkeypatch):
-    from llmops_cli import dataset
+    from llmops_cli import files
 
     cfg = make_project(fake_server.url)
-    monkeypatch.setattr(dataset, "max_file_bytes", lambda: 100)
+    monkeypatch.setattr(files, "max_file_bytes", lambda: 100)
     res = invoke(["eval", cfg, "--update-baseline"])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1
     assert "questions.jsonl" in res.stderr and "memory available" in res.stderr
@@ -562,7 +562,7 @@ def test_memory_bound_is_exit_2_before_any_call(make_project, fake_server, monke
 
 
 def test_available_memory_is_known_here():
-    from llmops_cli.dataset import available_memory, max_file_bytes
+    from llmops_cli.files import available_memory, max_file_bytes
 
     avail = available_memory()
     assert avail is not None and avail > 0 and max_file_bytes() == avail // 2
@@ -572,7 +572,7 @@ def test_records_are_read_once_from_the_open_file(tmp_path, monkeypatch):
     """No whole-file read_text()/read_bytes() copy that is then split into a
     second one: JSONL and CSV are iterated line by line; the corpus hash is
     streamed."""
-    from llmops_cli.dataset import read_records
+    from llmops_cli.files import read_records
     from llmops_cli.retrieval import load_corpus
 
     write_jsonl(tmp_path / "c.jsonl", CORPUS)

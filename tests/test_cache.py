@@ -12,15 +12,15 @@ import sys
 import pytest
 
 from conftest import QUESTIONS
-from llmops_cli.cache import ResponseCache
+from llmops_cli.cache import Cache
 from llmops_cli.config import load_config
-from llmops_cli.record import atomic_write_text
+from llmops_cli.files import atomic_write_text
 from llmops_cli.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
 
 def _writer(directory: str, tag: str, n: int) -> None:
-    cache = ResponseCache(directory)
+    cache = Cache(directory)
     for i in range(n):
         cache.put(f"shared-{i}", "m", {"output": f"{tag}-{i}"})  # both processes write these keys
         cache.put(f"{tag}-{i}", "m", {"output": tag})
@@ -37,7 +37,7 @@ def test_two_processes_write_one_cache_at_once(tmp_path):
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0]  # no "database is locked", no failed read-back
-    cache = ResponseCache(tmp_path)
+    cache = Cache(tmp_path)
     assert cache.info()["entries"] == 3 * 300  # 300 shared keys + 300 of each writer's own
     assert cache.get("shared-7")["output"] in ("a-7", "b-7")
     assert cache.get_memo("memo-299")[0] == 299
@@ -53,7 +53,7 @@ def test_two_runs_share_a_cache_at_once(make_project, litellm_loaded, tmp_path):
         outs = [p.communicate(timeout=120) for p in runs]
     assert [p.returncode for p in runs] == [0, 0], outs
     assert (tmp_path / "b0.json").exists() and (tmp_path / "b1.json").exists()
-    assert ResponseCache(tmp_path / "cache").info()["entries"] == len(QUESTIONS)  # same keys, one entry each
+    assert Cache(tmp_path / "cache").info()["entries"] == len(QUESTIONS)  # same keys, one entry each
     assert len(QUESTIONS) <= srv.request_count <= 2 * len(QUESTIONS)
 
 
@@ -64,18 +64,18 @@ def test_repeats_at_temperature_get_one_entry_each(make_project, litellm_loaded,
         path.write_text(path.read_text().replace("temperature: 0,", "temperature: 0.7,"))
         assert "temperature: 0.7," in path.read_text()
         cfg = load_config(path)
-        first = run_eval(cfg, cache=ResponseCache(tmp_path / "cache"))
+        first = run_eval(cfg, cache=Cache(tmp_path / "cache"))
         n = len(QUESTIONS)
-        assert ResponseCache(tmp_path / "cache").info()["entries"] == 3 * n
+        assert Cache(tmp_path / "cache").info()["entries"] == 3 * n
         assert all(len({c.output for c in case.calls}) == 3 for case in first.cases)  # three different samples
         srv.reset()
-        again = run_eval(cfg, cache=ResponseCache(tmp_path / "cache"))
+        again = run_eval(cfg, cache=Cache(tmp_path / "cache"))
         assert srv.requests == [] and again.usage.cache_hits == 3 * n
     assert [[c.output for c in case.calls] for case in again.cases] == [[c.output for c in case.calls] for case in first.cases]
 
 
 def test_clear_empties_answers_and_memo(tmp_path):
-    cache = ResponseCache(tmp_path)
+    cache = Cache(tmp_path)
     cache.put("k", "m", {"output": "x"})
     cache.put_memo("retrieval:abc", [[[0, 1.5]]])
     cache.put_memo("token_f1:def", {"per_case": [1.0]})

@@ -131,9 +131,9 @@ def test_hand_computed_example():
 
 def test_memoised_intervals_equal_computed_ones_and_follow_the_scores(tmp_path, monkeypatch):
     import llmops_cli.gate as gate_module
-    from llmops_cli.cache import ResponseCache
+    from llmops_cli.cache import Cache
 
-    memo = ResponseCache(tmp_path / "cache")
+    memo = Cache(tmp_path / "cache")
     b, c = pair(BASE5, CAND5)
     fresh = compare(b, c, gate(max_drop=0.05))
     first = compare(b, c, gate(max_drop=0.05), memo=memo)

@@ -22,14 +22,18 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ANSWERS, QUESTIONS
-from llmops_cli import runner
+from llmops_cli import score as scoring
 from llmops_cli.baseline import check_judges, write_baseline
-from llmops_cli.cache import ResponseCache
+from llmops_cli.cache import Cache
 from llmops_cli.cli import cli
-from llmops_cli.config import config_diff, fingerprint, load_config
+from llmops_cli.config import load_config
+from llmops_cli.fingerprint import config_diff, fingerprint
 from llmops_cli.errors import BaselineError, ConfigError, RunIncomplete
-from llmops_cli.record import environment_changes, load_record
-from llmops_cli.runner import prepare, run_eval, scorer_versions
+from llmops_cli.environment import environment_changes
+from llmops_cli.record import load_record
+from llmops_cli.plan import make_plan
+from llmops_cli.runner import run_eval
+from llmops_cli.score import scorer_versions
 from llmops_cli.testing import FakeOpenAI
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
@@ -274,30 +278,30 @@ def test_a_cached_answer_reports_what_served_it_and_refresh_asks_again(make_proj
     cache_dir = tmp_path / "cache"
     with FakeOpenAI(reply=Both(), served_model="model-v1", system_fingerprint="fp_1") as srv:
         cfg = load_config(with_judge(make_project, srv.url))
-        first = run_eval(cfg, cache=ResponseCache(cache_dir))
+        first = run_eval(cfg, cache=Cache(cache_dir))
         assert srv.request_count == 2 * N
         # the provider silently swaps the model behind the name
         srv.served_model, srv.system_fingerprint = "model-v2", "fp_2"
         srv.reset()
-        cached = run_eval(cfg, cache=ResponseCache(cache_dir))
+        cached = run_eval(cfg, cache=Cache(cache_dir))
         assert srv.request_count == 0
         assert cached.served == first.served == {"openai/fake-model": {"model-v1 (fp_1)": N}}
         assert cached.judge_served == {"openai/fake-model": {"model-v1 (fp_1)": N}}
         assert all(c.calls[0].cached and c.calls[0].served_model == "model-v1" for c in cached.cases)
         # --refresh: every case and every judge call goes to the server again ...
-        refreshed = run_eval(cfg, cache=ResponseCache(cache_dir), refresh=True)
+        refreshed = run_eval(cfg, cache=Cache(cache_dir), refresh=True)
         assert len(model_requests(srv)) == N and len(judge_requests(srv)) == N
         assert refreshed.usage.calls == N and refreshed.usage.cache_hits == 0 and refreshed.judge_usage.calls == N
         assert refreshed.served == {"openai/fake-model": {"model-v2 (fp_2)": N}}
         # ... and its answers are written: the next normal run is fully cached, and reports the new model
         srv.reset()
-        after = run_eval(cfg, cache=ResponseCache(cache_dir))
+        after = run_eval(cfg, cache=Cache(cache_dir))
         assert srv.request_count == 0 and after.usage.cache_hits == N and after.judge_usage.cache_hits == N
         assert after.served == after.judge_served == {"openai/fake-model": {"model-v2 (fp_2)": N}}
 
 
 def test_an_answer_cached_before_served_model_was_kept_still_reports_it(make_project, tmp_path):
-    cache = ResponseCache(tmp_path / "cache")
+    cache = Cache(tmp_path / "cache")
     with FakeOpenAI(reply=Both(), served_model="old-entry-model") as srv:
         cfg = load_config(make_project(srv.url))
         run_eval(cfg, cache=cache)
@@ -403,7 +407,7 @@ def test_the_runner_no_longer_passes_references_to_the_model_templates(make_proj
     cfg = load_config(make_project())
     cfg._user_text = "{{ references }}"  # past the load-time check, as a library user could
     with pytest.raises(ConfigError) as ei:
-        prepare(cfg)
+        make_plan(cfg)
     assert ei.value.key == "prompt.user" and "'references' is undefined" in str(ei.value)
     assert "references" not in str(ei.value).split("available:")[1]
 
@@ -421,9 +425,9 @@ def test_judges_still_get_the_references(make_project):
 
 def test_memoised_scores_are_keyed_by_the_scoring_libraries(make_project, tmp_path, monkeypatch):
     versions = scorer_versions()
-    assert versions[0] == runner.SCORER_VERSION
+    assert versions[0] == scoring.SCORER_VERSION
     assert versions[1:] == tuple(f"{n}=={metadata.version(n)}" for n in ("sacrebleu", "rouge-score", "nltk"))
-    cache = ResponseCache(tmp_path / "cache")
+    cache = Cache(tmp_path / "cache")
     with FakeOpenAI(reply=Both()) as srv:
         cfg = load_config(make_project(srv.url))
         first = run_eval(cfg, cache=cache)
@@ -480,7 +484,7 @@ def test_the_fingerprint_ignores_the_timeout_and_the_corpus_path(make_project):
 
 
 def test_a_timeout_change_keeps_the_fingerprint_of_a_real_run(make_project, tmp_path):
-    cache = ResponseCache(tmp_path / "cache")
+    cache = Cache(tmp_path / "cache")
     with FakeOpenAI(reply=Both()) as srv:
         path = make_project(srv.url)
         a = run_eval(load_config(path), cache=cache)

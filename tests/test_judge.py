@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from llmops_cli.cache import ResponseCache
+from llmops_cli.cache import Cache
 from llmops_cli.cli import cli
 from llmops_cli.config import Judge, load_config
 from llmops_cli.judge import fence_for, parse_verdict, reduce_samples
@@ -473,10 +473,10 @@ def test_judge_usage_is_reported_apart(make_project):
 def test_judge_calls_go_through_the_cache(make_project, tmp_path):
     with FakeOpenAI(reply=serve(PerCaseCounter(["C", "C", "I"]))) as srv:
         cfg = judged(make_project, srv.url, "correctness: {samples: 3}")
-        first = run_eval(cfg, cache=ResponseCache(tmp_path / "cache"))
+        first = run_eval(cfg, cache=Cache(tmp_path / "cache"))
         assert len(srv.requests) == 4 * len(QUESTIONS)
         srv.reset()
-        second = run_eval(cfg, cache=ResponseCache(tmp_path / "cache"))
+        second = run_eval(cfg, cache=Cache(tmp_path / "cache"))
         assert srv.requests == []  # zero requests, model or judge
     n = len(QUESTIONS)
     assert second.judge_usage.calls == 0 and second.judge_usage.cache_hits == 3 * n
@@ -511,10 +511,10 @@ def test_baseline_drops_the_trace_and_keeps_verdicts(make_project):
 def test_cache_key_changes_with_the_judge_params(make_project, tmp_path):
     with FakeOpenAI(reply=serve(PerCaseCounter(["C"]))) as srv:
         path = make_project(srv.url, extra="judges:\n  correctness: {params: {max_tokens: 100}}\n")
-        run_eval(load_config(path), cache=ResponseCache(tmp_path / "c"))
+        run_eval(load_config(path), cache=Cache(tmp_path / "c"))
         srv.reset()
         path.write_text(path.read_text().replace("max_tokens: 100", "max_tokens: 200"))
-        run_eval(load_config(path), cache=ResponseCache(tmp_path / "c"))
+        run_eval(load_config(path), cache=Cache(tmp_path / "c"))
         # the model's answers come from the cache, the judge is asked again
         assert len(model_bodies(srv)) == 0 and len(judge_bodies(srv)) == len(QUESTIONS)
 

@@ -9,7 +9,7 @@ import pytest
 from llmops_cli.config import Chunking
 from llmops_cli.config import Retrieval as RetrievalSpec
 from llmops_cli.errors import DatasetError
-from llmops_cli.cache import ResponseCache
+from llmops_cli.cache import Cache
 from llmops_cli.retrieval import BM25Retriever, Chunk, chunk_documents, chunk_variables, load_corpus, retrieve
 
 from conftest import CORPUS, write_jsonl
@@ -105,7 +105,7 @@ def test_memoised_hits_equal_fresh_ones_and_follow_every_input(tmp_path, monkeyp
     spec = RetrievalSpec(corpus="corpus.jsonl", top_k=2)
     chunks, h = load_corpus(spec, tmp_path)
     queries = ["Who headlined the halftime show?", "Who sang the national anthem?"]
-    memo = ResponseCache(tmp_path / "cache")
+    memo = Cache(tmp_path / "cache")
     fresh = retrieve(spec, chunks, h, queries, memo)
     assert fresh == BM25Retriever(chunks).retrieve(queries, 2)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops_cli.cache import ResponseCache
+from llmops_cli.cache import Cache
 from llmops_cli.config import load_config
 from llmops_cli.errors import ConfigError, RunIncomplete
 from llmops_cli.record import load_record, save_record
@@ -141,11 +141,11 @@ def test_repeats_make_one_call_per_repeat(make_project):
 def test_second_run_is_served_from_cache(make_project, tmp_path):
     with FakeOpenAI(reply=answer_by_question) as srv:
         cfg = load_config(make_project(srv.url))
-        first = run_eval(cfg, cache=ResponseCache(tmp_path / "cache"))
+        first = run_eval(cfg, cache=Cache(tmp_path / "cache"))
         n = len(QUESTIONS)
         assert len(srv.requests) == n and first.usage.cache_misses == n
         srv.reset()
-        second = run_eval(cfg, cache=ResponseCache(tmp_path / "cache"))
+        second = run_eval(cfg, cache=Cache(tmp_path / "cache"))
         assert srv.requests == []  # zero requests reached the server
     assert second.usage.cache_hits == n and second.usage.cache_misses == 0 and second.usage.calls == 0
     assert all(c.calls[0].cached and c.calls[0].latency_s == 0.0 for c in second.cases)
@@ -159,13 +159,13 @@ def test_default_cache_dir_from_env_and_key_changes(make_project, monkeypatch, t
     monkeypatch.setenv("LLMOPS_CACHE_DIR", str(tmp_path / "envcache"))
     with FakeOpenAI(reply=answer_by_question) as srv:
         path = make_project(srv.url)
-        run_eval(load_config(path), cache=ResponseCache())
+        run_eval(load_config(path), cache=Cache())
         assert (tmp_path / "envcache" / "responses.sqlite").exists()
-        assert ResponseCache().info()["entries"] == len(QUESTIONS)
+        assert Cache().info()["entries"] == len(QUESTIONS)
         srv.reset()
         # another temperature is another cache key: every case is asked again
         path.write_text(path.read_text().replace("temperature: 0,", "temperature: 0.5,"))
-        rec = run_eval(load_config(path), cache=ResponseCache())
+        rec = run_eval(load_config(path), cache=Cache())
         assert len(srv.requests) == len(QUESTIONS) and rec.usage.cache_hits == 0
 
 
@@ -177,7 +177,7 @@ def test_failed_calls_are_not_cached(make_project, tmp_path):
 
     with FakeOpenAI(reply=fail_q5) as srv:
         cfg = load_config(make_project(srv.url, max_error_share=0.2))
-        rec = run_eval(cfg, cache=ResponseCache(tmp_path / "c"), retries=2)
+        rec = run_eval(cfg, cache=Cache(tmp_path / "c"), retries=2)
         q5 = rec.case_map()["q5"]
         assert q5.error and "bad request for this one" in q5.error and q5.output is None
         assert q5.calls[0].retries == 0  # 400 is not retried
@@ -185,7 +185,7 @@ def test_failed_calls_are_not_cached(make_project, tmp_path):
         assert rec.metrics["token_f1"].n_scored == 5 and rec.metrics["token_f1"].n_unscored == 1
         assert rec.usage.errors == 1
         srv.reset()
-        again = run_eval(cfg, cache=ResponseCache(tmp_path / "c"), retries=2)
+        again = run_eval(cfg, cache=Cache(tmp_path / "c"), retries=2)
         assert len(srv.requests) == 1 and again.usage.cache_hits == 5
 
 
@@ -222,7 +222,7 @@ def test_down_server_raises_run_incomplete(make_project):
 
 
 def test_early_stop_bound_agrees_with_the_error_share_check():
-    from llmops_cli.runner import _allowed_failures
+    from llmops_cli.execute import allowed_failures as _allowed_failures
 
     for n in range(1, 120):
         for share in (0.0, 0.01, 0.05, 0.1, 0.2, 0.29, 0.3, 0.7, 1.0):
@@ -268,7 +268,7 @@ def test_key_is_sent_but_never_stored(make_project, tmp_path, monkeypatch):
     monkeypatch.setenv("LLMOPS_CACHE_DIR", str(cache_dir))
     with FakeOpenAI(reply=answer_by_question) as srv:
         cfg = load_config(make_project(srv.url))
-        cache = ResponseCache()
+        cache = Cache()
         rec = run_eval(cfg, cache=cache)
         run_eval(cfg, cache=cache)  # and a cached run
     cache.close()
@@ -288,7 +288,7 @@ def test_key_echoed_in_provider_error_is_redacted(make_project, tmp_path):
     with FakeOpenAI(reply=lambda m, b: (401, f"Incorrect API key provided: {PLANTED_KEY}")) as srv:
         cfg = load_config(make_project(srv.url))
         with pytest.raises(RunIncomplete) as ei:
-            run_eval(cfg, cache=ResponseCache(tmp_path / "cache"))
+            run_eval(cfg, cache=Cache(tmp_path / "cache"))
     assert len(srv.requests) == len(QUESTIONS)  # 401 is not retried
     rec = ei.value.record
     assert all("Incorrect API key provided: ***" in c.error for c in rec.cases)

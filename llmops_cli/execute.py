@@ -1,0 +1,141 @@
+"""Executing a plan's requests: answers from the cache, else calls through
+LiteLLM (:mod:`.provider`) with bounded concurrency per endpoint, retries,
+every answer cached as it arrives, and an early stop once the run can no
+longer complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from .cache import Cache
+from .plan import Request
+from .provider import api_key, call_model, check_credentials, import_litellm, str_or_none
+from .record import Call
+
+DEFAULT_CONCURRENCY = 8  # model calls in flight at once
+DEFAULT_RETRIES = 8  # retries per call on 429/5xx/connection errors/timeouts
+# what the cache keeps of a call: the answer and who served it, never timings or credentials
+CACHED_FIELDS = {"output", "response", "prompt_tokens", "completion_tokens", "cost_usd", "served_model", "system_fingerprint"}
+
+
+class Progress:
+    """Counts resolved requests for a progress display: ``add(n)`` when more
+    requests are planned (e.g. judge calls after the answers), ``tick()``
+    after each; ``report(done, total)`` is called on every tick."""
+
+    def __init__(self, report: Callable[[int, int], None] | None = None):
+        self.done = 0
+        self.total = 0
+        self._report = report
+
+    def add(self, n: int) -> None:
+        self.total += n
+
+    def tick(self) -> None:
+        self.done += 1
+        if self._report:
+            self._report(self.done, self.total)
+
+
+def _cached_call(value: dict[str, Any], repeat: int) -> Call:
+    """A cached answer as this run's call: ``cached``, with no latency or retries of its own."""
+    call = Call.model_validate({**value, "repeat": repeat})
+    if "served_model" not in value and isinstance(call.response, dict):  # cached before served_model was kept
+        call.served_model = str_or_none(call.response.get("model"))
+        call.system_fingerprint = str_or_none(call.response.get("system_fingerprint"))
+    call.cached = True
+    call.latency_s = 0.0
+    call.retries = 0
+    return call
+
+
+async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int, retries: int,
+                      on_done: Callable[[], None], max_failed_cases: int | None, config_path) -> None:
+    """Make every call in ``todo`` (bounded concurrency per endpoint; the
+    embedded model one at a time, so latency measures the call, not a queue).
+
+    Once more than ``max_failed_cases`` cases have a call that failed after
+    its retries, the run can no longer complete: calls not yet started are
+    skipped (their ``req.call`` stays ``None``), so a dead provider costs one
+    round of retries rather than one per case. Calls already in flight finish
+    (their answers may be paid for, and are cached)."""
+    import asyncio
+
+    from . import local_model
+
+    litellm = import_litellm()
+    keys = {ep: api_key(ep, config_path) for ep in {r.endpoint for r in todo}}
+    sems = {ep.route: asyncio.Semaphore(local_model.MAX_CONCURRENCY if ep.is_local else concurrency) for ep in keys}
+    failed: set[int] = set()
+
+    def hopeless() -> bool:
+        return max_failed_cases is not None and len(failed) > max_failed_cases
+
+    async def one(req: Request) -> None:
+        async with sems[req.endpoint.route]:
+            if hopeless():
+                return
+            req.call = await call_model(litellm, req, keys[req.endpoint], retries)
+        if req.call.error is None and cache is not None:
+            cache.put(req.key, req.endpoint.model, req.call.model_dump(include=CACHED_FIELDS))
+        elif req.call.error is not None:
+            failed.add(req.case_index)
+        on_done()
+
+    from .aio import ClosingExecutor, settle
+
+    executor = ClosingExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    tasks = [asyncio.ensure_future(one(r)) for r in todo]
+    try:
+        await asyncio.gather(*tasks)
+    finally:  # also when interrupted (Ctrl-C, SIGTERM) or a call raised: no coroutine left unawaited
+        await settle(executor)
+
+
+def execute(requests: list[Request], cache: Cache | None, *, concurrency: int = DEFAULT_CONCURRENCY,
+            retries: int = DEFAULT_RETRIES, on_done: Callable[[], None] = lambda: None,
+            max_failed_cases: int | None = None, refresh: bool = False, config_path: str | Path | None = None) -> None:
+    """Fill ``req.call`` for every request: from the cache, else by calling
+    (LiteLLM is imported only if something misses).
+
+    Args:
+        requests: the plan's requests (model or judge calls).
+        cache: answers are read from and written to it; ``None``: no cache.
+        concurrency: calls in flight at once per endpoint (the embedded
+            model: one at a time, so latency measures the call, not a queue).
+        retries: retries per call on 429/408/409/5xx, connection errors and
+            timeouts (exponential backoff with jitter, ``Retry-After`` honoured).
+        on_done: called after each request is resolved (progress).
+        max_failed_cases: past this many cases with a failed call, the
+            remaining calls are not made (``req.call`` stays ``None``).
+        refresh: read nothing from the cache, call for every request (answers
+            are still written to it).
+        config_path: named in credential errors.
+
+    Raises:
+        ConfigError: a key an endpoint needs is not in the environment —
+            before any call.
+        OutputError: the cache cannot be written."""
+    todo = []
+    for req in requests:
+        hit = cache.get(req.key) if cache is not None and not refresh else None
+        if hit is not None:
+            req.call = _cached_call(hit, req.repeat)
+            on_done()
+        else:
+            todo.append(req)
+    if todo:
+        for ep in {r.endpoint for r in todo}:
+            check_credentials(ep, config_path)  # fail on a missing key before any call, not after retries
+        import asyncio  # only when something is called: a fully cached run skips its import
+
+        asyncio.run(_answer_all(todo, cache, max(1, concurrency), retries, on_done, max_failed_cases, config_path))
+
+
+def allowed_failures(n_cases: int, max_error_share: float) -> int:
+    """The most failed cases :func:`llmops_cli.runner.check_errors` lets pass (``k / n ≤ share``,
+    computed the same way, so float rounding cannot make the two disagree)."""
+    return next((k for k in range(n_cases, -1, -1) if not n_cases or k / n_cases <= max_error_share), 0)

@@ -1,0 +1,96 @@
+"""Planning a run, before any model call: load the cases, retrieve context,
+render the prompts and describe every call to make (:class:`Request`, with
+its endpoint and cache key). The result is a :class:`Plan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cache import Cache
+from .config import Config, ConfigError
+from .dataset import Case, dataset_hash, load_dataset
+from .prompt import render, render_messages
+from .provider import Endpoint
+from .record import Call, RetrievedChunk, RetrievedContext
+
+
+@dataclass
+class Request:
+    """One call to make: case index, repeat (or judge sample), messages,
+    endpoint and cache key. ``judge`` names the judge for judge calls."""
+
+    case_index: int
+    repeat: int
+    messages: list[dict[str, Any]]
+    key: str
+    endpoint: Endpoint | None = None
+    call: Call | None = None
+    judge: str | None = None
+    sample: int = 0
+
+
+@dataclass
+class Plan:
+    """Everything known before any model call: the cases, the dataset and
+    corpus hashes, each case's retrieved context and rendered messages
+    (``messages`` is empty when only the cases were loaded), the requests to
+    make, and each case's template variables from retrieval (``chunks``,
+    ``context``) for the judges."""
+
+    cases: list[Case]
+    dataset_hash: str
+    corpus_hash: str | None
+    retrievals: list[RetrievedContext | None]
+    messages: list[list[dict[str, Any]]]
+    requests: list[Request] = field(default_factory=list)
+    chunk_vars: list[dict[str, Any]] = field(default_factory=list)
+
+
+def model_endpoint(cfg: Config) -> Endpoint:
+    """The endpoint of the model under test."""
+    return Endpoint.of(cfg.model, cfg.api_base, cfg.api_key_env, cfg.params)
+
+
+def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, memo: Cache | None = None) -> Plan:
+    """Load cases, retrieve, render messages and compute cache keys.
+
+    ``limit``: number of cases (overrides ``dataset.limit``; 0 = all).
+    ``with_prompts=False`` only loads the cases (for the dataset hash).
+    ``memo`` memoises the retrieval hits (see :func:`retrieval.retrieve`).
+
+    Raises:
+        DatasetError: eval set or corpus unreadable/empty.
+        ConfigError: a template uses an undefined variable or fails while rendering.
+    """
+    cases = load_dataset(cfg.dataset, cfg.base_dir, limit)
+    path = cfg.path or "<config>"
+    if cfg.gate.cluster and any(cfg.gate.cluster not in c.inputs for c in cases):
+        raise ConfigError(path, "gate.cluster", f"not an input field of the eval set (inputs: {', '.join(cases[0].inputs)})")
+    retrievals: list[RetrievedContext | None] = [None] * len(cases)
+    chunk_vars: list[dict[str, Any]] = [{} for _ in cases]
+    corpus_hash = None
+    if cfg.retrieval and with_prompts:
+        from .retrieval import chunk_variables, load_corpus, retrieve
+
+        r = cfg.retrieval
+        chunks, corpus_hash = load_corpus(r, cfg.base_dir)
+        queries = [render(r.query, c.inputs, path, "retrieval.query") for c in cases]
+        hits = retrieve(r, chunks, corpus_hash, queries, memo)
+        for i, (q, h) in enumerate(zip(queries, hits)):
+            retrievals[i] = RetrievedContext(query=q, chunks=[RetrievedChunk(id=c.id, score=round(s, 4), text=c.text) for c, s in h])
+            chunk_vars[i] = chunk_variables(h)
+    messages: list[list[dict[str, Any]]] = []
+    if with_prompts:
+        for c, cv in zip(cases, chunk_vars):
+            variables = {**c.inputs, **cv}  # never the references: the model under test must not see the gold answers
+            messages.append(render_messages(cfg.system_template, cfg.user_template, variables, path))
+    plan = Plan(cases, dataset_hash(cases), corpus_hash, retrievals, messages, chunk_vars=chunk_vars)
+    if with_prompts:
+        ep = model_endpoint(cfg)
+        for i, msgs in enumerate(messages):
+            for rep in range(cfg.repeats):
+                ep_r = ep.for_sample(rep)
+                plan.requests.append(Request(i, rep, msgs, ep_r.key(msgs, rep), ep_r))
+    return plan

@@ -1,0 +1,234 @@
+"""The LiteLLM-facing code: importing LiteLLM (offline price map, the
+embedded ``local`` provider registered), where a call goes (:class:`Endpoint`),
+one call with retries (:func:`call_model`), its cost, credentials, and the
+redaction of keys from error messages.
+
+LiteLLM is imported only when some call misses the cache, with
+``LITELLM_LOCAL_MODEL_COST_MAP=True`` set first so that it never fetches its
+price list from the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cache import cache_key
+from .errors import ConfigError
+from .record import Call
+
+if TYPE_CHECKING:
+    from .plan import Request
+
+CALL_PARAMS = ("temperature", "max_tokens", "top_p", "seed", "stop")
+
+
+def import_litellm():
+    """Import LiteLLM (≈3.5 s) with the offline price map, and register the
+    embedded ``local`` provider."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    from . import local_model
+
+    litellm.suppress_debug_info = True
+    litellm.drop_params = True
+    import logging
+
+    logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # its warnings (e.g. a new event loop per phase) are not the user's
+    import gc
+
+    gc.freeze()  # LiteLLM leaves ~370k long-lived objects; keep every collection during the run from re-walking them
+    local_model.register(litellm)
+    return litellm
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how a call goes: LiteLLM model string, optional api_base,
+    the *name* of the environment variable holding the key (never the key),
+    answer-shaping params, and the per-request timeout in seconds."""
+
+    model: str
+    api_base: str | None
+    api_key_env: str | None
+    params: tuple[tuple[str, Any], ...]
+    timeout: float
+
+    @classmethod
+    def of(cls, model: str, api_base: str | None, api_key_env: str | None, params) -> "Endpoint":
+        p = params.model_dump()
+        frozen = tuple((k, tuple(p[k]) if isinstance(p[k], list) else p[k]) for k in CALL_PARAMS if p[k] is not None)
+        return cls(model, api_base, api_key_env, frozen, params.timeout)
+
+    @property
+    def call_params(self) -> dict[str, Any]:
+        """The params as LiteLLM takes them (lists, not tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
+
+    @property
+    def is_local(self) -> bool:
+        return self.model.startswith("local/")
+
+    def for_sample(self, k: int) -> "Endpoint":
+        """The endpoint for the k-th repeat/sample: a pinned ``seed`` becomes
+        ``seed + k`` so that repeated samples are not identical by design."""
+        if k == 0 or "seed" not in dict(self.params):
+            return self
+        return dataclasses.replace(self, params=tuple((n, v + k if n == "seed" else v) for n, v in self.params))
+
+    @property
+    def route(self) -> tuple[str, str | None]:
+        return self.model, self.api_base
+
+    def key(self, messages: list[dict[str, Any]], repeat: int) -> str:
+        return cache_key(self.model, self.api_base, messages, self.call_params, repeat)
+
+
+def _status(exc: BaseException) -> int | None:
+    code = getattr(exc, "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """429, 408, 409, 5xx, connection errors and timeouts are retried."""
+    import asyncio
+
+    import litellm
+
+    if isinstance(exc, (litellm.Timeout, litellm.APIConnectionError, asyncio.TimeoutError)):
+        return True
+    code = _status(exc)
+    return code is not None and (code in (408, 409, 429) or code >= 500)
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds from a ``Retry-After`` header on the error's response, if any."""
+    headers = getattr(exc, "litellm_response_headers", None)
+    resp = getattr(exc, "response", None)
+    if headers is None and resp is not None:
+        headers = getattr(resp, "headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        import email.utils
+
+        parsed = email.utils.parsedate_tz(value)
+        return max(0.0, email.utils.mktime_tz(parsed) - time.time()) if parsed else None
+
+
+def redact(text: str, extra_env: tuple[str | None, ...] = ()) -> str:
+    """``text`` with the values of key-like environment variables (``*_API_KEY``,
+    ``*_TOKEN``, ``*_SECRET``, ``*_KEY`` and ``extra_env``) replaced by ``***``."""
+    names = [n for n in extra_env if n] + [k for k in os.environ if k.endswith(("_API_KEY", "_TOKEN", "_SECRET", "_KEY"))]
+    for n in names:
+        secret = os.environ.get(n, "")
+        if len(secret) >= 6:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _error_text(exc: BaseException, ep: Endpoint) -> str:
+    return redact(" ".join(f"{type(exc).__name__}: {exc}".split()), (ep.api_key_env,))[:500]
+
+
+def api_key(ep: Endpoint, config_path: str | Path | None = None) -> str | None:
+    """The key from ``ep.api_key_env`` (``None`` when the endpoint names no
+    variable: LiteLLM then reads its provider's default, e.g. ``OPENAI_API_KEY``).
+
+    Raises:
+        ConfigError: the named variable is not set (names the config file)."""
+    if not ep.api_key_env:
+        return None
+    key = os.environ.get(ep.api_key_env)
+    if not key:
+        raise ConfigError(config_path or "<config>", "api_key_env", f"environment variable {ep.api_key_env} is not set")
+    return key
+
+
+def check_credentials(ep: Endpoint, config_path: str | Path | None = None) -> None:
+    """Raise :class:`ConfigError` (exit 2) when the key an endpoint needs is
+    not in the environment (LiteLLM's ``validate_environment``; api-base
+    settings are not required, providers have defaults)."""
+    if api_key(ep, config_path) or ep.is_local:
+        return
+    litellm = import_litellm()
+    try:
+        env = litellm.validate_environment(model=ep.model, api_base=ep.api_base)
+    except Exception:  # an unknown provider: let the call itself report it
+        return
+    missing = [k for k in env.get("missing_keys", []) if k.endswith(("_KEY", "_TOKEN", "_SECRET"))]
+    if missing:
+        raise ConfigError(config_path or "<config>", "model",
+                          f"{', '.join(missing)} is not set in the environment (or .env); {ep.model} needs it")
+
+
+def _cost(response) -> float | None:
+    """USD cost LiteLLM computed for the response (its price map), or None
+    when it has no price for the model. Not recomputed: LiteLLM already tried."""
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    return float(cost) if cost is not None else None
+
+
+def str_or_none(value: Any) -> str | None:
+    """``value`` when it is a non-empty string, else ``None``."""
+    return value if isinstance(value, str) and value else None
+
+
+async def call_model(litellm, req: Request, key: str | None, retries: int) -> Call:
+    """One call through ``litellm.acompletion`` with retries. The answer's
+    ``served_model``/``system_fingerprint`` are the response's ``model`` and
+    ``system_fingerprint`` — for an OpenAI-compatible server, what the server
+    returned, not the requested model string (LiteLLM 1.106 copies them from
+    the server's JSON)."""
+    import asyncio
+
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+    backoff = wait_random_exponential(multiplier=0.5, max=20)
+
+    def wait(state) -> float:
+        ra = retry_after_s(state.outcome.exception())
+        base = backoff(state)
+        return max(base, min(ra, 60.0)) if ra is not None else base
+
+    ep = req.endpoint
+    kwargs = dict(model=ep.model, messages=req.messages, timeout=ep.timeout, num_retries=0, max_retries=0, **ep.call_params)
+    if ep.api_base:
+        kwargs["api_base"] = ep.api_base
+    if key:
+        kwargs["api_key"] = key
+    attempts = 0
+    t0 = time.perf_counter()
+    try:
+        async for attempt in AsyncRetrying(stop=stop_after_attempt(retries + 1), wait=wait, retry=retry_if_exception(is_retryable), reraise=True):
+            with attempt:
+                attempts += 1
+                response = await litellm.acompletion(**kwargs)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # recorded as the case's error, never as a score
+        return Call(repeat=req.repeat, error=_error_text(exc, ep), retries=attempts - 1, latency_s=round(time.perf_counter() - t0, 4))
+    latency = time.perf_counter() - t0
+    choice = response.choices[0]
+    usage = getattr(response, "usage", None)
+    raw = response.model_dump(mode="json")
+    return Call(
+        repeat=req.repeat,
+        output=(choice.message.content or "").strip(),
+        response=raw,
+        served_model=str_or_none(raw.get("model")),
+        system_fingerprint=str_or_none(raw.get("system_fingerprint")),
+        prompt_tokens=getattr(usage, "prompt_tokens", None),
+        completion_tokens=getattr(usage, "completion_tokens", None),
+        latency_s=round(latency, 4),
+        cost_usd=_cost(response),
+        retries=attempts - 1,
+    )

@@ -1,0 +1,106 @@
+"""Scoring a run's cases: the reference-based metrics (each repeat scored,
+then averaged per case; whole metric results memoised by outputs, references
+and scorer-library versions), then the judges (their calls executed like the
+model's, their verdicts reduced by :mod:`.judge`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+from . import __version__
+from .cache import Cache, memoised
+from .config import Config
+from .fingerprint import canonical_json, sha256_text
+from .environment import installed_version
+from .execute import Progress, execute
+from .plan import Plan
+from .record import CaseRecord, MetricSummary, RunRecord, served_summary, usage_of
+from .scorers import SCORERS, aggregate, mean, score_all
+
+SCORER_VERSION = f"{__version__}/1"  # bump when a scorer's definition changes: memoised scores are keyed by it
+SCORER_LIBRARIES = ("sacrebleu", "rouge-score", "nltk")  # their versions key memoised scores too
+
+
+def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int,
+                memo: Cache | None = None) -> dict[str, MetricSummary]:
+    """Score every case's calls (each repeat scored, then averaged per case)
+    and fill ``CaseRecord.scores`` / ``.stats``. Returns the aggregates.
+
+    ``repeats``: calls per case to score (1 for outputs scored from a file).
+    With a ``memo``, a metric's whole result for the same outputs and
+    references is reused (a fully cached re-run then imports no scorer)."""
+    refs = [c.references for c in records]
+    per_repeat = []
+    for rep in range(repeats):
+        outs = [c.calls[rep].output if rep < len(c.calls) and c.calls[rep].error is None else None for c in records]
+        per_repeat.append(_score_memo(metrics, outs, refs, memo))
+    summaries: dict[str, MetricSummary] = {}
+    for name in metrics:
+        per_case: list[float | None] = []
+        stats: list[list[float] | None] = []
+        for i, case in enumerate(records):
+            score = mean([r[name].per_case[i] for r in per_repeat])
+            st_rows = [r[name].stats[i] for r in per_repeat if r[name].stats and r[name].stats[i] is not None]
+            st = [sum(col) / len(st_rows) for col in zip(*st_rows)] if st_rows else None
+            case.scores[name] = score
+            if st is not None:
+                case.stats[name] = st
+            per_case.append(score)
+            stats.append(st)
+        scored = sum(v is not None for v in per_case)
+        summaries[name] = MetricSummary(
+            aggregate=per_repeat[0][name].aggregate if repeats == 1 else aggregate(name, per_case, stats if SCORERS[name].from_stats else None),
+            scale=SCORERS[name].scale,
+            n_scored=scored,
+            n_unscored=len(per_case) - scored,
+            info=per_repeat[0][name].info,
+        )
+    return summaries
+
+
+@functools.lru_cache(maxsize=1)
+def scorer_versions() -> tuple[str, ...]:
+    """:data:`SCORER_VERSION` and the installed versions of the scoring
+    libraries (:data:`SCORER_LIBRARIES`, ``name==version``, or ``name==-``
+    when absent), read from package metadata without importing them: a new
+    sacrebleu or rouge-score makes memoised metric results stale."""
+    return (SCORER_VERSION, *(f"{name}=={installed_version(name) or '-'}" for name in SCORER_LIBRARIES))
+
+
+def _score_memo(metrics: list[str], outs: list[str | None], refs: list[list[str]], memo: Cache | None):
+    """Each metric's :class:`MetricResult`, memoised in ``memo`` by the
+    outputs, the references and :func:`scorer_versions`."""
+    from .scorers import MetricResult
+
+    content = sha256_text(canonical_json([scorer_versions(), outs, refs])) if memo is not None else None  # hashed once
+
+    def score(name: str) -> dict[str, Any]:
+        return dataclasses.asdict(score_all([name], outs, refs)[name])
+
+    return {name: MetricResult(**memoised(memo, name, content, lambda: score(name))) for name in metrics}
+
+
+def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *, concurrency: int, retries: int,
+              progress: Progress, refresh: bool = False) -> None:
+    """Fill ``record``'s scores: the reference-based metrics, then the judges
+    (their calls executed through the same cache, concurrency, retries and
+    ``refresh`` as the model's; see :func:`llmops_cli.execute.execute`).
+
+    Raises:
+        ConfigError: a judge's key is missing (before any judge call).
+        KeyboardInterrupt: Ctrl-C while the judges are called."""
+    from .judge import apply_judges, judge_requests
+
+    record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats if record.source == "model" else 1, cache)
+    if not cfg.judges:
+        return
+    jreqs = judge_requests(cfg, plan, record.cases)
+    progress.add(len(jreqs))
+    execute(jreqs, cache, concurrency=concurrency, retries=retries, on_done=progress.tick, refresh=refresh,
+            config_path=cfg.path)
+    record.metrics.update(apply_judges(cfg, record.cases, jreqs))
+    record.judge_usage = usage_of([], 0.0, [r.call for r in jreqs if r.call is not None])
+    record.judge_served = served_summary(jreqs)
