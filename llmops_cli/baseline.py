@@ -84,6 +84,19 @@ def check_judges(baseline: RunRecord, cfg: Config, path: str | Path, allow: bool
     return notes
 
 
+def unscored_judges(record: RunRecord, max_unscored_share: float) -> list[tuple[str, str]]:
+    """``(judge, line)`` for every judge of ``record`` that left more than
+    ``max_unscored_share`` (0–1) of its cases unscored, the line naming the
+    counts."""
+    out = []
+    for name, m in record.metrics.items():
+        total = m.n_scored + m.n_unscored
+        if m.info.get("judge") and total and m.n_unscored / total > max_unscored_share:
+            out.append((name, f"{name}: {m.n_unscored} of {total} cases unscored by the judge "
+                              f"(limit max_unscored_share {max_unscored_share:.0%}); see the run record for its replies"))
+    return out
+
+
 def check_unscored(record: RunRecord, max_unscored_share: float) -> None:
     """Refuse a run in which a judge left more than ``max_unscored_share``
     (0–1) of its cases unscored: it can neither pass the gate nor become a
@@ -92,11 +105,9 @@ def check_unscored(record: RunRecord, max_unscored_share: float) -> None:
     Raises:
         RunIncomplete: exit 3, naming the judge and the counts.
     """
-    for name, m in record.metrics.items():
-        total = m.n_scored + m.n_unscored
-        if m.info.get("judge") and total and m.n_unscored / total > max_unscored_share:
-            raise RunIncomplete(f"{name}: {m.n_unscored} of {total} cases unscored by the judge "
-                                f"(limit max_unscored_share {max_unscored_share:.0%}); see the run record for its replies")
+    bad = unscored_judges(record, max_unscored_share)
+    if bad:
+        raise RunIncomplete(bad[0][1])
 
 
 def write_baseline(record: RunRecord, path: str | Path, *, max_unscored_share: float) -> Path:

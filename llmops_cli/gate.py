@@ -1,15 +1,15 @@
 """The gate: compare a candidate run with the baseline, metric by metric.
 
-**Every case counts.** Cases are paired by id. A case the candidate failed
-(provider error, no output, not run) that the baseline scored counts as the
-metric's worst value (0 on 0–1 metrics; for corpus BLEU, the statistics of
-an empty answer) — never silently dropped. Cases the baseline did not score
-are reported and excluded. An unscored *judge* verdict on an answer that
-exists stays unscored (excluded, counted, bounded by ``max_unscored_share``).
+**Every case counts.** Cases are paired by id (:mod:`llmops_cli.pairing`):
+a case the candidate failed counts as the metric's worst value — never
+silently dropped. What the comparison says is in :mod:`llmops_cli.comparison`;
+the exit code it leads to, in :mod:`llmops_cli.outcome`.
 
-**Intervals.** Each metric's delta (candidate − baseline) gets a paired BCa
-bootstrap interval (:mod:`llmops_cli.stats`; Efron 1987), cases — or whole
-clusters with ``gate.cluster`` — resampled with replacement.
+**Intervals.** Each metric's delta (candidate − baseline) gets a standard
+error from a seeded paired bootstrap (:mod:`llmops_cli.stats`), cases — or
+whole clusters with ``gate.cluster`` — resampled with replacement; the
+interval is delta ± z·SE (measured to keep its level where BCa and
+percentile intervals over-alarm for BLEU; see the README).
 
 **Rules.** Mode ``paired``: a metric *regresses* when its interval lies
 wholly below ``-max_drop``, a one-sided test at level (1 − confidence)/2.
@@ -35,179 +35,18 @@ detect").
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from . import stats
+from . import pairing, stats
 from .cache import memoised
+from .comparison import Comparison, MetricComparison
 from .config import Gate, GateRule
-from .fingerprint import config_diff
 from .errors import BaselineError, InputError
-from .record import CaseRecord, RunRecord
-from .scorers import SCORERS
+from .fingerprint import config_diff
+from .record import RunRecord
 
 GATE_VERSION = 2  # bump when the bootstrap changes: memoised intervals are keyed by it
 TARGET_POWER = 0.8
-
-Verdict = Literal["pass", "improved", "regressed", "below min", "unproven", "unscored", "info"]
-
-
-def _scorer(metric: str):
-    return SCORERS.get(metric)  # None for judges (0–1, mean-aggregated)
-
-
-def _scale(metric: str) -> float:
-    sc = _scorer(metric)
-    return sc.scale if sc else 1.0
-
-
-def _worst(metric: str) -> float:
-    """The score a failed case counts as (the bottom of the metric's range)."""
-    sc = _scorer(metric)
-    return sc.worst if sc else 0.0
-
-
-def _counted(case: CaseRecord, metric: str) -> float | None:
-    """The score a candidate case counts with in the gate: its own, the
-    metric's worst value when the case failed, or ``None`` when an answer
-    exists but was not scored (e.g. an unparseable judge verdict)."""
-    v = case.scores.get(metric)
-    if v is None:
-        return _worst(metric) if case.error else None
-    return float(v)
-
-
-@dataclass
-class MetricComparison:
-    """One metric's comparison; scores in the metric's own units (0–1, or
-    0–100 for BLEU).
-
-    ``n``: cases compared (the candidate's failures included);
-    ``n_failed``: of those, cases the candidate failed, counted as the
-    metric's worst value; ``n_baseline_missing``: cases the baseline did not
-    score (excluded); ``n_unscored``: candidate cases without a score that
-    did not fail, e.g. an unparseable judge verdict (excluded).
-    ``ci_low``/``ci_high``: the interval the verdict uses, at two-sided
-    confidence ``ci_confidence`` (Holm-adjusted for gated metrics in paired
-    mode); ``raw_ci_low``/``raw_ci_high``: at the gate's own confidence.
-    ``p_value``: two-sided p of "no change" (unadjusted); ``p_test``: the
-    one-sided p of the rule's test (paired: "the drop exceeds max_drop";
-    strict: "the drop does not exceed max_drop" is *not* shown);
-    ``p_adjusted``: ``p_test`` after Holm. ``se``: the delta's standard
-    error; ``mde``: smallest drop exiting 1 with 80% probability, ``None``
-    when the metric cannot detect any drop. ``candidate_all``: the
-    candidate's aggregate over its whole run (what ``min`` applies to)."""
-
-    metric: str
-    n: int
-    baseline: float | None
-    candidate: float | None
-    delta: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    mde: float | None
-    rule: str
-    verdict: Verdict
-    scale: float = 1.0
-    reason: str = ""
-    ci_confidence: float | None = None
-    raw_ci_low: float | None = None
-    raw_ci_high: float | None = None
-    p_test: float | None = None
-    p_adjusted: float | None = None
-    se: float | None = None
-    alpha_one_sided: float | None = None
-    n_failed: int = 0
-    n_baseline_missing: int = 0
-    n_unscored: int = 0
-    candidate_all: float | None = None
-    max_drop: float | None = None
-    power_warning: str = ""
-    power_required: bool = False
-    cases_needed: int | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        return self.verdict in ("regressed", "below min", "unproven")
-
-    def power_at(self, drop: float) -> float | None:
-        """Predicted probability (0–1) that a true drop of ``drop`` (metric
-        units) makes this metric fail under its rule (normal approximation;
-        paired mode). ``None`` without a rule or standard error."""
-        if self.max_drop is None or self.se is None or self.alpha_one_sided is None:
-            return None
-        return stats.power(drop, self.max_drop, self.se, self.alpha_one_sided)
-
-
-@dataclass
-class CaseChange:
-    """A case whose score moved: per-metric (baseline, candidate) scores; a
-    candidate failure shows as the metric's worst value and ``candidate_error``."""
-
-    id: str
-    delta: float
-    metric: str
-    baseline_output: str | None
-    candidate_output: str | None
-    inputs: dict[str, Any]
-    references: list[str]
-    scores: dict[str, tuple[float | None, float | None]]
-    candidate_error: str | None = None
-
-
-@dataclass
-class Comparison:
-    """Result of :func:`compare`. ``passed`` is False when a gated metric
-    failed its rule, when a gated metric could not be scored (``unscored``:
-    the run cannot pass, exit 3), or when ``gate.on_model_drift: fail`` and
-    the served model drifted (``drift_failed``)."""
-
-    mode: str
-    confidence: float
-    resamples: int
-    metrics: list[MetricComparison]
-    changed_cases: list[CaseChange]
-    only_baseline: list[str]
-    only_candidate: list[str]
-    config_changes: list[str]
-    baseline_fingerprint: str
-    candidate_fingerprint: str
-    cluster: str | None = None
-    n_improved_cases: int = 0
-    n_worse_cases: int = 0
-    correction: str = "holm"
-    family_size: int = 0
-    model_drift: list[str] = field(default_factory=list)
-    drift_failed: bool = False
-    environment_changes: list[str] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[MetricComparison]:
-        return [m for m in self.metrics if m.failed]
-
-    @property
-    def unscored(self) -> list[MetricComparison]:
-        return [m for m in self.metrics if m.verdict == "unscored"]
-
-    @property
-    def power_warnings(self) -> list[str]:
-        return [m.power_warning for m in self.metrics if m.power_warning]
-
-    @property
-    def underpowered(self) -> list[MetricComparison]:
-        """Gated metrics that miss their ``require_power`` (exit 2)."""
-        return [m for m in self.metrics if m.power_required]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failed and not self.unscored and not self.drift_failed and not self.underpowered
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["passed"] = self.passed
-        return d
 
 
 def _rule_text(rule: GateRule | None, mode: str) -> str:
@@ -219,120 +58,6 @@ def _rule_text(rule: GateRule | None, mode: str) -> str:
     if rule.min is not None:
         parts.append(f"≥ {rule.min:g}")
     return ", ".join(parts) or "—"
-
-
-def _groups(ids: list[str], cluster_of: dict[str, Any] | None) -> list[list[int]] | None:
-    """Resampling units as lists of case positions; ``None`` means every
-    case is its own unit (the ordinary paired bootstrap)."""
-    if cluster_of is None:
-        return None
-    groups: dict[Any, list[int]] = {}
-    for i, cid in enumerate(ids):
-        groups.setdefault(cluster_of.get(cid, cid), []).append(i)
-    return list(groups.values())
-
-
-# -- measuring one metric ----------------------------------------------------------------
-
-@dataclass
-class _Paired:
-    """One metric's paired data: per-case scores (a candidate failure as the
-    worst value) and, for corpus metrics, statistics (``None`` in ``cs``
-    where the candidate failed: filled with an empty answer's)."""
-
-    ids: list[str]
-    b: list[float]
-    c: list[float]
-    bs: list | None
-    cs: list | None
-    failed_refs: dict[str, list[str]]
-    n_missing: int
-    n_unscored: int
-
-
-def _pair(metric: str, common: list[str], bmap: dict[str, CaseRecord], cmap: dict[str, CaseRecord]) -> _Paired:
-    sc = _scorer(metric)
-    corpus = sc is not None and sc.from_stats is not None
-    out = _Paired([], [], [], [] if corpus else None, [] if corpus else None, {}, 0, 0)
-    for cid in common:
-        bc, cc = bmap[cid], cmap[cid]
-        b = bc.scores.get(metric)
-        if b is None:
-            out.n_missing += 1
-            continue
-        c = _counted(cc, metric)
-        if c is None:
-            out.n_unscored += 1
-            continue
-        failed = cc.scores.get(metric) is None
-        out.ids.append(cid)
-        out.b.append(float(b))
-        out.c.append(c)
-        if failed:
-            out.failed_refs[cid] = list(cc.references)
-        if corpus:
-            out.bs.append(bc.stats[metric])
-            out.cs.append(None if failed else cc.stats.get(metric))
-    return out
-
-
-def _measure(metric: str, p: _Paired, groups: list[list[int]] | None, counts_for) -> dict[str, Any]:
-    """Aggregates, the bootstrap summary and the SE used for power (numpy;
-    memoised by :func:`compare`)."""
-    import numpy as np
-
-    sc = _scorer(metric)
-    if p.bs is not None:
-        cs = [s if s is not None else sc.worst_stats(p.failed_refs[cid]) for cid, s in zip(p.ids, p.cs)]
-        base, cand = np.array(p.bs, dtype=float), np.array(cs, dtype=float)
-
-        def agg(sums):
-            return np.array([sc.from_stats(row) for row in sums])
-    else:
-        ones = np.ones(len(p.b))
-        base, cand = np.column_stack([p.b, ones]), np.column_stack([p.c, ones])
-
-        def agg(sums):
-            return sums[:, 0] / sums[:, 1]
-    if groups is not None:
-        unit = np.empty(len(p.ids), dtype=int)
-        for g, members in enumerate(groups):
-            unit[members] = g
-        bu, cu = np.zeros((len(groups), base.shape[1])), np.zeros((len(groups), base.shape[1]))
-        np.add.at(bu, unit, base)
-        np.add.at(cu, unit, cand)
-    else:
-        bu, cu = base, cand
-    summary = stats.paired_bootstrap(bu, cu, agg, counts_for(bu.shape[0]))
-    b_agg, c_agg = float(agg(base.sum(0)[None, :])[0]), float(agg(cand.sum(0)[None, :])[0])
-    se = summary.se
-    constant = len(set(p.b) | set(p.c)) <= 1  # the same value on every case, on both sides
-    if se == 0 and not constant and len(p.b) > 1:
-        # the runs agree case by case: SE from the baseline's spread (paired correlation 0.5)
-        spread = np.array([sc.from_stats(x) for x in p.bs] if p.bs is not None else p.b)
-        se = float(spread.std(ddof=1)) / math.sqrt(len(p.b))
-    return {"summary": summary.to_dict(), "baseline": b_agg, "candidate": c_agg, "se": se,
-            "cannot_detect": constant}
-
-
-def _candidate_all(metric: str, candidate: RunRecord) -> float | None:
-    """The candidate's aggregate over its whole run, failures as the worst
-    value (what ``min`` applies to)."""
-    sc = _scorer(metric)
-    vals, stats_rows = [], []
-    for case in candidate.cases:
-        v = _counted(case, metric)
-        if v is None:
-            continue
-        vals.append(v)
-        if sc is not None and sc.from_stats is not None:
-            failed = case.scores.get(metric) is None
-            stats_rows.append(sc.worst_stats(case.references) if failed else case.stats[metric])
-    if not vals:
-        return None
-    if stats_rows:
-        return sc.from_stats([math.fsum(col) for col in zip(*stats_rows)])
-    return math.fsum(vals) / len(vals)
 
 
 # -- the comparison ------------------------------------------------------------------------
@@ -388,13 +113,13 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
 
     measured = {}
     for m in names:
-        p = _pair(m, common, bmap, cmap)
-        groups = _groups(p.ids, cluster_of)
+        p = pairing.pair(m, common, bmap, cmap)
+        groups = pairing.groups(p.ids, cluster_of)
         key = [GATE_VERSION, m, p.b, p.c, p.bs, p.cs, p.failed_refs, groups, gate.resamples, gate.seed]
         measured[m] = (p, None if not p.ids else memoised(memo, "bootstrap", key,
-                                                         lambda m=m, p=p, g=groups: _measure(m, p, g, counts_for)))
+                                                         lambda m=m, p=p, g=groups: pairing.measure(m, p, g, counts_for)))
     results, family_size = _verdicts(names, measured, baseline, candidate, gate, max_unscored_share, memo)
-    changes = case_changes(baseline, candidate, names)
+    changes = pairing.case_changes(baseline, candidate, names)
     drift = model_drift(baseline, candidate)
     return Comparison(
         mode=gate.mode, confidence=gate.confidence, resamples=gate.resamples, metrics=results,
@@ -443,7 +168,7 @@ def _verdicts(names: list[str], measured: dict, baseline: RunRecord, candidate: 
         p, d = measured[m]
         rule = gate.metrics.get(m)
         res = MetricComparison(m, len(p.ids), None, None, None, None, None, None, None, _rule_text(rule, gate.mode),
-                               "info" if rule is None else "pass", _scale(m), n_failed=len(p.failed_refs),
+                               "info" if rule is None else "pass", pairing.scale_of(m), n_failed=len(p.failed_refs),
                                n_baseline_missing=p.n_missing, n_unscored=p.n_unscored,
                                max_drop=rule.max_drop if rule else None)
         _judge_note(res, baseline, candidate)
@@ -468,7 +193,7 @@ def _verdicts(names: list[str], measured: dict, baseline: RunRecord, candidate: 
             res.reason = f"{share:.0%} of cases unscored by the judge (limit max_unscored_share {max_unscored_share:.0%})"
         elif rule is not None:
             if rule.min is not None:
-                res.candidate_all = _candidate_all(m, candidate)
+                res.candidate_all = pairing.candidate_all(m, candidate)
             if res.candidate_all is not None and res.candidate_all < rule.min:
                 res.verdict, res.reason = "below min", f"{res.candidate_all:.4g} < min {rule.min:g} (whole run)"
             elif rule.max_drop is not None:
@@ -530,7 +255,7 @@ def _power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Gate) ->
     if target is None:
         return
     needed = stats.detectable_drop(max_drop, res.se, alpha1, target_power)
-    floor = res.baseline - _worst(res.metric)
+    floor = res.baseline - pairing.worst_of(res.metric)
     if needed > target or target > floor:
         res.cases_needed = stats.cases_needed(res.n, max_drop, res.se, alpha1, target, target_power)
         more = (f"; about {res.cases_needed:,} cases would catch it" if res.cases_needed and target <= floor
@@ -567,35 +292,6 @@ def _environment_changes(baseline: RunRecord, candidate: RunRecord) -> list[str]
     return environment_changes(baseline.environment, candidate.environment) if candidate.environment else []
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What a gated run ends in: the exit code and a one-line reason."""
-
-    exit_code: int
-    reason: str
-
-
-def outcome(cmp: Comparison) -> Outcome:
-    """The exit code of a comparison, with its precedence in one place:
-
-    3 — the gate cannot decide (a gated metric without scored pairs, or a
-    judge over ``max_unscored_share``): never a pass, never a regression;
-    1 — a gated metric failed its rule, or the served model drifted under
-    ``on_model_drift: fail`` (a regression found is reported even when the
-    gate is also underpowered: it is real);
-    2 — a ``require_power`` the eval set does not meet (bad input: the eval
-    set is too small for the promise asked of it);
-    0 — the gate passed."""
-    if cmp.unscored:
-        return Outcome(3, "the gate cannot decide: " + "; ".join(f"{m.metric}: {m.reason}" for m in cmp.unscored))
-    if cmp.failed or cmp.drift_failed:
-        parts = [m.metric for m in cmp.failed] + (["served model drift (gate.on_model_drift: fail)"] if cmp.drift_failed else [])
-        return Outcome(1, "regression: " + ", ".join(parts))
-    if cmp.underpowered:
-        return Outcome(2, "gate.require_power not met: " + "; ".join(m.power_warning for m in cmp.underpowered))
-    return Outcome(0, "gate passed")
-
-
 def check_before_run(baseline: RunRecord, gate: Gate, metrics: list[str], path: str = "baseline") -> None:
     """What can be refused before any model call, from the baseline alone.
 
@@ -620,12 +316,12 @@ def check_before_run(baseline: RunRecord, gate: Gate, metrics: list[str], path: 
         return
     half = (1 - gate.confidence) / 2
     for m, rule in gate.metrics.items():
-        req = rule.require_power or (gate.require_power.model_copy(update={"drop": gate.require_power.drop * _scale(m)})
+        req = rule.require_power or (gate.require_power.model_copy(update={"drop": gate.require_power.drop * pairing.scale_of(m)})
                                      if gate.require_power else None)
         if req is None or rule.max_drop is None or m not in baseline.metrics:
             continue
-        sc = _scorer(m)
-        worst = _worst(m)
+        sc = pairing.scorer_of(m)
+        worst = pairing.worst_of(m)
         scores = [c.scores.get(m) for c in baseline.cases if c.scores.get(m) is not None]
         agg = baseline.metrics[m].aggregate
         problem = None
@@ -646,23 +342,3 @@ def check_before_run(baseline: RunRecord, gate: Gate, metrics: list[str], path: 
                                 f"{m}: {problem}")
 
 
-def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseChange]:
-    """Cases whose score changed between runs ``a`` and ``b``, most fallen
-    first. A case ``b`` failed counts as the metric's worst value. The sort
-    key is the change in the first metric of ``metrics`` (scaled to 0–1),
-    ties broken by the mean scaled change over all of them."""
-    amap = a.case_map()
-    out = []
-    for cb in b.cases:
-        ca = amap.get(cb.id)
-        if ca is None:
-            continue
-        scores = {m: (ca.scores.get(m), _counted(cb, m)) for m in metrics}
-        diffs = [(y - x) / _scale(m) for m, (x, y) in scores.items() if x is not None and y is not None]
-        if not diffs or (all(d == 0 for d in diffs) and ca.output == cb.output):
-            continue
-        first = diffs[0]
-        out.append((first, sum(diffs) / len(diffs), CaseChange(cb.id, first, metrics[0], ca.output, cb.output, cb.inputs,
-                                                               cb.references, scores, cb.error)))
-    out.sort(key=lambda t: (t[0], t[1]))
-    return [t[2] for t in out if t[0] != 0 or t[1] != 0] + [t[2] for t in out if t[0] == 0 and t[1] == 0]

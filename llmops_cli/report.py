@@ -1,6 +1,6 @@
 """All output formatting: the terminal (rich), Markdown, JUnit XML and JSON.
 
-Nothing here decides anything; it renders :class:`~llmops_cli.gate.Comparison`
+Nothing here decides anything; it renders :class:`~llmops_cli.comparison.Comparison`
 and :class:`~llmops_cli.record.RunRecord` objects.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from xml.etree import ElementTree as ET
 
-from .gate import Comparison, MetricComparison
+from .comparison import Comparison, MetricComparison
 from .dataset import input_text
 from .record import RunRecord
 
@@ -259,3 +259,80 @@ def print_changed_cases(console, cmp: Comparison, top: int = 10) -> None:
         t.add_row(c.id, _short(input_text(c.inputs), 50), _short(" | ".join(c.references), 30), _short(c.baseline_output, 40),
                   _short(c.candidate_output, 40), fmt(c.delta, 1.0, True))
     console.print(t)
+
+
+# -- the end of a run ----------------------------------------------------------
+
+def print_error(message: str) -> None:
+    """``llmops: error: <message>`` as one line on stderr (never folded)."""
+    from rich.markup import escape
+
+    terminal(stderr=True).print(f"[bold red]llmops: error:[/] {escape(message)}", soft_wrap=True)
+
+
+def terminal(stderr: bool = False):
+    """A rich console for the terminal; in CI logs (not a terminal) at least
+    120 columns wide, so that the tables are not folded at 80."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 120)
+    return console
+
+
+def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: bool = False) -> None:
+    """Render an :class:`~llmops_cli.outcome.Outcome`: notes, the run summary
+    and record path, the gate table, the verdict; an error as one line on
+    stderr (after the partial record's path). ``quiet`` (hooks): nothing on
+    success; on failure only the gate table (if any) and the verdict.
+    ``json_out`` prints the comparison as JSON on stdout (``console`` is then
+    on stderr)."""
+    rec, cmp = out.record, out.comparison
+    loud = not quiet
+    for line in out.notes if loud or not out.ok else ():
+        console.print(f"[yellow]{line}[/]" if line.startswith("judge changed") else line, style=None if line.startswith("judge") else "dim")
+    partial = rec is not None and rec.status != "complete"
+    if loud and rec is not None and not partial:
+        print_run_summary(console, rec)
+        if out.record_path:
+            console.print(f"run record: {out.record_path}", style="dim")
+    if partial and out.record_path:
+        console.print(f"partial run record: {out.record_path}", style="dim")
+    if cmp is not None and (loud or not out.ok):
+        print_comparison(console, cmp, top)
+    if json_out and cmp is not None and out.error is None:
+        print(comparison_json(cmp, rec))
+    if out.error is not None or out.exit_code in (2, 3):
+        print_error(out.reason)
+    elif out.status == "regressed":
+        head, _, rest = out.reason.partition(":")
+        console.print(f"[bold red]{head}[/]:{rest}")
+    elif loud and out.status == "baseline written":
+        console.print(f"[green]baseline written:[/] {out.baseline_path}")
+    elif loud and out.status == "valid":
+        console.print(f"[green]valid:[/] {out.reason}")
+    elif loud:
+        console.print("[bold green]gate passed[/]")
+
+
+def print_agreement(console, rows) -> None:
+    """Judge-vs-human agreement (:func:`llmops_cli.review.agreement`) as a table."""
+    from rich.table import Table
+
+    t = Table(title="judge vs human", title_justify="left")
+    for col in ("judge", "labels", "accuracy", "Cohen's kappa", "judge unscored"):
+        t.add_column(col, justify="left" if col == "judge" else "right")
+    for a in rows:
+        t.add_row(a.judge, str(a.n), "—" if a.accuracy is None else f"{a.accuracy:.3f}",
+                  "—" if a.kappa is None else f"{a.kappa:.3f}", str(a.judge_unscored))
+    console.print(t)
+
+
+def print_cache_info(console, info: dict) -> None:
+    """The cache's location, size, entries per model and memoised results (:meth:`Cache.info`)."""
+    console.print(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
+    for model, n in sorted(info["models"].items()):
+        console.print(f"  {model}: {n}")
+    if info["memo"]:
+        console.print("memoised results: " + ", ".join(f"{kind} {n}" for kind, n in sorted(info["memo"].items())))

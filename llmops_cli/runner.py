@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Callable
 
 from . import __version__
 from .cache import Cache
 from .config import Config
 from .environment import collect_environment
-from .errors import Interrupted, RunIncomplete
+from .errors import InputError, Interrupted, RunIncomplete
 from .execute import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, Progress, allowed_failures, execute
 from .fingerprint import fingerprint
 from .plan import Plan, Request, make_plan
@@ -134,6 +135,25 @@ def check_errors(cfg: Config, record: RunRecord, what: str, t0: float) -> None:
         raise RunIncomplete(f"{len(errors)} of {len(record.cases)} cases failed (limit {cfg.max_error_share:.0%}) {what}"
                             f"{f', so the other {not_run} were not run' if not_run else ''}; "
                             f"first error: {errors[0] if errors else NOT_RUN}", record)
+
+
+def load_outputs(path: str | Path) -> dict[str, str]:
+    """Read a file of outputs made elsewhere: a JSON object ``{case_id: output}``.
+
+    Raises:
+        InputError: missing, unreadable, not JSON, or not an object of strings."""
+    import json
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(p, None, "outputs file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(p, None, f"cannot read outputs: {e}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise InputError(p, None, "expected a JSON object {case_id: output string}")
+    return data
 
 
 def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = None, name: str = "outputs",

@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 from conftest import CORPUS, QUESTIONS, write_jsonl
 from test_exit_codes import _signal_mid_run
@@ -447,7 +447,7 @@ def test_review_sample_never_overwrites_its_run(tmp_path):
 # -- 9. usage errors: one line -------------------------------------------------------------
 
 @pytest.mark.parametrize("args, needle, where", [
-    (["eval", "--lmit", "3", "x.yaml"], "No such option '--lmit'", "llmops eval"),
+    (["eval", "--lmit", "3", "x.yaml"], "No such option: --lmit", "llmops eval"),
     (["eval", "x.yaml", "--limit", "-1"], "Invalid value for '--limit'", "llmops eval"),
     (["eval", "x.yaml", "--concurrency", "0"], "Invalid value for '--concurrency'", "llmops eval"),
     (["eval"], "Missing argument 'CONFIG'", "llmops eval"),
@@ -463,11 +463,11 @@ def test_usage_error_is_one_line(tmp_path, args, needle, where):
 
 def test_help_and_version_are_unaffected():
     res = llmops("eval", "--help")
-    assert res.returncode == 0 and res.stdout.startswith("Usage: llmops eval") and res.stderr == ""
+    assert res.returncode == 0 and res.stdout.lstrip().startswith("Usage: llmops eval") and res.stderr == ""
     res = llmops("--version")
     assert res.returncode == 0 and "llmops, version" in res.stdout and res.stderr == ""
     res = llmops()  # no command at all: the help, as before
-    assert "Usage: llmops" in res.stdout + res.stderr and "Commands:" in res.stdout + res.stderr
+    assert "Usage: llmops" in res.stdout + res.stderr and "Commands" in res.stdout + res.stderr
 
 
 # -- 10. SIGTERM leaves no coroutine unawaited ----------------------------------------------

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+import typer
+from typer.testing import CliRunner
 
 from conftest import PLANTED_KEY, QUESTIONS
 from llmops_cli.cli import cli
@@ -270,6 +271,6 @@ def test_cli_defaults_are_the_library_defaults():
 
     from llmops_cli import cli as cli_module
 
-    params = {p.name: p.default for p in cli.commands["eval"].params}
+    params = {p.name: p.default for p in typer.main.get_command(cli).commands["eval"].params}
     assert (params["concurrency"], params["retries"]) == (DEFAULT_CONCURRENCY, DEFAULT_RETRIES)
     assert (cli_module.DEFAULT_CONCURRENCY, cli_module.DEFAULT_RETRIES) == (DEFAULT_CONCURRENCY, DEFAULT_RETRIES)  # `score`

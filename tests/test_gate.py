@@ -130,7 +130,7 @@ def test_hand_computed_example():
 
 
 def test_memoised_intervals_equal_computed_ones_and_follow_the_scores(tmp_path, monkeypatch):
-    import llmops_cli.gate as gate_module
+    import llmops_cli.pairing as pairing_module
     from llmops_cli.cache import Cache
 
     memo = Cache(tmp_path / "cache")
@@ -138,8 +138,8 @@ def test_memoised_intervals_equal_computed_ones_and_follow_the_scores(tmp_path, 
     fresh = compare(b, c, gate(max_drop=0.05))
     first = compare(b, c, gate(max_drop=0.05), memo=memo)
     computed = []
-    real = gate_module._measure
-    monkeypatch.setattr(gate_module, "_measure", lambda *a: computed.append(a[0]) or real(*a))
+    real = pairing_module.measure
+    monkeypatch.setattr(pairing_module, "measure", lambda *a: computed.append(a[0]) or real(*a))
     again = compare(b, c, gate(max_drop=0.05), memo=memo)
     assert computed == []  # served from the memo
     assert again.metrics == first.metrics == fresh.metrics

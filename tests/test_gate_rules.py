@@ -10,12 +10,13 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 from llmops_cli.cli import cli
 from llmops_cli.config import Gate, GateRule, PowerRequirement
 from llmops_cli.errors import BaselineError
-from llmops_cli.gate import compare, outcome, check_before_run
+from llmops_cli.gate import check_before_run, compare
+from llmops_cli.outcome import from_comparison as outcome
 from llmops_cli.record import CaseRecord
 from llmops_cli.scorers import SCORERS, score_all
 from llmops_cli.testing import FakeOpenAI

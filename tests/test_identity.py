@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 from conftest import ANSWERS, QUESTIONS
 from llmops_cli import score as scoring

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import SCORE_CONFIG
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 from llmops_cli.cli import cli
 from llmops_cli.config import Gate, GateRule

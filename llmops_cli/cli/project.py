@@ -1,0 +1,41 @@
+"""``llmops init`` (a starter project) and ``llmops schema`` (the config's JSON Schema)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import cli
+
+
+@cli.command("init")
+def init_cmd(directory: Annotated[Path, typer.Argument(metavar="[DIR]", file_okay=False,
+                                                       help="Folder for the project (created if missing).")] = Path(".")
+             ) -> None:
+    """Write a starter project — llmops.yaml with the embedded model, a small eval set, a prompt template, a
+    .gitignore entry for .llmops/ — that `llmops eval llmops.yaml --update-baseline` runs offline right away.
+    Never overwrites a file (exit 2)."""
+    from ..errors import LlmopsError
+    from ..report import print_error, terminal
+    from ..starter import create_project
+
+    try:
+        written = create_project(directory)
+    except LlmopsError as err:
+        print_error(str(err))
+        raise SystemExit(err.exit_code) from None
+    console = terminal()
+    for path in written:
+        console.print(f"wrote {path}")
+    where = "" if directory.resolve() == Path.cwd().resolve() else f"cd {directory} && "
+    console.print(f"next: {where}llmops eval llmops.yaml --update-baseline   (then edit, and `llmops eval llmops.yaml`)")
+
+
+@cli.command("schema")
+def schema_cmd() -> None:
+    """Print the config's JSON Schema (for editors: `# yaml-language-server: $schema=...`)."""
+    from ..config.json_schema import schema_text
+
+    typer.echo(schema_text(), nl=False)

@@ -1,0 +1,157 @@
+"""``llmops eval``, ``score``, ``baseline update`` and ``validate``: each
+builds :class:`~llmops_cli.evaluate.EvalOptions`, calls the library, renders
+the :class:`~llmops_cli.outcome.Outcome` and exits with its code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli
+
+RUN, CACHE, GATE, REPORTS = "Run", "Cache", "Gate", "Reports"
+
+Config = Annotated[Path, typer.Argument(metavar="CONFIG", dir_okay=False, show_default=False, help="The llmops.yaml file.")]
+Limit = Annotated[Optional[int], typer.Option(min=0, help="Use the first N cases (0 = all); overrides dataset.limit.",
+                                              rich_help_panel=RUN)]
+Concurrency = Annotated[int, typer.Option("--concurrency", "-j", min=1, help="Model calls in flight at once.",
+                                          rich_help_panel=RUN)]
+Retries = Annotated[int, typer.Option(min=0, help="Retries per call on 429/5xx/timeouts.", rich_help_panel=RUN)]
+Outputs = Annotated[Optional[Path], typer.Option(dir_okay=False, help="Score this file of {id: output} instead of "
+                                                 "calling the model.", rich_help_panel=RUN)]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache.", rich_help_panel=CACHE)]
+Refresh = Annotated[bool, typer.Option("--refresh", help="Call the model (and judges) for every case, reading no cached "
+                                       "answer; the new answers are still cached (re-measures what the provider serves "
+                                       "now).", rich_help_panel=CACHE)]
+CacheDir = Annotated[Optional[Path], typer.Option(file_okay=False, help="Cache folder \\[default: $LLMOPS_CACHE_DIR or "
+                                                  ".llmops/cache].", rich_help_panel=CACHE)]
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", dir_okay=False, help="Run record path \\[default: "
+                                                ".llmops/runs/<run-id>.json].", rich_help_panel=REPORTS)]
+UpdateBaseline = Annotated[bool, typer.Option("--update-baseline", help="Write this run as the new baseline (only if it "
+                                              "completes).", rich_help_panel=GATE)]
+Baseline = Annotated[Optional[Path], typer.Option("--baseline", dir_okay=False, help="Baseline file \\[default: the "
+                                                  "config's baseline].", rich_help_panel=GATE)]
+Plain = Annotated[bool, typer.Option("--plain", help="Gate on point estimates only (no confidence intervals).",
+                                     rich_help_panel=GATE)]
+AllowJudgeChange = Annotated[bool, typer.Option("--allow-judge-change", help="Gate a judge metric even though the "
+                                                "baseline was judged by another model (refused by default).",
+                                                rich_help_panel=GATE)]
+Junit = Annotated[Optional[Path], typer.Option(dir_okay=False, help="Write a JUnit XML report (one test per gated "
+                                               "metric).", rich_help_panel=REPORTS)]
+Markdown = Annotated[Optional[Path], typer.Option(dir_okay=False, help="Write a Markdown summary (for a PR comment).",
+                                                  rich_help_panel=REPORTS)]
+Json = Annotated[bool, typer.Option("--json", help="Print the comparison as JSON on stdout (human output goes to "
+                                    "stderr).", rich_help_panel=REPORTS)]
+Top = Annotated[int, typer.Option(min=0, help="Most-changed cases to show.", rich_help_panel=REPORTS)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="For hooks: print nothing when the gate passes; otherwise "
+                                     "only the gate table and the verdict.", rich_help_panel=REPORTS)]
+
+
+def finish(opts, *, top: int = 5, quiet: bool = False, json_out: bool = False, validate: bool = False) -> None:
+    """Run the job (``evaluate`` or ``validate``), render its outcome, exit with its code."""
+    from ..report import print_outcome, terminal
+
+    console = terminal(stderr=json_out)
+    if validate:
+        from ..evaluate import validate as job
+
+        out = job(opts)
+    else:
+        from ..evaluate import evaluate
+
+        with _progress(console, quiet) as update:
+            out = evaluate(opts, progress=update)
+    print_outcome(console, out, top=top, quiet=quiet, json_out=json_out)
+    raise SystemExit(out.exit_code)
+
+
+class _progress:
+    """A transient progress bar on a terminal; nothing in CI logs or with ``--quiet``."""
+
+    def __init__(self, console, quiet: bool):
+        self.bar = None
+        if console.is_terminal and not quiet:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TimeRemainingColumn(), console=console, transient=True)
+
+    def __enter__(self):
+        if self.bar is None:
+            return None
+        self.bar.__enter__()
+        task = self.bar.add_task("answering", total=None)
+        return lambda done, total: self.bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc) if self.bar is not None else False
+
+
+@cli.command("eval", epilog=EXIT_CODES)
+def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = DEFAULT_CONCURRENCY,
+             retries: Retries = DEFAULT_RETRIES, outputs: Outputs = None, no_cache: NoCache = False,
+             refresh: Refresh = False, cache_dir: CacheDir = None, update_baseline: UpdateBaseline = False,
+             baseline: Baseline = None, plain: Plain = False, allow_judge_change: AllowJudgeChange = False,
+             output: Output = None, junit: Junit = None, markdown: Markdown = None, json_out: Json = False,
+             top: Top = 5, quiet: Quiet = False) -> None:
+    """Run CONFIG's eval set, score it and gate it against the baseline."""
+    from ..evaluate import EvalOptions
+
+    finish(EvalOptions(config, limit, concurrency, retries, not no_cache, cache_dir, refresh, output, outputs,
+                       update_baseline, None, baseline, plain, allow_judge_change, junit, markdown, top),
+           top=top, quiet=quiet, json_out=json_out)
+
+
+@cli.command("score", epilog=EXIT_CODES)
+def score_cmd(config: Config,
+              outputs: Annotated[Path, typer.Option(dir_okay=False, show_default=False, rich_help_panel=RUN,
+                                                    help="JSON file {case_id: output} made by another system.")],
+              limit: Limit = None, output: Output = None, update_baseline: UpdateBaseline = False,
+              baseline: Baseline = None, plain: Plain = False, allow_judge_change: AllowJudgeChange = False,
+              junit: Junit = None, markdown: Markdown = None, json_out: Json = False, top: Top = 5,
+              quiet: Quiet = False) -> None:
+    """Score outputs produced elsewhere and gate them exactly like a model run."""
+    from ..evaluate import EvalOptions
+
+    finish(EvalOptions(config, limit, record_path=output, outputs=outputs, update_baseline=update_baseline,
+                       baseline=baseline, plain=plain, allow_judge_change=allow_judge_change, junit=junit,
+                       markdown=markdown, top=top), top=top, quiet=quiet, json_out=json_out)
+
+
+@cli.command("validate", epilog=EXIT_CODES)
+def validate_cmd(config: Config, limit: Limit = None, outputs: Outputs = None, baseline: Baseline = None,
+                 update_baseline: Annotated[bool, typer.Option("--update-baseline", rich_help_panel=GATE,
+                                                               help="Check for a run that writes the baseline (no "
+                                                                    "baseline needed, it must be writable).")] = False,
+                 no_cache: NoCache = False, cache_dir: CacheDir = None, output: Output = None, junit: Junit = None,
+                 markdown: Markdown = None) -> None:
+    """Check everything `eval` checks before its first model call — config, templates (every prompt rendered), eval
+    set, corpus, output paths, baseline compatibility, credentials — and call nothing. Exit 0 or 2."""
+    from ..evaluate import EvalOptions
+
+    finish(EvalOptions(config, limit, use_cache=not no_cache, cache_dir=cache_dir, record_path=output, outputs=outputs,
+                       update_baseline=update_baseline, baseline=baseline, junit=junit, markdown=markdown),
+           validate=True)
+
+
+baseline_app = typer.Typer(help="Manage the baseline file.", no_args_is_help=True)
+cli.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("update", epilog=EXIT_CODES)
+def baseline_update(config: Config, limit: Limit = None, concurrency: Concurrency = DEFAULT_CONCURRENCY,
+                    retries: Retries = DEFAULT_RETRIES, outputs: Outputs = None, no_cache: NoCache = False,
+                    refresh: Refresh = False, cache_dir: CacheDir = None, output: Output = None,
+                    from_run: Annotated[Optional[Path], typer.Option(dir_okay=False, rich_help_panel=GATE,
+                                                                     help="Promote an existing run record instead of "
+                                                                          "running.")] = None,
+                    quiet: Quiet = False) -> None:
+    """Run CONFIG (or take --from-run RUN) and write it as the baseline — only from a complete run whose judges scored
+    enough cases (max_unscored_share), as `eval --update-baseline` does."""
+    from ..evaluate import EvalOptions
+
+    finish(EvalOptions(config, limit, concurrency, retries, not no_cache, cache_dir, refresh, output, outputs,
+                       update_baseline=True, from_run=from_run), quiet=quiet)
