@@ -35,7 +35,8 @@ class Params(_Strict):
     max_tokens: int | None = Field(256, gt=0)
     top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
     seed: int | None = None
-    stop: list[str] | None = None
+    stop: list[str] | None = Field(None, json_schema_extra={  # one string is a list of one (_stop_list)
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]})
     timeout: float = Field(60.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
 
     @field_validator("stop", mode="before")
@@ -113,8 +114,9 @@ class Dataset(_Strict):
     path: str
     format: Literal["jsonl", "csv", "json"] | None = None
     id: str = "id"
-    inputs: list[str] | None = None
-    references: list[str] = ["reference"]
+    inputs: list[str] | None = Field(None, json_schema_extra={  # one string is a list of one (_as_list)
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]})
+    references: list[str] = Field(["reference"], json_schema_extra={"type": ["string", "array"], "minItems": 1})
     limit: int | None = Field(None, gt=0)
     sample: int | None = Field(None, gt=0)
     sample_seed: int = 0
