@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import cli
+from .app import cli
 
 
 @cli.command("init")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli
+from .app import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli
 
 RUN, CACHE, GATE, REPORTS = "Run", "Cache", "Gate", "Reports"
 

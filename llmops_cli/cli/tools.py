@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import cli
+from .app import cli
 
 CacheDir = Annotated[Optional[Path], typer.Option(file_okay=False, help="Cache folder \\[default: $LLMOPS_CACHE_DIR or "
                                                   ".llmops/cache].")]
