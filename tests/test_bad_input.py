@@ -52,7 +52,7 @@ def one_line(res: subprocess.CompletedProcess, code: int = 2) -> str:
     return res.stderr.rstrip("\n")
 
 
-def invoke(args) -> "click.testing.Result":  # noqa: F821
+def invoke(args) -> "typer.testing.Result":  # noqa: F821
     """The command in-process (for monkeypatched failures); never an uncaught exception."""
     res = CliRunner().invoke(cli, [str(a) for a in args])
     assert res.exception is None or isinstance(res.exception, SystemExit), (res.exception, res.output)
