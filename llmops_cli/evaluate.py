@@ -218,5 +218,13 @@ def validate(opts: EvalOptions) -> Outcome:
     what = f"{len(plan.cases)} cases"
     if not opts.outputs:
         what += f", {len(plan.requests)} model calls ({cached} cached)"
-    against = "no baseline needed (--update-baseline)" if baseline is None else f"baseline {bpath} is compatible"
-    return Outcome("valid", f"{cfg.path or opts.config} is valid: {what}; {against}", baseline_path=bpath, notes=notes)
+    against = "no baseline needed (--update-baseline)" if baseline is None else f"baseline {_shown(bpath)} is compatible"
+    return Outcome("valid", f"{opts.config}: {what}; {against}; no model called", baseline_path=bpath, notes=notes)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -288,10 +288,12 @@ def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: 
     success; on failure only the gate table (if any) and the verdict.
     ``json_out`` prints the comparison as JSON on stdout (``console`` is then
     on stderr)."""
+    from rich.markup import escape
+
     rec, cmp = out.record, out.comparison
     loud = not quiet
-    for line in out.notes if loud or not out.ok else ():
-        console.print(f"[yellow]{line}[/]" if line.startswith("judge changed") else line, style=None if line.startswith("judge") else "dim")
+    for line in out.notes if loud else ():
+        console.print(line, style="yellow" if line.startswith("judge changed") else "dim", markup=False)
     partial = rec is not None and rec.status != "complete"
     if loud and rec is not None and not partial:
         print_run_summary(console, rec)
@@ -311,7 +313,7 @@ def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: 
     elif loud and out.status == "baseline written":
         console.print(f"[green]baseline written:[/] {out.baseline_path}")
     elif loud and out.status == "valid":
-        console.print(f"[green]valid:[/] {out.reason}")
+        console.print(f"[green]valid:[/] {escape(out.reason)}", soft_wrap=True)
     elif loud:
         console.print("[bold green]gate passed[/]")
 
