@@ -58,6 +58,25 @@ def memoised(memo: "Cache | None", kind: str, inputs: Any, compute: Callable[[],
     return value
 
 
+def _set_up(conn: sqlite3.Connection, wait_s: float = 30.0) -> None:
+    """WAL mode and the tables. Two processes creating the same database at
+    once can get "database is locked" here at once, without SQLite's busy
+    timeout applying (switching the journal mode takes an exclusive lock):
+    retried for up to ``wait_s`` seconds."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            for stmt in _SCHEMA:
+                conn.execute(stmt)
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def default_dir() -> Path:
     return Path(os.environ.get("LLMOPS_CACHE_DIR") or DEFAULT_DIR)
 
@@ -108,10 +127,7 @@ class Cache:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
                 try:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=NORMAL")
-                    for stmt in _SCHEMA:
-                        conn.execute(stmt)
+                    _set_up(conn)
                 except BaseException:
                     conn.close()
                     raise

@@ -145,7 +145,7 @@ def test_hook_manifest_and_example_config_validate():
     import yaml
 
     hook = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))[0]
-    assert hook["id"] == "llmops-eval" and hook["entry"] == "llmops eval" and hook["language"] == "python"
+    assert hook["id"] == "llmops-eval" and hook["entry"] == "llmops eval --quiet" and hook["language"] == "python"
     assert hook["pass_filenames"] is False
     rx = re.compile(hook["files"])
     for path in ("llmops.yaml", "app/llmops.yaml", "prompts/user.j2", "app/prompts/system.txt", "data/evals.jsonl",
