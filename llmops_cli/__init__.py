@@ -14,7 +14,8 @@ _EXPORTS = {
     "SCORERS": "scorers", "register": "scorers", "score_all": "scorers",
     "RunRecord": "record", "load_record": "record", "save_record": "record",
     "Cache": "cache",
-    "compare": "gate", "Comparison": "gate",
+    "compare": "gate", "Comparison": "comparison",
+    "evaluate": "evaluate", "validate": "evaluate", "EvalOptions": "evaluate", "Outcome": "outcome",
     "LlmopsError": "errors", "InputError": "errors", "RunIncomplete": "errors",
 }
 
