@@ -120,6 +120,7 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
     from .record import save_record
 
     notes: list[str] = []
+    record = rpath = None
     try:
         cfg, bpath, baseline, notes = _prepare(opts)
         if opts.from_run:
@@ -137,7 +138,10 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
         out = from_comparison(cmp, record, max_unscored_share=cfg.max_unscored_share)
         out.record_path, out.baseline_path, out.notes = rpath, bpath, notes
     except LlmopsError as err:  # Interrupted is one too
-        return _failed(err, opts, notes)
+        out = _failed(err, opts, notes)
+        if out.record is None and record is not None:  # failed after the run was recorded (e.g. a judge left too much unscored)
+            out.record, out.record_path = record, rpath
+        return out
     try:
         write_reports(out, opts)
     except LlmopsError as err:  # a report that cannot be written: exit 2, the comparison still shown
