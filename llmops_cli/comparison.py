@@ -92,6 +92,7 @@ class CaseChange:
     references: list[str]
     scores: dict[str, tuple[float | None, float | None]]
     candidate_error: str | None = None
+    reasons: dict[str, str] = field(default_factory=dict)  # the candidate's failed checks: name → why
 
 
 @dataclass

@@ -165,8 +165,9 @@ def candidate_all(metric: str, candidate: RunRecord) -> float | None:
 def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseChange]:
     """Cases whose score changed between runs ``a`` and ``b``, most fallen
     first. A case ``b`` failed counts as the metric's worst value. The sort
-    key is the change in the first metric of ``metrics`` (scaled to 0–1),
-    ties broken by the mean scaled change over all of them."""
+    key (``delta``, on ``metric``) is the largest fall over ``metrics``
+    (scaled to 0–1) when the case fell on any, else the change in the first
+    metric; ties are broken by the mean scaled change over all of them."""
     amap = a.case_map()
     out = []
     for cb in b.cases:
@@ -174,11 +175,13 @@ def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseCha
         if ca is None:
             continue
         scores = {m: (ca.scores.get(m), counted(cb, m)) for m in metrics}
-        diffs = [(y - x) / scale_of(m) for m, (x, y) in scores.items() if x is not None and y is not None]
-        if not diffs or (all(d == 0 for d in diffs) and ca.output == cb.output):
+        diffs = {m: (y - x) / scale_of(m) for m, (x, y) in scores.items() if x is not None and y is not None}
+        if not diffs or (all(d == 0 for d in diffs.values()) and ca.output == cb.output):
             continue
-        first = diffs[0]
-        out.append((first, sum(diffs) / len(diffs), CaseChange(cb.id, first, metrics[0], ca.output, cb.output, cb.inputs,
-                                                               cb.references, scores, cb.error)))
+        fell = min(diffs, key=diffs.get)
+        metric = fell if diffs[fell] < 0 else next(iter(diffs))
+        key = diffs[metric]
+        out.append((key, sum(diffs.values()) / len(diffs), CaseChange(cb.id, key, metric, ca.output, cb.output, cb.inputs,
+                                                                      cb.references, scores, cb.error, dict(cb.reasons))))
     out.sort(key=lambda t: (t[0], t[1]))
     return [t[2] for t in out if t[0] != 0 or t[1] != 0] + [t[2] for t in out if t[0] == 0 and t[1] == 0]

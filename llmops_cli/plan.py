@@ -36,8 +36,9 @@ class Plan:
     """Everything known before any model call: the cases, the dataset and
     corpus hashes, each case's retrieved context and rendered messages
     (``messages`` is empty when only the cases were loaded), the requests to
-    make, and each case's template variables from retrieval (``chunks``,
-    ``context``) for the judges."""
+    make, each case's template variables from retrieval (``chunks``,
+    ``context``) for the judges and checks, and each case's rendered check
+    values."""
 
     cases: list[Case]
     dataset_hash: str
@@ -46,6 +47,7 @@ class Plan:
     messages: list[list[dict[str, Any]]]
     requests: list[Request] = field(default_factory=list)
     chunk_vars: list[dict[str, Any]] = field(default_factory=list)
+    check_values: list[dict[str, Any]] = field(default_factory=list)
 
 
 def model_endpoint(cfg: Config) -> Endpoint:
@@ -86,7 +88,13 @@ def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, 
         for c, cv in zip(cases, chunk_vars):
             variables = {**c.inputs, **cv}  # never the references: the model under test must not see the gold answers
             messages.append(render_messages(cfg.system_template, cfg.user_template, variables, path))
-    plan = Plan(cases, dataset_hash(cases), corpus_hash, retrievals, messages, chunk_vars=chunk_vars)
+    check_values = []
+    if cfg.checks:  # rendered now: an undefined variable in a check is exit 2 before any call
+        from .checks import render_values
+
+        check_values = [render_values(cfg, c.inputs, c.references) for c in cases]
+    plan = Plan(cases, dataset_hash(cases), corpus_hash, retrievals, messages, chunk_vars=chunk_vars,
+                check_values=check_values)
     if with_prompts:
         ep = model_endpoint(cfg)
         for i, msgs in enumerate(messages):

@@ -88,7 +88,8 @@ class RetrievedContext(_Model):
 
 class CaseRecord(_Model):
     """One case: its inputs, references, retrieval trace, rendered messages,
-    calls, the (first) output, and per-metric scores (None = unscored)."""
+    calls, the (first) output, per-metric scores (None = unscored), and why a
+    check failed or was not scored (``reasons``: check name → one line)."""
 
     id: str
     inputs: dict[str, Any]
@@ -101,6 +102,7 @@ class CaseRecord(_Model):
     scores: dict[str, float | None] = {}
     stats: dict[str, list[float]] = {}
     judges: dict[str, list[JudgeResult]] = {}
+    reasons: dict[str, str] = {}
 
 
 class MetricSummary(_Model):

@@ -67,6 +67,14 @@ def metric_notes(cmp: Comparison) -> list[str]:
     return lines
 
 
+def case_reason(c) -> str:
+    """Why a case fell, on one line: the candidate's error, else its failed
+    checks' reasons (``name: reason; ...``); empty when there is none."""
+    if c.candidate_error:
+        return f"error: {c.candidate_error}"
+    return "; ".join(f"{name}: {why}" for name, why in c.reasons.items())
+
+
 def _short(text: str | None, width: int = 70) -> str:
     if text is None:
         return "(error)"
@@ -155,11 +163,12 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     if fallen:
         ct = Table(title=f"cases that fell most ({cmp.n_worse_cases} worse, {cmp.n_improved_cases} better on {fallen[0].metric})",
                    title_justify="left")
-        for col in ("id", "question", "baseline output", "candidate output", "Δ " + fallen[0].metric):
+        why = any(c.reasons or c.candidate_error for c in fallen)
+        for col in ("id", "question", "baseline output", "candidate output", "Δ " + fallen[0].metric) + (("why",) if why else ()):
             ct.add_column(col, overflow="fold")
         for c in fallen:
             ct.add_row(c.id, _short(input_text(c.inputs), 50), _short(c.baseline_output, 40), _short(c.candidate_output, 40),
-                       fmt(c.delta, 1.0, True))
+                       fmt(c.delta, 1.0, True), *((_short(case_reason(c), 60),) if why else ()))
         console.print(ct)
     for m in cmp.metrics:
         if m.failed:
@@ -202,11 +211,11 @@ def markdown(cmp: Comparison, record: RunRecord | None = None, top: int = 5) -> 
     changed = cmp.changed_cases[:top]
     if changed:
         lines += [f"**Most changed cases** ({cmp.n_worse_cases} worse, {cmp.n_improved_cases} better):", "",
-                  f"| id | question | baseline | candidate | Δ {changed[0].metric} |", "|---|---|---|---|---:|"]
+                  f"| id | question | baseline | candidate | Δ {changed[0].metric} | why |", "|---|---|---|---|---:|---|"]
         for c in changed:
             cells = [c.id, _short(input_text(c.inputs), 60), _short(c.baseline_output, 50), _short(c.candidate_output, 50)]
             cells = [x.replace("|", "\\|") for x in cells]
-            lines.append("| " + " | ".join(cells) + f" | {fmt(c.delta, 1.0, True)} |")
+            lines.append("| " + " | ".join(cells) + f" | {fmt(c.delta, 1.0, True)} | {_short(case_reason(c), 60).replace('|', chr(92) + '|')} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -169,7 +169,8 @@ def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = N
         without an output (share above ``cfg.max_error_share``).
     """
     t0 = time.perf_counter()
-    plan = make_plan(cfg, limit, with_prompts=bool(cfg.judges), memo=cache)
+    needs_chunks = bool(cfg.judges) or any(c.type == "python" for c in cfg.checks.values())
+    plan = make_plan(cfg, limit, with_prompts=needs_chunks, memo=cache)
     plan.requests = []
     for i, case in enumerate(plan.cases):
         out = outputs.get(case.id)

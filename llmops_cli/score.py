@@ -85,7 +85,8 @@ def _score_memo(metrics: list[str], outs: list[str | None], refs: list[list[str]
 
 def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *, concurrency: int, retries: int,
               progress: Progress, refresh: bool = False) -> None:
-    """Fill ``record``'s scores: the reference-based metrics, then the judges
+    """Fill ``record``'s scores: the reference-based metrics, the checks
+    (:mod:`llmops_cli.checks`), then the judges
     (their calls executed through the same cache, concurrency, retries and
     ``refresh`` as the model's; see :func:`llmops_cli.execute.execute`).
 
@@ -95,6 +96,11 @@ def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *
     from .judge import apply_judges, judge_requests
 
     record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats if record.source == "model" else 1, cache)
+    if cfg.checks:
+        from .checks import score_checks
+
+        chunks = [cv.get("chunks", []) for cv in plan.chunk_vars] if plan.chunk_vars else []
+        record.metrics.update(score_checks(cfg, record.cases, plan.check_values, chunks))
     if not cfg.judges:
         return
     jreqs = judge_requests(cfg, plan, record.cases)

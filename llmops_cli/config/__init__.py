@@ -8,9 +8,9 @@ The fingerprint and config diff live in :mod:`llmops_cli.fingerprint`.
 
 from ..errors import ConfigError
 from .load import load_config, parse_config
-from .models import (MAX_REPEATS, MAX_TIMEOUT_S, SCHEMA_VERSION, Chunking, Config, Dataset, Gate, GateRule, Judge,
+from .models import (MAX_REPEATS, MAX_TIMEOUT_S, SCHEMA_VERSION, Check, Chunking, Config, LengthRule, Dataset, Gate, GateRule, Judge,
                      JudgeParams, Params, PowerRequirement, Prompt, Retrieval)
 
-__all__ = ["ConfigError", "load_config", "parse_config", "MAX_REPEATS", "MAX_TIMEOUT_S", "SCHEMA_VERSION", "Chunking",
+__all__ = ["ConfigError", "load_config", "parse_config", "MAX_REPEATS", "MAX_TIMEOUT_S", "SCHEMA_VERSION", "Check", "Chunking", "LengthRule",
            "Config", "Dataset", "Gate", "GateRule", "Judge", "JudgeParams", "Params", "PowerRequirement", "Prompt",
            "Retrieval"]

@@ -74,6 +74,15 @@ def parse_config(data: Any, path: str | Path = "<config>") -> Config:
     _check_no_references(cfg, path)
     for name in cfg.judges:
         cfg.judge_template(name)  # an unreadable template_file is exit 2 now, not after the model calls
+    if cfg.checks:
+        from ..checks import TEMPLATED, prepare_checks
+
+        for name, spec in cfg.checks.items():
+            if spec.type in TEMPLATED:
+                value = getattr(spec, spec.type)
+                for v in value if isinstance(value, list) else [value]:
+                    check_template(v, path, f"checks.{name}.{spec.type}")
+        prepare_checks(cfg)  # a bad regex, schema or python import is exit 2 now
     return cfg
 
 

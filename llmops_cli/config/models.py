@@ -194,6 +194,71 @@ class Judge(_Strict):
         return self
 
 
+CHECK_TYPES = ("equals", "contains", "icontains", "not_contains", "starts_with", "regex", "is_json", "json_schema",
+               "length", "python")
+
+
+class LengthRule(_Strict):
+    """``length`` check: the output has at least ``min`` and at most ``max``
+    units (``unit``: characters, or whitespace-separated words)."""
+
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=0)
+    unit: Literal["chars", "words"] = "chars"
+
+    @model_validator(mode="after")
+    def _some_bound(self):
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is larger than max")
+        return self
+
+
+class Check(_Strict):
+    """A per-case check, scored 1 (pass) or 0 (fail) with a reason kept in the
+    record (``python`` may also return a 0–1 score). Exactly one type:
+    ``equals``, ``starts_with``, ``regex`` (``re.search``): a string;
+    ``contains``, ``icontains`` (case-insensitive), ``not_contains``: a string
+    or a list (``match: any`` or ``all`` of them for the first two;
+    ``not_contains`` fails on any); ``is_json: true``; ``json_schema``: an
+    inline JSON Schema or the path of a ``.json`` file (checked with the
+    ``jsonschema`` library); ``length``: ``{min, max, unit: chars|words}``;
+    ``python``: ``module:function`` or ``path.py:function``, called with
+    ``output``, ``inputs``, ``references`` and ``chunks``, returning a bool, a
+    0–1 float, or ``(score, reason)``. String values are Jinja2 templates over
+    the case's inputs and ``references``. ``field``: check this field of a
+    JSON answer instead of the whole output (an answer that does not parse
+    fails the check)."""
+
+    equals: str | None = None
+    contains: str | list[str] | None = None
+    icontains: str | list[str] | None = None
+    not_contains: str | list[str] | None = None
+    starts_with: str | None = None
+    regex: str | None = None
+    is_json: Literal[True] | None = None
+    json_schema: dict[str, Any] | str | None = None
+    length: LengthRule | None = None
+    python: str | None = None
+    match: Literal["any", "all"] = "any"
+    field: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        given = [t for t in CHECK_TYPES if getattr(self, t) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one check type of {', '.join(CHECK_TYPES)}"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if self.python is not None and ":" not in self.python:
+            raise ValueError("python: give module:function or path.py:function")
+        return self
+
+    @property
+    def type(self) -> str:
+        return next(t for t in CHECK_TYPES if getattr(self, t) is not None)
+
+
 class Gate(_Strict):
     """Gate settings.
 
@@ -251,6 +316,7 @@ class Config(_Strict):
     dataset: Dataset
     metrics: list[str] = ["exact_match", "token_f1"]
     judges: dict[str, Judge] = {}
+    checks: dict[str, Check] = {}
     gate: Gate = Gate()
     baseline: str = "baseline.json"
     repeats: int = Field(1, ge=1, le=MAX_REPEATS)
@@ -298,6 +364,9 @@ class Config(_Strict):
                 raise ValueError(f"judges.{name}: the name is already a metric")
             if self.judges[name].type == "faithfulness" and self.retrieval is None:
                 raise ValueError(f"judges.{name}: a faithfulness judge needs a retrieval section")
+        for name in self.checks:
+            if name in self.metrics or name in self.judges:
+                raise ValueError(f"checks.{name}: the name is already a metric or judge")
         for name in self.gate.metrics:
             if name not in self.all_metrics:
                 raise ValueError(f"gate.metrics.{name}: not among the metrics or judges {self.all_metrics}")
@@ -305,8 +374,8 @@ class Config(_Strict):
 
     @property
     def all_metrics(self) -> list[str]:
-        """Reference-based metric names, then judge names."""
-        return list(self.metrics) + list(self.judges)
+        """Reference-based metric names, then judge names, then check names."""
+        return list(self.metrics) + list(self.judges) + list(self.checks)
 
     # -- paths -----------------------------------------------------------
     @property

@@ -1,0 +1,285 @@
+"""Checks: per-case assertions on an output, scored 1 (pass) or 0 (fail)
+with a one-line reason, gated like every metric (the same paired statistics
+and family-wise correction; a case the model failed counts as 0).
+
+Types (see :class:`~llmops_cli.config.models.Check`): ``equals``,
+``contains``, ``icontains``, ``not_contains``, ``starts_with``, ``regex``,
+``is_json``, ``json_schema`` (the ``jsonschema`` library), ``length``,
+``python`` (a function of the user's). String values are Jinja2 templates
+over the case's inputs and ``references``, rendered when the run is planned
+(an undefined variable is exit 2 before any model call). With ``field``, the
+check looks at one field of a JSON answer; an answer that does not parse, or
+lacks the field, fails the check — it is never left out.
+
+A ``python`` check that raises, or returns something that is not a score, is
+*unscored* for that case (the reason says why), never 0 or 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import Check, Config, ConfigError
+from .record import CaseRecord, MetricSummary
+from .scorers import mean
+
+Verdict = tuple[float | None, str | None]  # (score 0–1 or None = unscored, reason or None)
+
+
+@dataclass
+class Prepared:
+    """A check ready to run: its spec, a compiled regex, a loaded JSON Schema
+    validator or an imported function, as its type needs."""
+
+    name: str
+    spec: Check
+    regex: re.Pattern | None = None
+    validator: Any = None
+    function: Callable[..., Any] | None = None
+
+
+def prepare_checks(cfg: Config) -> dict[str, Prepared]:
+    """Compile every check of ``cfg`` (regexes, JSON Schemas, python imports).
+
+    Raises:
+        ConfigError: an invalid regex, JSON Schema or schema file, a python
+            check that cannot be imported or is not callable (names the key).
+    """
+    path = cfg.path or "<config>"
+    out = {}
+    for name, spec in cfg.checks.items():
+        key = f"checks.{name}.{spec.type}"
+        p = Prepared(name, spec)
+        if spec.regex is not None and "{{" not in spec.regex:
+            try:
+                p.regex = re.compile(spec.regex)
+            except re.error as e:
+                raise ConfigError(path, key, f"invalid regular expression: {e}") from None
+        elif spec.json_schema is not None:
+            p.validator = _validator(spec.json_schema, cfg, path, key)
+        elif spec.python is not None:
+            p.function = _import(spec.python, cfg, path, key)
+        out[name] = p
+    return out
+
+
+def _validator(schema: dict[str, Any] | str, cfg: Config, path, key: str):
+    import jsonschema
+
+    if isinstance(schema, str):
+        file = cfg.resolve(schema)
+        try:
+            schema = json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(path, key, f"schema file not found: {file}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(path, key, f"cannot read schema {file}: {e}") from None
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise ConfigError(path, key, f"not a valid JSON Schema: {e.message}") from None
+    return cls(schema)
+
+
+def _import(target: str, cfg: Config, path, key: str) -> Callable[..., Any]:
+    """``module:function`` (importable, or a module next to the config) or
+    ``path.py:function`` (relative to the config's folder)."""
+    import importlib
+    import importlib.util
+    import sys
+
+    where, _, attr = target.rpartition(":")
+    try:
+        if where.endswith(".py"):
+            file = cfg.resolve(where)
+            spec = importlib.util.spec_from_file_location(f"llmops_check_{file.stem}", file)
+            if spec is None or not file.is_file():
+                raise ConfigError(path, key, f"file not found: {file}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            sys.path.insert(0, str(cfg.base_dir))
+            try:
+                module = importlib.import_module(where)
+            finally:
+                sys.path.remove(str(cfg.base_dir))
+    except ConfigError:
+        raise
+    except Exception as e:  # the user's module failed to import: bad input, named
+        raise ConfigError(path, key, f"cannot import {where}: {type(e).__name__}: {e}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(path, key, f"{where} has no function {attr!r}")
+    return fn
+
+
+# -- values rendered per case (at planning, before any call) -------------------------------
+
+TEMPLATED = ("equals", "contains", "icontains", "not_contains", "starts_with", "regex")
+
+
+def render_values(cfg: Config, inputs: dict[str, Any], references: list[str]) -> dict[str, Any]:
+    """Each templated check's value for one case (a string, or a list for
+    ``contains``-like checks), rendered over the case's inputs and
+    ``references``. Raises :class:`ConfigError` naming the check."""
+    from .prompt import render
+
+    variables = {**inputs, "references": references}
+    out: dict[str, Any] = {}
+    for name, spec in cfg.checks.items():
+        if spec.type not in TEMPLATED:
+            continue
+        value = getattr(spec, spec.type)
+        key = f"checks.{name}.{spec.type}"
+        if isinstance(value, list):
+            out[name] = [render(v, variables, cfg.path or "<config>", key) if "{{" in v or "{%" in v else v for v in value]
+        else:
+            out[name] = render(value, variables, cfg.path or "<config>", key) if "{{" in value or "{%" in value else value
+    return out
+
+
+# -- running a check -----------------------------------------------------------------------
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _target(output: str, field: str | None) -> tuple[Any, str | None]:
+    """The text (or value) a check looks at, or ``(None, reason)`` when a
+    ``field`` was asked for and the answer has none."""
+    if field is None:
+        return output, None
+    try:
+        data = json.loads(output)
+    except ValueError as e:
+        return None, f"not JSON ({e.msg}), so no field {field!r}"
+    if not isinstance(data, dict) or field not in data:
+        return None, f"the JSON answer has no field {field!r}"
+    value = data[field]
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False), None
+
+
+def run_check(check: Prepared, output: str, value: Any, inputs: dict[str, Any], references: list[str],
+              chunks: list[dict[str, Any]]) -> Verdict:
+    """One check on one output: ``(1.0, None)`` on a pass, ``(0.0, reason)``
+    on a failure, ``(None, reason)`` when a python check gave no score.
+    ``value`` is the check's rendered value for this case."""
+    spec = check.spec
+    text, missing = _target(output, spec.field)
+    if missing:
+        return 0.0, missing
+    t = spec.type
+    if t == "equals":
+        return (1.0, None) if text.strip() == value.strip() else (0.0, f"{_short(text)!r} is not {_short(value)!r}")
+    if t in ("contains", "icontains"):
+        values = value if isinstance(value, list) else [value]
+        hay = text.lower() if t == "icontains" else text
+        found = [v for v in values if (v.lower() if t == "icontains" else v) in hay]
+        ok = len(found) == len(values) if spec.match == "all" else bool(found)
+        if ok:
+            return 1.0, None
+        lacking = [v for v in values if v not in found]
+        return 0.0, f"does not contain {' and '.join(map(repr, lacking)) if spec.match == 'all' else ' or '.join(map(repr, values))}"
+    if t == "not_contains":
+        values = value if isinstance(value, list) else [value]
+        found = [v for v in values if v in text]
+        return (1.0, None) if not found else (0.0, f"contains {', '.join(map(repr, found))}")
+    if t == "starts_with":
+        return (1.0, None) if text.lstrip().startswith(value) else (0.0, f"starts with {_short(text, 30)!r}, not {value!r}")
+    if t == "regex":
+        rx = check.regex or re.compile(value)
+        return (1.0, None) if rx.search(text) else (0.0, f"no match for /{value}/")
+    if t == "is_json":
+        try:
+            json.loads(text)
+        except ValueError as e:
+            return 0.0, f"not JSON: {e.msg} at char {e.pos}"
+        return 1.0, None
+    if t == "json_schema":
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            return 0.0, f"not JSON: {e.msg} at char {e.pos}"
+        err = next(iter(sorted(check.validator.iter_errors(data), key=lambda e: list(e.path))), None)
+        if err is None:
+            return 1.0, None
+        where = "/".join(map(str, err.absolute_path)) or "(root)"
+        return 0.0, f"schema: {where}: {_short(err.message, 80)}"
+    if t == "length":
+        n = len(text.split()) if spec.length.unit == "words" else len(text)
+        lo, hi = spec.length.min, spec.length.max
+        if (lo is not None and n < lo) or (hi is not None and n > hi):
+            return 0.0, f"{n} {spec.length.unit}, allowed {lo if lo is not None else 0}–{hi if hi is not None else '∞'}"
+        return 1.0, None
+    return _call(check, output if spec.field is None else text, inputs, references, chunks)
+
+
+def _call(check: Prepared, output: str, inputs, references, chunks) -> Verdict:
+    """A ``python`` check: keyword arguments the function accepts, among
+    ``output``, ``inputs``, ``references``, ``chunks``; its result read as
+    bool, 0–1 number, ``(score, reason)`` or ``{"score", "reason"}``."""
+    import inspect
+
+    args = {"output": output, "inputs": inputs, "references": references, "chunks": chunks}
+    try:
+        params = inspect.signature(check.function).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            args = {k: v for k, v in args.items() if k in params}
+        result = check.function(**args)
+    except Exception as e:  # the user's function failed on this case: unscored, with the reason
+        return None, f"{check.spec.python} raised {type(e).__name__}: {_short(str(e), 80)}"
+    reason = None
+    if isinstance(result, dict):
+        result, reason = result.get("score"), result.get("reason")
+    elif isinstance(result, tuple) and len(result) == 2:
+        result, reason = result
+    if isinstance(result, bool):
+        score = 1.0 if result else 0.0
+    elif isinstance(result, (int, float)) and 0 <= result <= 1:
+        score = float(result)
+    else:
+        return None, f"{check.spec.python} returned {_short(repr(result), 40)}, not a bool or a 0–1 score"
+    return score, (None if score == 1.0 else (str(reason) if reason else "failed"))
+
+
+# -- scoring a run -------------------------------------------------------------------------
+
+def score_checks(cfg: Config, records: list[CaseRecord], values: list[dict[str, Any]],
+                 chunks: list[list[dict[str, Any]]]) -> dict[str, MetricSummary]:
+    """Run every check on every call of every case (repeats averaged per
+    case); fills ``CaseRecord.scores`` and ``.reasons`` (the first failing
+    repeat's reason). A case without an output stays unscored here and is
+    counted as 0 by the gate. Returns one summary per check (``info``:
+    ``{"check": True, "type": ..., "failed": n}``)."""
+    prepared = prepare_checks(cfg)
+    out = {}
+    for name, check in prepared.items():
+        per_case: list[float | None] = []
+        n_failed = n_unscored = 0
+        for i, rec in enumerate(records):
+            scores, reason = [], None
+            for call in rec.calls:
+                if call.error is not None or call.output is None:
+                    continue
+                score, why = run_check(check, call.output, values[i].get(name) if values else None, rec.inputs,
+                                       rec.references, chunks[i] if chunks else [])
+                scores.append(score)
+                reason = reason or why
+            value = mean(scores) if scores else None
+            rec.scores[name] = value
+            if reason:
+                rec.reasons[name] = reason
+            per_case.append(value)
+            n_failed += value is not None and value < 1
+            n_unscored += bool(scores) and value is None
+        scored = sum(v is not None for v in per_case)
+        out[name] = MetricSummary(aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
+                                  info={"check": True, "type": check.spec.type, "failed": n_failed,
+                                        "unscored_by_check": n_unscored})
+    return out
