@@ -79,9 +79,26 @@ def get_llama(name: str):
     return llm
 
 
+def llama_response_format(rf: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``response_format`` in llama-cpp-python's form, which turns a
+    JSON schema into a grammar that constrains decoding:
+    ``{"type": "json_schema", "json_schema": {"schema": S}}`` →
+    ``{"type": "json_object", "schema": S}``; ``{"type": "json_object"}``
+    stays (any JSON object); ``{"type": "text"}`` is unconstrained."""
+    kind = rf.get("type")
+    if kind == "json_schema":
+        spec = rf.get("json_schema") or {}
+        return {"type": "json_object", "schema": spec.get("schema", spec)}
+    if kind == "json_object":
+        return {"type": "json_object", **({"schema": rf["schema"]} if "schema" in rf else {})}
+    return {"type": "text"}
+
+
 def chat(name: str, messages: list[dict], params: dict[str, Any]) -> dict[str, Any]:
     """One chat completion, OpenAI response format (a dict)."""
     kwargs = {k: params[k] for k in ("temperature", "top_p", "max_tokens", "stop", "seed") if params.get(k) is not None}
+    if params.get("response_format"):
+        kwargs["response_format"] = llama_response_format(params["response_format"])
     with _lock:
         llm = get_llama(name)
         t0 = time.perf_counter()

@@ -24,7 +24,8 @@ from .record import Call
 if TYPE_CHECKING:
     from .plan import Request
 
-CALL_PARAMS = ("temperature", "max_tokens", "top_p", "seed", "stop")
+# passed to every call when set; response_format, tools and tool_choice are OpenAI's (LiteLLM maps them per provider)
+CALL_PARAMS = ("temperature", "max_tokens", "top_p", "seed", "stop", "response_format", "tools", "tool_choice")
 
 
 def import_litellm():
@@ -47,6 +48,25 @@ def import_litellm():
     return litellm
 
 
+def _frozen(value: Any) -> Any:
+    """A hashable form of a param value: lists become tuples, dicts sorted
+    tuples of pairs tagged as dicts (the endpoint is a dict key)."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return ("__dict__", tuple(sorted((k, _frozen(v)) for k, v in value.items())))
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    """The inverse of :func:`_frozen`."""
+    if isinstance(value, tuple):
+        if len(value) == 2 and value[0] == "__dict__" and isinstance(value[1], tuple):
+            return {k: _thawed(v) for k, v in value[1]}
+        return [_thawed(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where and how a call goes: LiteLLM model string, optional api_base,
@@ -62,13 +82,13 @@ class Endpoint:
     @classmethod
     def of(cls, model: str, api_base: str | None, api_key_env: str | None, params) -> "Endpoint":
         p = params.model_dump()
-        frozen = tuple((k, tuple(p[k]) if isinstance(p[k], list) else p[k]) for k in CALL_PARAMS if p[k] is not None)
+        frozen = tuple((k, _frozen(p[k])) for k in CALL_PARAMS if p.get(k) is not None)
         return cls(model, api_base, api_key_env, frozen, params.timeout)
 
     @property
     def call_params(self) -> dict[str, Any]:
-        """The params as LiteLLM takes them (lists, not tuples)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
+        """The params as LiteLLM takes them (lists and dicts, not their frozen forms)."""
+        return {k: _thawed(v) for k, v in self.params}
 
     @property
     def is_local(self) -> bool:
@@ -182,6 +202,18 @@ def str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _output_text(message) -> str:
+    """The answer's text: its content, or — for a reply that is only a tool
+    call (``tools``/``tool_choice``) — the first tool call's arguments (a
+    JSON string), so that checks and ``field`` can read it."""
+    content = (message.content or "").strip()
+    calls = getattr(message, "tool_calls", None) or []
+    if content or not calls:
+        return content
+    fn = getattr(calls[0], "function", None)
+    return (getattr(fn, "arguments", None) or "").strip()
+
+
 async def call_model(litellm, req: Request, key: str | None, retries: int) -> Call:
     """One call through ``litellm.acompletion`` with retries. The answer's
     ``served_model``/``system_fingerprint`` are the response's ``model`` and
@@ -205,6 +237,10 @@ async def call_model(litellm, req: Request, key: str | None, retries: int) -> Ca
         kwargs["api_base"] = ep.api_base
     if key:
         kwargs["api_key"] = key
+    if "tools" in kwargs:
+        # LiteLLM 1.106 routes any call with tools through its MCP handler, which imports the optional `mcp`
+        # package (proxy extras); our tools are plain function definitions passed to the provider as they are
+        kwargs["_skip_mcp_handler"] = True
     attempts = 0
     t0 = time.perf_counter()
     try:
@@ -222,7 +258,7 @@ async def call_model(litellm, req: Request, key: str | None, retries: int) -> Ca
     raw = response.model_dump(mode="json")
     return Call(
         repeat=req.repeat,
-        output=(choice.message.content or "").strip(),
+        output=_output_text(choice.message),
         response=raw,
         served_model=str_or_none(raw.get("model")),
         system_fingerprint=str_or_none(raw.get("system_fingerprint")),

@@ -28,7 +28,11 @@ class Params(_Strict):
     """Parameters passed to every model call (OpenAI names; LiteLLM maps them).
 
     ``timeout`` is seconds per request (finite, at most :data:`MAX_TIMEOUT_S`);
-    ``max_tokens`` counts completion tokens.
+    ``max_tokens`` counts completion tokens. Structured output:
+    ``response_format`` (``{"type": "json_object"}`` or ``{"type":
+    "json_schema", "json_schema": {"name", "schema"}}``), ``tools`` and
+    ``tool_choice``, in OpenAI's form; the embedded model honours a JSON
+    schema with llama.cpp's grammar-constrained decoding.
     """
 
     temperature: float | None = Field(0.0, ge=0, le=2, allow_inf_nan=False)
@@ -38,6 +42,9 @@ class Params(_Strict):
     stop: list[str] | None = Field(None, json_schema_extra={  # one string is a list of one (_stop_list)
         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]})
     timeout: float = Field(60.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
 
     @field_validator("stop", mode="before")
     @classmethod
