@@ -63,6 +63,25 @@ def load_dataset(spec: DatasetSpec, base_dir: Path, limit: int | None = None) ->
             fields, a duplicate id, or an empty eval set.
     """
     path = dataset_path(spec, base_dir)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, spec.model_dump_json(), limit)
+    except OSError:
+        key = None  # read_records reports it
+    if key is not None and key in _LOADED:  # the same file read again in this process (checks, then the run)
+        return _LOADED[key]
+    cases = _load(spec, path, limit)
+    if key is not None:
+        _LOADED.clear()
+        _LOADED[key] = cases
+    return cases
+
+
+_LOADED: dict[tuple, list[Case]] = {}  # the last eval set loaded, by file identity and mapping
+_HASHED: dict[int, tuple[list[Case], str]] = {}  # id(cases) → (cases, their hash)
+
+
+def _load(spec: DatasetSpec, path: Path, limit: int | None) -> list[Case]:
     rows = read_records(path, spec.format, "eval set")
     cases: list[Case] = []
     seen: set[str] = set()
@@ -99,7 +118,13 @@ def load_dataset(spec: DatasetSpec, base_dir: Path, limit: int | None = None) ->
 def dataset_hash(cases: list[Case]) -> str:
     """SHA-256 (first 16 hex digits) of the canonical JSON of the cases (ids,
     inputs, references, in order) — after the mapping and the limit."""
-    return sha256_text(canonical_json([c.as_dict() for c in cases]))[:16]
+    seen = _HASHED.get(id(cases))
+    if seen is not None and seen[0] is cases:
+        return seen[1]
+    digest = sha256_text(canonical_json([c.as_dict() for c in cases]))[:16]
+    _HASHED.clear()
+    _HASHED[id(cases)] = (cases, digest)
+    return digest
 
 
 def input_text(inputs: dict[str, Any]) -> str:

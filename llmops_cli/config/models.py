@@ -24,6 +24,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+OPTIONAL_PARAMS = ("response_format", "tools", "tool_choice")  # left out of snapshots when unset
+
+
 class Params(_Strict):
     """Parameters passed to every model call (OpenAI names; LiteLLM maps them).
 
@@ -50,6 +53,16 @@ class Params(_Strict):
     @classmethod
     def _stop_list(cls, v):
         return [v] if isinstance(v, str) else v
+
+    def dump(self) -> dict[str, Any]:
+        """The params as plain data for snapshots and fingerprints; the
+        structured-output params are left out when unset, so that configs
+        without them keep the fingerprints they had before these existed."""
+        d = self.model_dump(mode="json")
+        for k in OPTIONAL_PARAMS:
+            if d.get(k) is None:
+                d.pop(k, None)
+        return d
 
 
 class Prompt(_Strict):
@@ -439,7 +452,7 @@ class Config(_Strict):
         :meth:`judge_target`), its params, and the SHA-256 (64 hex digits) of
         its template text."""
         model, api_base, _ = self.judge_target(name)
-        return {"model": model, "api_base": api_base, "params": self.judges[name].params.model_dump(mode="json"),
+        return {"model": model, "api_base": api_base, "params": self.judges[name].params.dump(),
                 "template_sha256": sha256_text(self.judge_template(name))}
 
     # -- identity --------------------------------------------------------
@@ -449,7 +462,9 @@ class Config(_Strict):
         ``effective`` block (:meth:`effective_judge`). Holds no secrets:
         ``api_key_env`` is the *name* of an environment variable."""
         d = self.model_dump(mode="json")
+        d["params"] = self.params.dump()
         d["prompt"] = {"system": self.system_template, "user": self.user_template}
         for name in self.judges:
+            d["judges"][name]["params"] = self.judges[name].params.dump()
             d["judges"][name]["effective"] = self.effective_judge(name)
         return d
