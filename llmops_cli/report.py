@@ -347,3 +347,19 @@ def print_cache_info(console, info: dict) -> None:
         console.print(f"  {model}: {n}")
     if info["memo"]:
         console.print("memoised results: " + ", ".join(f"{kind} {n}" for kind, n in sorted(info["memo"].items())))
+
+
+def print_scorers(console, scorers: dict, plugins: dict[str, str], failed: dict[str, str]) -> None:
+    """The registered scorers: name, scale, where it comes from, description;
+    then the plugins that failed to load."""
+    from rich.table import Table
+
+    t = Table(title="scorers", title_justify="left")
+    for col in ("name", "scale", "from", "description"):
+        t.add_column(col, overflow="fold")
+    for name in sorted(scorers):
+        s = scorers[name]
+        t.add_row(name, f"0–{s.scale:g}", plugins.get(name, "built-in"), s.description or "")
+    console.print(t)
+    for name, why in sorted(failed.items()):
+        console.print(f"plugin {name} failed to load: {why}", style="yellow", markup=False)

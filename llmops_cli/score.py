@@ -70,12 +70,19 @@ def scorer_versions() -> tuple[str, ...]:
     return (SCORER_VERSION, *(f"{name}=={installed_version(name) or '-'}" for name in SCORER_LIBRARIES))
 
 
+def _memo_versions() -> tuple[str, ...]:
+    """:func:`scorer_versions` and the loaded plugin scorers' distributions."""
+    from .plugins import plugin_versions
+
+    return scorer_versions() + plugin_versions()
+
+
 def _score_memo(metrics: list[str], outs: list[str | None], refs: list[list[str]], memo: Cache | None):
     """Each metric's :class:`MetricResult`, memoised in ``memo`` by the
     outputs, the references and :func:`scorer_versions`."""
     from .scorers import MetricResult
 
-    content = sha256_text(canonical_json([scorer_versions(), outs, refs])) if memo is not None else None  # hashed once
+    content = sha256_text(canonical_json([_memo_versions(), outs, refs])) if memo is not None else None  # hashed once
 
     def score(name: str) -> dict[str, Any]:
         return dataclasses.asdict(score_all([name], outs, refs)[name])

@@ -39,3 +39,14 @@ def schema_cmd() -> None:
     from ..config.json_schema import schema_text
 
     typer.echo(schema_text(), nl=False)
+
+
+@cli.command("scorers")
+def scorers_cmd() -> None:
+    """List the metrics a config can name: the built-in scorers and those installed by other packages (entry-point
+    group llmops.scorers)."""
+    from ..plugins import FAILED, load_plugins
+    from ..report import print_scorers, terminal
+    from ..scorers import SCORERS
+
+    print_scorers(terminal(), SCORERS, load_plugins(), FAILED)

@@ -368,6 +368,13 @@ class Config(_Strict):
     def _known_metrics(cls, v):
         from ..scorers import SCORERS
 
+        if any(name not in SCORERS for name in v):
+            from ..plugins import FAILED, load_plugins
+
+            load_plugins()  # scorers from other packages (entry points), only when a name is not built in
+            for name in v:
+                if name in FAILED:
+                    raise ValueError(f"the plugin scorer {name!r} failed to load: {FAILED[name]}")
         for name in v:
             if name not in SCORERS:
                 raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(SCORERS))}")
