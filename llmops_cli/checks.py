@@ -20,12 +20,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from .config import Check, Config, ConfigError
 from .record import CaseRecord, MetricSummary
-from .scorers import mean
+from .scorers import answer_field, mean
 
 Verdict = tuple[float | None, str | None]  # (score 0–1 or None = unscored, reason or None)
 
@@ -151,18 +150,12 @@ def _short(text: str, width: int = 60) -> str:
 
 
 def _target(output: str, field: str | None) -> tuple[Any, str | None]:
-    """The text (or value) a check looks at, or ``(None, reason)`` when a
-    ``field`` was asked for and the answer has none."""
+    """The text a check looks at, or ``(None, reason)`` when a ``field`` was
+    asked for and the answer does not parse or has none."""
     if field is None:
         return output, None
-    try:
-        data = json.loads(output)
-    except ValueError as e:
-        return None, f"not JSON ({e.msg}), so no field {field!r}"
-    if not isinstance(data, dict) or field not in data:
-        return None, f"the JSON answer has no field {field!r}"
-    value = data[field]
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False), None
+    text, why = answer_field(output, field)
+    return (None, why) if why else (text, None)
 
 
 def run_check(check: Prepared, output: str, value: Any, inputs: dict[str, Any], references: list[str],

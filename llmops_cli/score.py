@@ -18,24 +18,31 @@ from .environment import installed_version
 from .execute import Progress, execute
 from .plan import Plan
 from .record import CaseRecord, MetricSummary, RunRecord, served_summary, usage_of
-from .scorers import SCORERS, aggregate, mean, score_all
+from .scorers import SCORERS, aggregate, answer_field, mean, score_all
 
 SCORER_VERSION = f"{__version__}/1"  # bump when a scorer's definition changes: memoised scores are keyed by it
 SCORER_LIBRARIES = ("sacrebleu", "rouge-score", "nltk")  # their versions key memoised scores too
 
 
 def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int,
-                memo: Cache | None = None) -> dict[str, MetricSummary]:
+                memo: Cache | None = None, field: str | None = None) -> dict[str, MetricSummary]:
     """Score every case's calls (each repeat scored, then averaged per case)
     and fill ``CaseRecord.scores`` / ``.stats``. Returns the aggregates.
 
     ``repeats``: calls per case to score (1 for outputs scored from a file).
+    ``field``: score this field of JSON answers (:func:`~llmops_cli.scorers.answer_field`).
     With a ``memo``, a metric's whole result for the same outputs and
     references is reused (a fully cached re-run then imports no scorer)."""
     refs = [c.references for c in records]
     per_repeat = []
     for rep in range(repeats):
         outs = [c.calls[rep].output if rep < len(c.calls) and c.calls[rep].error is None else None for c in records]
+        if field is not None:
+            for case, i in zip(records, range(len(outs))):
+                if outs[i] is not None:
+                    outs[i], why = answer_field(outs[i], field)
+                    if why and "output_field" not in case.reasons:
+                        case.reasons["output_field"] = why
         per_repeat.append(_score_memo(metrics, outs, refs, memo))
     summaries: dict[str, MetricSummary] = {}
     for name in metrics:
@@ -102,7 +109,8 @@ def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *
         KeyboardInterrupt: Ctrl-C while the judges are called."""
     from .judge import apply_judges, judge_requests
 
-    record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats if record.source == "model" else 1, cache)
+    record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats if record.source == "model" else 1, cache,
+                                 field=cfg.output_field)
     if cfg.checks:
         from .checks import score_checks
 

@@ -90,6 +90,22 @@ def mean(xs: Sequence[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def answer_field(output: str, field: str) -> tuple[str, str | None]:
+    """The text of ``field`` in a JSON answer, or ``("", reason)`` when the
+    answer does not parse or has no such field: scored as an empty answer
+    (the metric's worst value), never left out."""
+    import json
+
+    try:
+        data = json.loads(output)
+    except ValueError as e:
+        return "", f"not JSON ({e.msg}), so no field {field!r}"
+    if not isinstance(data, dict) or field not in data:
+        return "", f"the JSON answer has no field {field!r}"
+    value = data[field]
+    return (value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)), None
+
+
 def _per_case(name: str, outputs: Outputs, references: References, fn: Callable[[str, Sequence[str]], float]) -> MetricResult:
     per = [None if o is None or not refs else fn(o, refs) for o, refs in zip(outputs, references)]
     return MetricResult(name, per, mean(per))

@@ -209,3 +209,22 @@ def test_bad_check_is_exit_2_before_any_call(make_project, extra, key):
 def test_load_config_names_the_check(make_project):
     with pytest.raises(ConfigError, match="checks.bad.regex"):
         load_config(make_project(extra="checks:\n  bad: {regex: '[a-'}\n"))
+
+
+# -- output_field: the metrics score one field of a JSON answer ------------------------------
+
+def test_metrics_score_a_field_and_a_broken_answer_counts_as_worst(make_project, litellm_loaded):
+    def reply(messages, body):
+        q = question_of(messages)
+        if q == QUESTIONS[4]["question"]:
+            return "Lady Gaga"  # not JSON: scored as an empty answer (0), with the reason; never left out
+        return json.dumps({"answer": ANSWERS[q], "quote": "x"})
+
+    with FakeOpenAI(reply=reply) as srv:
+        cfg = load_config(make_project(srv.url, extra="output_field: answer\n"))
+        rec = run_eval(cfg)
+    by_id = rec.case_map()
+    assert by_id["q3"].scores["exact_match"] == 1.0  # {"answer": "Von Miller", ...}
+    assert by_id["q5"].scores["exact_match"] == 0.0 and by_id["q5"].scores["token_f1"] == 0.0
+    assert "not JSON" in by_id["q5"].reasons["output_field"]
+    assert rec.metrics["exact_match"].n_scored == 6

@@ -322,6 +322,10 @@ def _http_url(v: str | None) -> str | None:
 
 class Config(_Strict):
     """A whole pinned configuration. Build with :func:`load_config`.
+    ``output_field``: the answers are JSON objects and the reference-based
+    metrics score this field of them (an answer that does not parse, or lacks
+    the field, scores as an empty answer: the metric's worst value, with the
+    reason in the record); checks have their own ``field``.
     ``api_base`` (and each judge's) must be an http(s) URL with a host;
     ``repeats`` is at most :data:`MAX_REPEATS`."""
 
@@ -338,6 +342,7 @@ class Config(_Strict):
     judges: dict[str, Judge] = {}
     checks: dict[str, Check] = {}
     gate: Gate = Gate()
+    output_field: str | None = None
     baseline: str = "baseline.json"
     repeats: int = Field(1, ge=1, le=MAX_REPEATS)
     max_error_share: float = Field(0.1, ge=0, le=1)
