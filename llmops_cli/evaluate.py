@@ -207,6 +207,10 @@ def validate(opts: EvalOptions) -> Outcome:
 
     try:
         cfg, bpath, baseline, notes = _prepare(opts)
+        if opts.outputs:
+            from .runner import load_outputs
+
+            load_outputs(opts.outputs)  # readable, a JSON object of strings
         cache = _open_cache(opts)
         plan = make_plan(cfg, opts.limit, with_prompts=not opts.outputs or bool(cfg.judges), memo=cache)
         endpoints = {r.endpoint for r in plan.requests} if not opts.outputs else set()

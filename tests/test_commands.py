@@ -310,3 +310,19 @@ def _cmp(unscored=(), failed=(), drift=False, underpowered=()):
 def test_from_comparison_precedence_3_1_2_0(kw, status, code):
     out = from_comparison(_cmp(**kw))
     assert (out.status, out.exit_code) == (status, code), out.reason
+
+
+def test_validate_reads_the_outputs_file(tmp_path):
+    from llmops_cli.evaluate import EvalOptions, validate
+
+    (tmp_path / "q.jsonl").write_text('{"id": "1", "question": "q", "answers": ["a"]}\n')
+    (tmp_path / "c.yaml").write_text('model: local/smollm2-135m\nprompt: {user: "{{ question }}"}\n'
+                                     'dataset: {path: q.jsonl, references: answers}\n')
+    (tmp_path / "outputs.json").write_text('["not", "an", "object"]')
+    out = validate(EvalOptions(tmp_path / "c.yaml", outputs=tmp_path / "outputs.json", update_baseline=True,
+                               record_path=tmp_path / "r.json", use_cache=False))
+    assert out.exit_code == 2 and "outputs.json" in out.reason and "JSON object" in out.reason
+    (tmp_path / "outputs.json").write_text('{"1": "a"}')
+    out = validate(EvalOptions(tmp_path / "c.yaml", outputs=tmp_path / "outputs.json", update_baseline=True,
+                               record_path=tmp_path / "r.json", use_cache=False))
+    assert out.exit_code == 0 and "1 cases" in out.reason
