@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 IDENTITY_KEYS = ("model", "api_base", "params", "prompt", "retrieval", "repeats")
-MEASUREMENT_KEYS = ("metrics", "judges", "checks")  # shown by config_diff; of the judges, only their effective block is identity
+MEASUREMENT_KEYS = ("metrics", "judges", "checks", "embedding")  # shown by config_diff; of the judges, only their effective block is identity
 # settings that change no answer: shown by config_diff, left out of the fingerprint
 NOT_IDENTITY = {"params": ("timeout",), "retrieval": ("corpus",)}
 

@@ -109,8 +109,13 @@ def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *
         KeyboardInterrupt: Ctrl-C while the judges are called."""
     from .judge import apply_judges, judge_requests
 
-    record.metrics = score_cases(cfg.metrics, record.cases, cfg.repeats if record.source == "model" else 1, cache,
+    plain = [m for m in cfg.metrics if not SCORERS[m].external]
+    record.metrics = score_cases(plain, record.cases, cfg.repeats if record.source == "model" else 1, cache,
                                  field=cfg.output_field)
+    if "semantic_similarity" in cfg.metrics:
+        from .similarity import NAME, score_similarity
+
+        record.metrics[NAME] = score_similarity(cfg, record.cases, cache)
     if cfg.checks:
         from .checks import score_checks
 

@@ -64,17 +64,18 @@ class Scorer:
     description: str = ""
     worst: float = 0.0
     worst_stats: Callable[[Sequence[str]], list[float]] | None = None
+    external: bool = False  # scored outside score_all (it needs model calls): semantic_similarity
 
 
 SCORERS: dict[str, Scorer] = {}
 
 
 def register(name: str, scale: float = 1.0, from_stats=None, description: str = "", worst: float = 0.0,
-             worst_stats=None):
+             worst_stats=None, external: bool = False):
     """Decorator: register ``fn`` under ``name`` (see :class:`Scorer` for the arguments)."""
 
     def deco(fn):
-        SCORERS[name] = Scorer(name, fn, scale, from_stats, description, worst, worst_stats)
+        SCORERS[name] = Scorer(name, fn, scale, from_stats, description, worst, worst_stats, external)
         return fn
 
     return deco
@@ -228,6 +229,13 @@ def bleu(outputs: Outputs, references: References) -> MetricResult:
         stats[i] = [float(x) for x in seg_stats[j]]
     info = {"signature": str(corpus.get_signature()), "package": "sacrebleu"}
     return MetricResult("bleu", per, float(score), 100.0, stats, info)
+
+
+@register("semantic_similarity", description="cosine similarity of output and reference embeddings (embedding:), 0–1",
+          external=True)
+def semantic_similarity(outputs: Outputs, references: References) -> MetricResult:
+    """Computed by :mod:`llmops_cli.similarity` (it needs model calls), never here."""
+    raise RuntimeError("semantic_similarity is scored by llmops_cli.similarity")
 
 
 def score_all(names: Sequence[str], outputs: Outputs, references: References) -> dict[str, MetricResult]:

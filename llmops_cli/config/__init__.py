@@ -8,9 +8,9 @@ The fingerprint and config diff live in :mod:`llmops_cli.fingerprint`.
 
 from ..errors import ConfigError
 from .load import load_config, parse_config
-from .models import (MAX_REPEATS, MAX_TIMEOUT_S, SCHEMA_VERSION, Check, Chunking, Config, LengthRule, Dataset, Gate, GateRule, Judge,
+from .models import (MAX_REPEATS, MAX_TIMEOUT_S, SCHEMA_VERSION, Check, Chunking, Config, Embedding, LengthRule, Dataset, Gate, GateRule, Judge,
                      JudgeParams, Params, PowerRequirement, Prompt, Retrieval)
 
-__all__ = ["ConfigError", "load_config", "parse_config", "MAX_REPEATS", "MAX_TIMEOUT_S", "SCHEMA_VERSION", "Check", "Chunking", "LengthRule",
+__all__ = ["ConfigError", "load_config", "parse_config", "MAX_REPEATS", "MAX_TIMEOUT_S", "SCHEMA_VERSION", "Check", "Chunking", "Embedding", "LengthRule",
            "Config", "Dataset", "Gate", "GateRule", "Judge", "JudgeParams", "Params", "PowerRequirement", "Prompt",
            "Retrieval"]

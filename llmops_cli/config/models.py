@@ -279,6 +279,18 @@ class Check(_Strict):
         return next(t for t in CHECK_TYPES if getattr(self, t) is not None)
 
 
+class Embedding(_Strict):
+    """The embedding model of ``semantic_similarity``: any LiteLLM embedding
+    model string (``openai/text-embedding-3-small``, ``ollama/nomic-embed-text``,
+    or any OpenAI-compatible server with ``api_base``), pinned like the model
+    under test; ``timeout`` in seconds per request."""
+
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    timeout: float = Field(60.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+
+
 class Gate(_Strict):
     """Gate settings.
 
@@ -341,6 +353,7 @@ class Config(_Strict):
     metrics: list[str] = ["exact_match", "token_f1"]
     judges: dict[str, Judge] = {}
     checks: dict[str, Check] = {}
+    embedding: Embedding | None = None
     gate: Gate = Gate()
     output_field: str | None = None
     baseline: str = "baseline.json"
@@ -361,6 +374,11 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _judge_api_bases_are_urls(self):
+        if self.embedding is not None:
+            try:
+                _http_url(self.embedding.api_base)
+            except ValueError as e:
+                raise ValueError(f"embedding.api_base: {e}") from None
         for name, judge in self.judges.items():
             try:
                 _http_url(judge.api_base)
@@ -396,6 +414,8 @@ class Config(_Strict):
                 raise ValueError(f"judges.{name}: the name is already a metric")
             if self.judges[name].type == "faithfulness" and self.retrieval is None:
                 raise ValueError(f"judges.{name}: a faithfulness judge needs a retrieval section")
+        if "semantic_similarity" in self.metrics and self.embedding is None:
+            raise ValueError("embedding: semantic_similarity needs an embedding model (embedding: {model: ...})")
         for name in self.checks:
             if name in self.metrics or name in self.judges:
                 raise ValueError(f"checks.{name}: the name is already a metric or judge")

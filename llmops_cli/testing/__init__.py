@@ -193,6 +193,20 @@ class FakeOpenAI:
         with self._lock:
             (self._conns.add if add else self._conns.discard)(conn)
 
+    @staticmethod
+    def embed(text: str, dims: int = 64) -> list[float]:
+        """The fake embedding of ``text`` (``POST /v1/embeddings``): counts of
+        its lower-cased words hashed into ``dims`` buckets, unit length, so
+        texts that share words have a high cosine similarity."""
+        import hashlib
+        import math
+
+        v = [0.0] * dims
+        for word in text.lower().split():
+            v[int(hashlib.sha256(word.strip(".,;:!?'\"").encode()).hexdigest(), 16) % dims] += 1.0
+        norm = math.sqrt(sum(x * x for x in v)) or 1.0
+        return [x / norm for x in v]
+
     def _received(self, body: dict[str, Any], headers: Headers) -> int:
         with self._lock:
             self.request_count += 1

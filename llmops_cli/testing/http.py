@@ -106,6 +106,33 @@ class Handler(BaseHTTPRequestHandler):
         headers = {"Retry-After": "0"} if status == 429 else None
         self._send_json(status, payload, headers)
 
+    def _embeddings(self, raw: bytes) -> None:
+        """OpenAI's ``/v1/embeddings``: each input gets the fake's embedding
+        (a bag of hashed words, so texts sharing words are close)."""
+        fake = self.server.fake
+        try:
+            body = json.loads(raw or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            self._send_error(400, f"could not parse the JSON body: {e}")
+            return
+        n = fake._received(body if isinstance(body, dict) else {}, Headers(self.headers.items()))
+        try:
+            inputs = body.get("input") if isinstance(body, dict) else None
+            inputs = [inputs] if isinstance(inputs, str) else inputs
+            if not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
+                self._send_error(400, "'input' must be a string or a list of strings", code="invalid_value")
+                return
+            status = fake._failure_for(n)
+            if status is not None:
+                self._send_error(status, f"fake failure: request {n} answers {status}")
+                return
+            data = [{"object": "embedding", "index": i, "embedding": fake.embed(t)} for i, t in enumerate(inputs)]
+            tokens = sum(len(t.split()) for t in inputs)
+            self._send_json(200, {"object": "list", "data": data, "model": body.get("model", "fake-embedding"),
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        finally:
+            fake._done()
+
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
@@ -121,6 +148,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         raw = self._read_body()  # always drain the body, so keep-alive stays in sync
         path = self.path.split("?", 1)[0].rstrip("/")
+        if path in ("/v1/embeddings", "/embeddings"):
+            self._embeddings(raw)
+            return
         if path not in ("/v1/chat/completions", "/chat/completions"):
             self._send_error(404, f"Unknown request URL: POST {self.path}")
             return
