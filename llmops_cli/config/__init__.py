@@ -1,6 +1,8 @@
 """The pinned LLM configuration: one YAML file, validated by pydantic.
 
-* :mod:`.models` — the schema (pydantic models; unknown keys are errors);
+* :mod:`.models` — the whole config (pydantic; unknown keys are errors), made of
+  :mod:`.answer` (params, prompt, retrieval, eval set) and :mod:`.measure`
+  (judges, checks, embedding, gate);
 * :mod:`.load` — reading the file (:func:`load_config`, :func:`parse_config`).
 
 The fingerprint and config diff live in :mod:`llmops_cli.fingerprint`.
@@ -8,8 +10,9 @@ The fingerprint and config diff live in :mod:`llmops_cli.fingerprint`.
 
 from ..errors import ConfigError
 from .load import load_config, parse_config
-from .models import (MAX_REPEATS, MAX_TIMEOUT_S, SCHEMA_VERSION, Check, Chunking, Config, Embedding, LengthRule, Dataset, Gate, GateRule, Judge,
-                     JudgeParams, Params, PowerRequirement, Prompt, Retrieval)
+from .answer import MAX_TIMEOUT_S, Chunking, Dataset, Params, Prompt, Retrieval
+from .measure import Check, Embedding, Gate, GateRule, Judge, JudgeParams, LengthRule, PowerRequirement
+from .models import MAX_REPEATS, SCHEMA_VERSION, Config
 
 __all__ = ["ConfigError", "load_config", "parse_config", "MAX_REPEATS", "MAX_TIMEOUT_S", "SCHEMA_VERSION", "Check", "Chunking", "Embedding", "LengthRule",
            "Config", "Dataset", "Gate", "GateRule", "Judge", "JudgeParams", "Params", "PowerRequirement", "Prompt",

@@ -36,7 +36,7 @@ import re
 import sys
 from typing import Any
 
-from . import models
+from . import answer, measure, models
 from .models import Config
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -59,7 +59,7 @@ def _plain(text: str) -> str:
 
     def sub(m: re.Match) -> str:
         role, name = m.group(1), m.group(2).lstrip("~")
-        value = getattr(models, name, None) if role == "data" else None
+        value = next((getattr(m, name) for m in (models, answer, measure) if hasattr(m, name)), None) if role == "data" else None
         return str(value) if isinstance(value, (int, float)) else f"``{name.rsplit('.', 1)[-1]}``"
 
     return re.sub(r":(\w+):`([^`]+)`", sub, text)
