@@ -100,8 +100,10 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = DEF
     """Run CONFIG's eval set, score it and gate it against the baseline."""
     from ..evaluate import EvalOptions
 
-    finish(EvalOptions(config, limit, concurrency, retries, not no_cache, cache_dir, refresh, output, outputs,
-                       update_baseline, None, baseline, plain, allow_judge_change, junit, markdown, top),
+    finish(EvalOptions(config, limit=limit, concurrency=concurrency, retries=retries, use_cache=not no_cache,
+                       cache_dir=cache_dir, refresh=refresh, record_path=output, outputs=outputs,
+                       update_baseline=update_baseline, baseline=baseline, plain=plain,
+                       allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, top=top),
            top=top, quiet=quiet, json_out=json_out)
 
 
@@ -116,7 +118,7 @@ def score_cmd(config: Config,
     """Score outputs produced elsewhere and gate them exactly like a model run."""
     from ..evaluate import EvalOptions
 
-    finish(EvalOptions(config, limit, record_path=output, outputs=outputs, update_baseline=update_baseline,
+    finish(EvalOptions(config, limit=limit, record_path=output, outputs=outputs, update_baseline=update_baseline,
                        baseline=baseline, plain=plain, allow_judge_change=allow_judge_change, junit=junit,
                        markdown=markdown, top=top), top=top, quiet=quiet, json_out=json_out)
 
@@ -132,7 +134,7 @@ def validate_cmd(config: Config, limit: Limit = None, outputs: Outputs = None, b
     set, corpus, output paths, baseline compatibility, credentials — and call nothing. Exit 0 or 2."""
     from ..evaluate import EvalOptions
 
-    finish(EvalOptions(config, limit, use_cache=not no_cache, cache_dir=cache_dir, record_path=output, outputs=outputs,
+    finish(EvalOptions(config, limit=limit, use_cache=not no_cache, cache_dir=cache_dir, record_path=output, outputs=outputs,
                        update_baseline=update_baseline, baseline=baseline, junit=junit, markdown=markdown),
            validate=True)
 
@@ -153,5 +155,6 @@ def baseline_update(config: Config, limit: Limit = None, concurrency: Concurrenc
     enough cases (max_unscored_share), as `eval --update-baseline` does."""
     from ..evaluate import EvalOptions
 
-    finish(EvalOptions(config, limit, concurrency, retries, not no_cache, cache_dir, refresh, output, outputs,
-                       update_baseline=True, from_run=from_run), quiet=quiet)
+    finish(EvalOptions(config, limit=limit, concurrency=concurrency, retries=retries, use_cache=not no_cache,
+                       cache_dir=cache_dir, refresh=refresh, record_path=output, outputs=outputs, update_baseline=True,
+                       from_run=from_run), quiet=quiet)
