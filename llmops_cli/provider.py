@@ -160,17 +160,42 @@ def _error_text(exc: BaseException, ep: Endpoint) -> str:
 
 
 def api_key(ep: Endpoint, config_path: str | Path | None = None) -> str | None:
-    """The key from ``ep.api_key_env`` (``None`` when the endpoint names no
-    variable: LiteLLM then reads its provider's default, e.g. ``OPENAI_API_KEY``).
+    """The key from ``ep.api_key_env`` (see :func:`key_from_env`)."""
+    return key_from_env(ep.api_key_env, config_path)
+
+
+def key_from_env(name: str | None, config_path: str | Path | None = None, where: str = "api_key_env") -> str | None:
+    """The value of the environment variable ``name`` (``None`` when no name
+    is given: LiteLLM then reads its provider's default, e.g. ``OPENAI_API_KEY``).
 
     Raises:
-        ConfigError: the named variable is not set (names the config file)."""
-    if not ep.api_key_env:
+        ConfigError: the named variable is not set (names the config file
+            and the key ``where``)."""
+    if not name:
         return None
-    key = os.environ.get(ep.api_key_env)
+    key = os.environ.get(name)
     if not key:
-        raise ConfigError(config_path or "<config>", "api_key_env", f"environment variable {ep.api_key_env} is not set")
+        raise ConfigError(config_path or "<config>", where, f"environment variable {name} is not set")
     return key
+
+
+def retrying(retries: int):
+    """The retry policy of every model call: up to ``retries`` retries of
+    429/408/409/5xx, connection errors and timeouts (:func:`is_retryable`),
+    exponential backoff with jitter (tenacity), a ``Retry-After`` header
+    honoured up to 60 s; the last error is re-raised. Use as
+    ``async for attempt in retrying(n): with attempt: ...``."""
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+    backoff = wait_random_exponential(multiplier=0.5, max=20)
+
+    def wait(state) -> float:
+        ra = retry_after_s(state.outcome.exception())
+        base = backoff(state)
+        return max(base, min(ra, 60.0)) if ra is not None else base
+
+    return AsyncRetrying(stop=stop_after_attempt(retries + 1), wait=wait, retry=retry_if_exception(is_retryable),
+                         reraise=True)
 
 
 def check_credentials(ep: Endpoint, config_path: str | Path | None = None) -> None:
@@ -222,15 +247,6 @@ async def call_model(litellm, req: Request, key: str | None, retries: int) -> Ca
     the server's JSON)."""
     import asyncio
 
-    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
-
-    backoff = wait_random_exponential(multiplier=0.5, max=20)
-
-    def wait(state) -> float:
-        ra = retry_after_s(state.outcome.exception())
-        base = backoff(state)
-        return max(base, min(ra, 60.0)) if ra is not None else base
-
     ep = req.endpoint
     kwargs = dict(model=ep.model, messages=req.messages, timeout=ep.timeout, num_retries=0, max_retries=0, **ep.call_params)
     if ep.api_base:
@@ -244,7 +260,7 @@ async def call_model(litellm, req: Request, key: str | None, retries: int) -> Ca
     attempts = 0
     t0 = time.perf_counter()
     try:
-        async for attempt in AsyncRetrying(stop=stop_after_attempt(retries + 1), wait=wait, retry=retry_if_exception(is_retryable), reraise=True):
+        async for attempt in retrying(retries):
             with attempt:
                 attempts += 1
                 response = await litellm.acompletion(**kwargs)

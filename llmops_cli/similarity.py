@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from .cache import Cache
-from .config import Config, ConfigError
+from .config import Config
 from .fingerprint import canonical_json, sha256_text
 from .record import CaseRecord, MetricSummary
 from .scorers import mean
@@ -59,33 +59,21 @@ def embed(cfg: Config, texts: list[str], cache: Cache | None, retries: int = 8) 
 
 
 async def _embed_all(cfg: Config, todo: list[str], out: dict, cache: Cache | None, retries: int) -> None:
-    import os
-
-    from tenacity import AsyncRetrying, stop_after_attempt, wait_random_exponential
-
     from .errors import RunIncomplete
-    from .provider import import_litellm, is_retryable, redact
+    from .provider import import_litellm, key_from_env, redact, retrying
 
     e = cfg.embedding
-    key = None
-    if e.api_key_env:
-        key = os.environ.get(e.api_key_env)
-        if not key:
-            raise ConfigError(cfg.path or "<config>", "embedding.api_key_env", f"environment variable {e.api_key_env} is not set")
+    key = key_from_env(e.api_key_env, cfg.path, "embedding.api_key_env")
     litellm = import_litellm()
     kwargs: dict[str, Any] = {"model": e.model, "timeout": e.timeout}
     if e.api_base:
         kwargs["api_base"] = e.api_base
     if key:
         kwargs["api_key"] = key
-    from tenacity import retry_if_exception
-
     for i in range(0, len(todo), BATCH):
         batch = todo[i: i + BATCH]
         try:
-            async for attempt in AsyncRetrying(stop=stop_after_attempt(retries + 1), reraise=True,
-                                               wait=wait_random_exponential(multiplier=0.5, max=20),
-                                               retry=retry_if_exception(is_retryable)):
+            async for attempt in retrying(retries):
                 with attempt:
                     resp = await litellm.aembedding(input=batch, **kwargs)
         except Exception as exc:  # the metric cannot be computed: the run cannot complete
