@@ -250,7 +250,7 @@ def score_checks(cfg: Config, records: list[CaseRecord], values: list[dict[str, 
     repeat's reason). A case without an output stays unscored here and is
     counted as 0 by the gate. Returns one summary per check (``info``:
     ``{"check": True, "type": ..., "failed": n}``)."""
-    prepared = prepare_checks(cfg)
+    prepared = cfg.prepared_checks()
     out = {}
     for name, check in prepared.items():
         per_case: list[float | None] = []

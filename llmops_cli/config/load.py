@@ -75,14 +75,14 @@ def parse_config(data: Any, path: str | Path = "<config>") -> Config:
     for name in cfg.judges:
         cfg.judge_template(name)  # an unreadable template_file is exit 2 now, not after the model calls
     if cfg.checks:
-        from ..checks import TEMPLATED, prepare_checks
+        from ..checks import TEMPLATED
 
         for name, spec in cfg.checks.items():
             if spec.type in TEMPLATED:
                 value = getattr(spec, spec.type)
                 for v in value if isinstance(value, list) else [value]:
                     check_template(v, path, f"checks.{name}.{spec.type}")
-        prepare_checks(cfg)  # a bad regex, schema or python import is exit 2 now
+        cfg.prepared_checks()  # a bad regex, schema or python import is exit 2 now
     return cfg
 
 

@@ -57,6 +57,7 @@ class Config(_Strict):
     _system_text: str | None = None
     _user_text: str = ""
     _judge_templates: dict[str, str] = {}  # judge name → template text (read at load time)
+    _checks: dict[str, Any] | None = None  # check name → checks.Prepared (compiled at load time)
 
     @field_validator("api_base")
     @classmethod
@@ -168,6 +169,18 @@ class Config(_Strict):
 
             text = self._judge_templates[name] = template_text(self.judges[name], self, name)
         return text
+
+    def prepared_checks(self) -> dict[str, Any]:
+        """The checks compiled once (regexes, JSON Schemas, imported python
+        functions; :func:`llmops_cli.checks.prepare_checks`), by name.
+
+        Raises:
+            ConfigError: a check that cannot be compiled or imported."""
+        if self._checks is None:
+            from ..checks import prepare_checks
+
+            self._checks = prepare_checks(self)
+        return self._checks
 
     def effective_judge(self, name: str) -> dict[str, Any]:
         """What actually grades for judge ``name``: ``{model, api_base,
