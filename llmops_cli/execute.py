@@ -16,8 +16,9 @@ from .record import Call
 
 DEFAULT_CONCURRENCY = 8  # model calls in flight at once
 DEFAULT_RETRIES = 8  # retries per call on 429/5xx/connection errors/timeouts
-# what the cache keeps of a call: the answer and who served it, never timings or credentials
-CACHED_FIELDS = {"output", "response", "prompt_tokens", "completion_tokens", "cost_usd", "served_model", "system_fingerprint"}
+# what the cache keeps of a call: the answer, who served it, its usage and first latency; never credentials
+CACHED_FIELDS = {"output", "response", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "served_model",
+                 "system_fingerprint"}
 
 
 class Progress:
@@ -40,13 +41,14 @@ class Progress:
 
 
 def _cached_call(value: dict[str, Any], repeat: int) -> Call:
-    """A cached answer as this run's call: ``cached``, with no latency or retries of its own."""
+    """A cached answer as this run's call: ``cached``, no retries of its own,
+    and the latency recorded when it was first answered (None for answers
+    cached before latencies were kept)."""
     call = Call.model_validate({**value, "repeat": repeat})
     if "served_model" not in value and isinstance(call.response, dict):  # cached before served_model was kept
         call.served_model = str_or_none(call.response.get("model"))
         call.system_fingerprint = str_or_none(call.response.get("system_fingerprint"))
     call.cached = True
-    call.latency_s = 0.0
     call.retries = 0
     return call
 

@@ -31,7 +31,8 @@ class _Model(BaseModel):
 
 class Call(_Model):
     """One model call for one case (one per repeat). Tokens are counts,
-    ``latency_s`` seconds (0 for a cache hit), ``cost_usd`` US dollars (None
+    ``latency_s`` seconds (for a cache hit: the latency recorded when it was
+    first answered), ``cost_usd`` US dollars (None
     when LiteLLM has no price for the model). ``served_model`` and
     ``system_fingerprint`` are what the provider said served the answer (its
     response's ``model`` and ``system_fingerprint``; None when it did not

@@ -55,27 +55,40 @@ class Scorer:
     for mean-aggregated metrics). ``scale`` is the top of the score range.
     ``worst`` is the score a case the candidate failed counts as in the gate
     (the bottom of the range), ``worst_stats(references)`` its sufficient
-    statistics for corpus metrics (an empty answer)."""
+    statistics for corpus metrics (an empty answer).
+
+    ``external``: scored outside :func:`score_all` (from model calls or the
+    calls' own measurements: ``semantic_similarity``, the operational
+    metrics, ``perplexity``). ``higher_is_better``: False for costs, times,
+    token counts and perplexity — gated with ``max_increase`` or
+    ``max_increase_pct`` instead of ``max_drop``; such metrics have no worst
+    value (``worst`` is None): a case that failed counts with what it
+    measured (a failed call's latency, its tokens and cost, usually 0).
+    ``quantile``: the aggregate is this quantile (0–1) of the per-case values
+    instead of their mean (``latency_p95``)."""
 
     name: str
     fn: Callable[[Outputs, References], MetricResult]
     scale: float = 1.0
     from_stats: Callable[[Sequence[float]], float] | None = None
     description: str = ""
-    worst: float = 0.0
+    worst: float | None = 0.0
     worst_stats: Callable[[Sequence[str]], list[float]] | None = None
-    external: bool = False  # scored outside score_all (it needs model calls): semantic_similarity
+    external: bool = False
+    higher_is_better: bool = True
+    quantile: float | None = None
 
 
 SCORERS: dict[str, Scorer] = {}
 
 
-def register(name: str, scale: float = 1.0, from_stats=None, description: str = "", worst: float = 0.0,
-             worst_stats=None, external: bool = False):
+def register(name: str, scale: float = 1.0, from_stats=None, description: str = "", worst: float | None = 0.0,
+             worst_stats=None, external: bool = False, higher_is_better: bool = True, quantile: float | None = None):
     """Decorator: register ``fn`` under ``name`` (see :class:`Scorer` for the arguments)."""
 
     def deco(fn):
-        SCORERS[name] = Scorer(name, fn, scale, from_stats, description, worst, worst_stats, external)
+        SCORERS[name] = Scorer(name, fn, scale, from_stats, description, worst, worst_stats, external,
+                               higher_is_better, quantile)
         return fn
 
     return deco
