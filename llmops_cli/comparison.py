@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from . import stats
 
-Verdict = Literal["pass", "improved", "regressed", "below min", "unproven", "unscored", "info"]
+Verdict = Literal["pass", "improved", "regressed", "below min", "above max", "unproven", "unscored", "info"]
 
 
 @dataclass
@@ -33,7 +33,12 @@ class MetricComparison:
     ``p_adjusted``: ``p_test`` after Holm. ``se``: the delta's standard
     error; ``mde``: smallest drop exiting 1 with 80% probability, ``None``
     when the metric cannot detect any drop. ``candidate_all``: the
-    candidate's aggregate over its whole run (what ``min`` applies to)."""
+    candidate's aggregate over its whole run (what ``min`` and ``max`` apply
+    to). ``higher_is_better``: False for costs, latencies, tokens and
+    perplexity (in ``unit``: ``USD``, ``s``, ``tokens``), whose bad direction
+    is a rise: ``max_drop`` then holds the allowed rise (``max_increase``, or
+    ``max_increase_pct`` of the baseline, in the metric's unit) and ``mde``
+    the smallest rise caught."""
 
     metric: str
     n: int
@@ -64,10 +69,19 @@ class MetricComparison:
     power_required: bool = False
     cases_needed: int | None = None
     notes: list[str] = field(default_factory=list)
+    higher_is_better: bool = True
+    unit: str = ""
+    max_increase_pct: float | None = None
+    slice: str | None = None  # "field=value": this comparison covers that slice's cases only
 
     @property
     def failed(self) -> bool:
-        return self.verdict in ("regressed", "below min", "unproven")
+        return self.verdict in ("regressed", "below min", "above max", "unproven")
+
+    @property
+    def label(self) -> str:
+        """``token_f1``, or ``token_f1 [qtype=who]`` for a slice."""
+        return self.metric if self.slice is None else f"{self.metric} [{self.slice}]"
 
     def power_at(self, drop: float) -> float | None:
         """Predicted probability (0–1) that a true drop of ``drop`` (metric
@@ -120,14 +134,20 @@ class Comparison:
     model_drift: list[str] = field(default_factory=list)
     drift_failed: bool = False
     environment_changes: list[str] = field(default_factory=list)
+    slices: list[MetricComparison] = field(default_factory=list)
+
+    @property
+    def tests(self) -> list[MetricComparison]:
+        """Whole-run comparisons, then per-slice ones."""
+        return self.metrics + self.slices
 
     @property
     def failed(self) -> list[MetricComparison]:
-        return [m for m in self.metrics if m.failed]
+        return [m for m in self.tests if m.failed]
 
     @property
     def unscored(self) -> list[MetricComparison]:
-        return [m for m in self.metrics if m.verdict == "unscored"]
+        return [m for m in self.tests if m.verdict == "unscored"]
 
     @property
     def power_warnings(self) -> list[str]:

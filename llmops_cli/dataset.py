@@ -18,11 +18,14 @@ from .errors import DatasetError
 @dataclass(frozen=True)
 class Case:
     """One eval case. ``inputs`` feed the templates; ``references`` are the
-    acceptable answers (one or more strings)."""
+    acceptable answers (one or more strings); ``slices``: the value of each
+    ``dataset.slices`` field (as text), which groups the report and is not
+    part of the dataset hash."""
 
     id: str
     inputs: dict[str, Any]
     references: list[str] = field(default_factory=list)
+    slices: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "inputs": self.inputs, "references": self.references}
@@ -45,6 +48,18 @@ def _references(row: dict[str, Any], fields: list[str], path: Path, where: str) 
     return refs
 
 
+def _slices(row: dict[str, Any], fields: list[str], path: Path, where: str) -> dict[str, str]:
+    out = {}
+    for f in fields:
+        v = row.get(f)
+        if v is None or v == "":
+            raise DatasetError(path, where, f"missing slice field {f!r} (dataset.slices); every case needs a value")
+        if isinstance(v, (dict, list)):
+            raise DatasetError(path, f"{where}.{f}", "a slice value must be a string, number or boolean")
+        out[f] = str(v).lower() if isinstance(v, bool) else str(v)
+    return out
+
+
 def dataset_path(spec: DatasetSpec, base_dir: Path) -> Path:
     """Where the eval set file is: ``spec.path``, relative to ``base_dir``."""
     path = Path(spec.path)
@@ -60,7 +75,7 @@ def load_dataset(spec: DatasetSpec, base_dir: Path, limit: int | None = None) ->
 
     Raises:
         DatasetError: unreadable file, a row without the id/input/reference
-            fields, a duplicate id, or an empty eval set.
+            or slice fields, a duplicate id, or an empty eval set.
     """
     path = dataset_path(spec, base_dir)
     try:
@@ -101,7 +116,7 @@ def _load(spec: DatasetSpec, path: Path, limit: int | None) -> list[Case]:
             if missing:
                 raise DatasetError(path, where, f"missing input field {missing[0]!r}")
             inputs = {k: row[k] for k in spec.inputs}
-        cases.append(Case(cid, inputs, refs))
+        cases.append(Case(cid, inputs, refs, _slices(row, spec.slices, path, f"{where} (id {cid!r})")))
     if limit is None:
         if spec.sample and spec.sample < len(cases):
             keep = sorted(random.Random(spec.sample_seed).sample(range(len(cases)), spec.sample))

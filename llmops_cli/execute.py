@@ -11,14 +11,15 @@ from typing import Any, Callable
 
 from .cache import Cache
 from .plan import Request
-from .provider import api_key, call_model, check_credentials, import_litellm, str_or_none
+from .provider import api_key, call_model, check_credentials, import_litellm, str_or_none, warm_up
 from .record import Call
 
 DEFAULT_CONCURRENCY = 8  # model calls in flight at once
 DEFAULT_RETRIES = 8  # retries per call on 429/5xx/connection errors/timeouts
-# what the cache keeps of a call: the answer, who served it, its usage and first latency; never credentials
+# what the cache keeps of a call: the answer, who served it, its usage, first latency and token log-probability
+# totals; never credentials
 CACHED_FIELDS = {"output", "response", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "served_model",
-                 "system_fingerprint"}
+                 "system_fingerprint", "logprob_sum", "logprob_tokens"}
 
 
 class Progress:
@@ -90,6 +91,7 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
 
     executor = ClosingExecutor()
     asyncio.get_running_loop().set_default_executor(executor)
+    await warm_up(litellm, keys)
     tasks = [asyncio.ensure_future(one(r)) for r in todo]
     try:
         await asyncio.gather(*tasks)

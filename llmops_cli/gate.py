@@ -35,6 +35,7 @@ detect").
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from . import pairing, stats
@@ -53,11 +54,36 @@ def _rule_text(rule: GateRule | None, mode: str) -> str:
     if rule is None:
         return "—"
     parts = []
+    how = {"paired": " (CI)", "strict": " (CI, strict)"}.get(mode, "")
     if rule.max_drop is not None:
-        parts.append(f"drop ≤ {rule.max_drop:g}" + {"paired": " (CI)", "strict": " (CI, strict)"}.get(mode, ""))
+        parts.append(f"drop ≤ {rule.max_drop:g}{how}")
+    if rule.max_increase is not None:
+        parts.append(f"rise ≤ {rule.max_increase:g}{how}")
+    if rule.max_increase_pct is not None:
+        parts.append(f"rise ≤ {rule.max_increase_pct:g}%{how}")
     if rule.min is not None:
         parts.append(f"≥ {rule.min:g}")
+    if rule.max is not None:
+        parts.append(f"≤ {rule.max:g}")
     return ", ".join(parts) or "—"
+
+
+def margin(metric: str, rule: GateRule | None, baseline_aggregate: float | None) -> float | None:
+    """The largest allowed worsening of ``metric`` in its own units: the
+    rule's ``max_drop``, ``max_increase``, or ``max_increase_pct`` percent of
+    the baseline's aggregate (its absolute value); None without a margin."""
+    if rule is None:
+        return None
+    if rule.max_increase_pct is not None:
+        return None if baseline_aggregate is None else rule.max_increase_pct / 100 * abs(baseline_aggregate)
+    return rule.max_drop if rule.max_drop is not None else rule.max_increase
+
+
+def _better(s: stats.BootstrapSummary, higher: bool) -> stats.BootstrapSummary:
+    """The summary oriented so that positive means better: a lower-is-better
+    metric's delta is negated (the interval is symmetric, so only the tests
+    change), and every rule below reads "a fall beyond the margin"."""
+    return s if higher else stats.BootstrapSummary(-s.theta, s.se, s.units)
 
 
 # -- the comparison ------------------------------------------------------------------------
@@ -111,18 +137,23 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
             counts[units] = stats.resample_counts(units, gate.resamples, gate.seed)
         return counts[units]
 
-    measured = {}
-    for m in names:
-        p = pairing.pair(m, common, bmap, cmap)
+    def measure(metric: str, ids: list[str]):
+        p = pairing.pair(metric, ids, bmap, cmap)
         groups = pairing.groups(p.ids, cluster_of)
-        key = [GATE_VERSION, m, p.b, p.c, p.bs, p.cs, p.failed_refs, groups, gate.resamples, gate.seed]
-        measured[m] = (p, None if not p.ids else memoised(memo, "bootstrap", key,
-                                                         lambda m=m, p=p, g=groups: pairing.measure(m, p, g, counts_for)))
-    results, family_size = _verdicts(names, measured, baseline, candidate, gate, max_unscored_share, memo)
+        key = [GATE_VERSION, metric, p.b, p.c, p.bs, p.cs, p.failed_refs, groups, gate.resamples, gate.seed]
+        return p, None if not p.ids else memoised(memo, "bootstrap", key,
+                                                  lambda: pairing.measure(metric, p, groups, counts_for))
+
+    tests = [_Test(m, None, gate.metrics.get(m), *measure(m, common), common) for m in names]
+    for label, ids, rules in slices_of(candidate, common, gate):
+        for m in names + [m for m in rules if m not in names]:
+            tests.append(_Test(m, label, rules.get(m), *measure(m, ids), ids))
+    results, family_size = _verdicts(tests, baseline, candidate, gate, max_unscored_share, memo)
     changes = pairing.case_changes(baseline, candidate, names)
     drift = model_drift(baseline, candidate)
     return Comparison(
-        mode=gate.mode, confidence=gate.confidence, resamples=gate.resamples, metrics=results,
+        mode=gate.mode, confidence=gate.confidence, resamples=gate.resamples,
+        metrics=[r for r in results if r.slice is None], slices=[r for r in results if r.slice is not None],
         changed_cases=changes[:top] if top else changes,
         only_baseline=[cid for cid in bmap if cid not in cmap], only_candidate=[cid for cid in cmap if cid not in bmap],
         config_changes=config_diff(baseline.config, candidate.config),
@@ -136,6 +167,49 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
     )
 
 
+def slices_of(candidate: RunRecord, ids: list[str], gate: Gate) -> list[tuple[str, list[str], dict[str, GateRule]]]:
+    """Every slice of the cases ``ids`` — ``(label "field=value", its case ids
+    in order, the gate rules that target it)`` — for each slice field the
+    candidate's cases carry, values in order of first appearance. A slice's
+    rules are those of ``field=*`` overridden per metric by ``field=value``.
+
+    Raises:
+        InputError: a ``gate.slices`` key names a value no compared case has."""
+    cmap = candidate.case_map()
+    fields = list(dict.fromkeys(f for cid in ids for f in cmap[cid].slices))
+    out, seen = [], set()
+    for f in fields:
+        values: dict[str, list[str]] = {}
+        for cid in ids:
+            if f in cmap[cid].slices:
+                values.setdefault(cmap[cid].slices[f], []).append(cid)
+        for v, members in values.items():
+            label = f"{f}={v}"
+            seen.add(label)
+            out.append((label, members, {**gate.slices.get(f"{f}=*", {}), **gate.slices.get(label, {})}))
+    for key in gate.slices:
+        field, _, value = key.partition("=")
+        if value != "*" and key not in seen and field in fields:
+            known = sorted({lbl.partition("=")[2] for lbl, _, _ in out if lbl.startswith(field + "=")})
+            raise InputError(None, f"gate.slices.{key}", f"no compared case has {field} = {value!r} "
+                             f"(values: {', '.join(known)})")
+    return out
+
+
+@dataclass
+class _Test:
+    """One comparison the gate makes: ``metric`` over every paired case
+    (``slice`` None) or over one slice's, with its rule (None: reported
+    only), its pairs and its memoised measurement (None: nothing paired)."""
+
+    metric: str
+    slice: str | None
+    rule: GateRule | None
+    pairs: pairing.Paired
+    measured: dict | None
+    ids: list[str]
+
+
 def _unscored_share(candidate: RunRecord, metric: str) -> float:
     """Share (0–1) of the candidate's cases a *judge* left unscored (failed
     cases of reference metrics are bounded by ``max_error_share`` instead)."""
@@ -144,126 +218,156 @@ def _unscored_share(candidate: RunRecord, metric: str) -> float:
     return summ.n_unscored / total if summ and total and summ.info.get("judge") else 0.0
 
 
-def _verdicts(names: list[str], measured: dict, baseline: RunRecord, candidate: RunRecord, gate: Gate,
+def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gate: Gate,
               max_unscored_share: float | None, memo) -> tuple[list[MetricComparison], int]:
-    """Apply the rules: the family of paired tests is corrected together
-    (Holm). Returns the comparisons and the size of that family."""
+    """Apply the rules: the family of paired tests — whole-run and per-slice
+    — is corrected together (Holm). Returns the comparisons, in the order of
+    ``tests``, and the size of that family."""
     alpha = 1 - gate.confidence
     half = alpha / 2
-    summaries = {m: stats.BootstrapSummary(**d["summary"]) for m, (_, d) in measured.items() if d is not None}
-    over_limit = {m for m in names if max_unscored_share is not None and _unscored_share(candidate, m) > max_unscored_share}
-    family = [m for m in names if gate.mode == "paired" and m in summaries and m not in over_limit
-              and gate.metrics.get(m) is not None and gate.metrics[m].max_drop is not None]
-    p_test = {m: summaries[m].p_drop_exceeds(gate.metrics[m].max_drop) for m in family}
-    pvals = [p_test[m] for m in family]
+    summaries = [stats.BootstrapSummary(**t.measured["summary"]) if t.measured is not None else None for t in tests]
+    over_limit = {t.metric for t in tests
+                  if max_unscored_share is not None and _unscored_share(candidate, t.metric) > max_unscored_share}
+    margins = [margin(t.metric, t.rule, t.measured["baseline"] if t.measured else None) for t in tests]
+    better = [_better(sm, pairing.higher_is_better(t.metric)) if sm else None for t, sm in zip(tests, summaries)]
+    family = [i for i, t in enumerate(tests) if gate.mode == "paired" and summaries[i] is not None
+              and t.metric not in over_limit and margins[i] is not None]
+    p_test = {i: better[i].p_drop_exceeds(margins[i]) for i in family}
+    pvals = [p_test[i] for i in family]
     if gate.correction == "holm" and len(family) > 1:
         rej, adj = memoised(memo, "holm", [pvals, half], lambda: list(stats.holm(pvals, half)))
         levels = stats.holm_levels(pvals, half)
     else:
         rej, adj, levels = [p <= half for p in pvals], list(pvals), [half] * len(pvals)
-    decided = {m: (r, a, lv) for m, r, a, lv in zip(family, rej, adj, levels)}
+    decided = {i: (r, a, lv) for i, r, a, lv in zip(family, rej, adj, levels)}
     alpha_power = half / len(family) if gate.correction == "holm" and family else half
     results = []
-    for m in names:
-        p, d = measured[m]
-        rule = gate.metrics.get(m)
+    for i, t in enumerate(tests):
+        m, p, d, rule = t.metric, t.pairs, t.measured, t.rule
         res = MetricComparison(m, len(p.ids), None, None, None, None, None, None, None, _rule_text(rule, gate.mode),
                                "info" if rule is None else "pass", pairing.scale_of(m), n_failed=len(p.failed_refs),
-                               n_baseline_missing=p.n_missing, n_unscored=p.n_unscored,
-                               max_drop=rule.max_drop if rule else None)
-        _judge_note(res, baseline, candidate)
+                               n_baseline_missing=p.n_missing, n_unscored=p.n_unscored, max_drop=margins[i],
+                               higher_is_better=pairing.higher_is_better(m), unit=pairing.unit_of(m),
+                               max_increase_pct=rule.max_increase_pct if rule else None, slice=t.slice)
+        if t.slice is None:
+            _cached_note(res, candidate)
+            _judge_note(res, baseline, candidate)
+        results.append(res)
         if d is None:
-            res.verdict, res.reason = "unscored", "no case scored on both sides"
-            results.append(res)
+            if t.slice is None or rule is not None:
+                res.verdict = "unscored"
+            res.reason = "no case scored on both sides"
             continue
-        s = summaries[m]
+        s = summaries[i]
         res.baseline, res.candidate, res.delta, res.se = d["baseline"], d["candidate"], s.theta, d["se"]
         res.raw_ci_low, res.raw_ci_high = s.bound(half), s.bound(1 - half)
         res.ci_low, res.ci_high, res.ci_confidence = res.raw_ci_low, res.raw_ci_high, gate.confidence
         res.p_value = s.p_two_sided()
-        if m in decided:
-            reject, res.p_adjusted, level = decided[m]
-            res.p_test = p_test[m]
+        if i in decided:
+            reject, res.p_adjusted, level = decided[i]
+            res.p_test = p_test[i]
             res.ci_low, res.ci_high, res.ci_confidence = s.bound(level), s.bound(1 - level), 1 - 2 * level
-        res.alpha_one_sided = alpha_power if m in decided else half
-        _power(res, d, rule, gate)
+        res.alpha_one_sided = alpha_power if i in decided else half
+        _power(res, d, rule, gate, margins[i])
         if m in over_limit:
             share = _unscored_share(candidate, m)
             res.verdict = "unscored"
             res.reason = f"{share:.0%} of cases unscored by the judge (limit max_unscored_share {max_unscored_share:.0%})"
         elif rule is not None:
-            if rule.min is not None:
-                res.candidate_all = pairing.candidate_all(m, candidate)
-            if res.candidate_all is not None and res.candidate_all < rule.min:
-                res.verdict, res.reason = "below min", f"{res.candidate_all:.4g} < min {rule.min:g} (whole run)"
-            elif rule.max_drop is not None:
-                _apply_rule(res, rule.max_drop, gate, s, decided.get(m, (False,))[0])
-        results.append(res)
+            if rule.min is not None or rule.max is not None:
+                res.candidate_all = pairing.candidate_all(m, candidate, None if t.slice is None else t.ids)
+            where = "whole run" if t.slice is None else t.slice
+            if res.candidate_all is not None and rule.min is not None and res.candidate_all < rule.min:
+                res.verdict, res.reason = "below min", f"{res.candidate_all:.4g} < min {rule.min:g} ({where})"
+            elif res.candidate_all is not None and rule.max is not None and res.candidate_all > rule.max:
+                res.verdict, res.reason = "above max", f"{res.candidate_all:.4g} > max {rule.max:g} ({where})"
+            elif margins[i] is not None:
+                _apply_rule(res, margins[i], gate, better[i], decided.get(i, (False,))[0])
     return results, len(family)
 
 
 def _apply_rule(res: MetricComparison, max_drop: float, gate: Gate, s: stats.BootstrapSummary, reject: bool) -> None:
+    """The verdict under ``max_drop`` (the margin in the metric's units), with
+    ``s`` oriented so that positive is better (:func:`_better`); the reasons
+    quote the interval as shown, in the metric's own direction."""
+    up = not res.higher_is_better  # a rise is the bad direction
+    bad_bound = res.ci_low if up else res.ci_high  # the end of the shown interval nearest to "better"
+    raw_good = res.raw_ci_high if up else res.raw_ci_low  # the raw end nearest to "worse"
+    limit = f"+{max_drop:.4g}" if up else f"-{max_drop:g}"
+    if up and res.max_increase_pct is not None:
+        limit += f" ({res.max_increase_pct:g}% of the baseline)"
     if gate.mode == "plain":
-        if res.delta < -max_drop:
-            res.verdict, res.reason = "regressed", f"delta {res.delta:+.4g} < -{max_drop:g}"
-        elif res.delta > 0:
+        if (res.delta > max_drop) if up else (res.delta < -max_drop):
+            res.verdict, res.reason = "regressed", f"delta {res.delta:+.4g} {'>' if up else '<'} {limit}"
+        elif (res.delta < 0) if up else (res.delta > 0):
             res.verdict = "improved"
     elif gate.mode == "strict":
         res.p_test = s.p_not_inferior(max_drop)
-        if res.raw_ci_low > -max_drop:
-            res.verdict = "improved" if res.raw_ci_low > 0 else "pass"
+        if s.bound((1 - gate.confidence) / 2) > -max_drop:
+            res.verdict = "improved" if s.bound((1 - gate.confidence) / 2) > 0 else "pass"
         else:
             res.verdict = "unproven"
-            res.reason = (f"strict: CI lower bound {res.raw_ci_low:+.4g} ≤ -{max_drop:g}, so a drop beyond max_drop is not "
-                          "ruled out")
+            res.reason = (f"strict: CI {'upper' if up else 'lower'} bound {raw_good:+.4g} {'≥' if up else '≤'} {limit}, "
+                          f"so a {'rise' if up else 'drop'} beyond the margin is not ruled out")
     elif reject:
         adj = "Holm-adjusted " if gate.correction == "holm" and res.ci_confidence != gate.confidence else ""
         res.verdict = "regressed"
-        res.reason = (f"{adj}CI upper bound {res.ci_high:+.4g} < -{max_drop:g} (p {res.p_adjusted:.3g})")
-    elif res.ci_low > 0:  # the interval shown (Holm-adjusted when in the family) lies above 0
+        res.reason = (f"{adj}CI {'lower' if up else 'upper'} bound {bad_bound:+.4g} {'>' if up else '<'} {limit} "
+                      f"(p {'< 0.001' if res.p_adjusted < 0.001 else format(res.p_adjusted, '.3g')})")
+    elif (res.ci_high < 0) if up else (res.ci_low > 0):  # the interval shown lies wholly on the better side of 0
         res.verdict = "improved"
 
 
-def _power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Gate) -> None:
+def _power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Gate, margin_: float | None) -> None:
     """MDE under the rule, and the warning when the gate cannot catch the
-    drop the user cares about (``require_power``, else twice ``max_drop``)."""
+    drop (for lower-is-better metrics: the rise) the user cares about
+    (``require_power``, else twice the margin)."""
+    word = "drop" if res.higher_is_better else "rise"
     if d["cannot_detect"]:
         res.mde = None
-        if rule is not None and rule.max_drop is not None:
+        if margin_ is not None:
             res.power_required = bool(rule.require_power or gate.require_power) and gate.mode == "paired"
-            res.power_warning = (f"{res.metric}: cannot detect any drop — every case scores {res.baseline:.4g} on both sides, "
-                                 "so the eval set says nothing about its variance")
+            res.power_warning = (f"{res.metric}: cannot detect any {word} — every case scores {res.baseline:.4g} on both "
+                                 "sides, so the eval set says nothing about its variance")
         return
-    max_drop = rule.max_drop if rule is not None and rule.max_drop is not None else 0.0
+    max_drop = margin_ if margin_ is not None else 0.0
     alpha1 = res.alpha_one_sided
     if gate.mode == "strict":
         # a truly unchanged candidate must pass: its interval's lower bound must clear -max_drop
         res.mde = stats.detectable_drop(0.0, res.se, (1 - gate.confidence) / 2, TARGET_POWER)
-        if rule is not None and rule.max_drop is not None and rule.max_drop < res.mde:
-            p_pass = stats.power(rule.max_drop, 0.0, res.se, (1 - gate.confidence) / 2)
+        if margin_ is not None and margin_ < res.mde:
+            p_pass = stats.power(margin_, 0.0, res.se, (1 - gate.confidence) / 2)
             res.power_warning = (f"{res.metric}: strict mode passes an unchanged candidate only {p_pass:.0%} of the time "
-                                 f"(max_drop {rule.max_drop:g} < {res.mde:.3g} needed)")
+                                 f"({'max_drop' if res.higher_is_better else 'margin'} {margin_:.4g} < {res.mde:.3g} needed)")
         return
     req = rule.require_power if rule is not None and rule.require_power else None
-    if req is None and gate.require_power is not None:
+    if req is None and gate.require_power is not None and res.higher_is_better:  # a 0–1 drop has no meaning for costs
         req = gate.require_power.model_copy(update={"drop": gate.require_power.drop * res.scale})
     target_power = req.power if req else TARGET_POWER
     res.mde = stats.detectable_drop(max_drop, res.se, alpha1, TARGET_POWER)
-    if rule is None or rule.max_drop is None or gate.mode != "paired":
+    if margin_ is None or gate.mode != "paired":
         return
     target = req.drop if req else (2 * max_drop if max_drop > 0 else None)
     if target is None:
         return
     needed = stats.detectable_drop(max_drop, res.se, alpha1, target_power)
-    floor = res.baseline - pairing.worst_of(res.metric)
+    worst = pairing.worst_of(res.metric)
+    floor = res.baseline - worst if worst is not None else math.inf  # how far it can fall; a cost can rise without end
     if needed > target or target > floor:
         res.cases_needed = stats.cases_needed(res.n, max_drop, res.se, alpha1, target, target_power)
         more = (f"; about {res.cases_needed:,} cases would catch it" if res.cases_needed and target <= floor
                 else ("; the baseline is too low to fall that far" if target > floor else
                       "; no number of cases can: max_drop is not below it"))
-        res.power_warning = (f"{res.metric}: underpowered — catches a drop of {needed:.3g} with {target_power:.0%} "
+        res.power_warning = (f"{res.metric}: underpowered — catches a {word} of {needed:.3g} with {target_power:.0%} "
                              f"probability, not {target:.3g}{more}")
         res.power_required = req is not None
+
+
+def _cached_note(res: MetricComparison, candidate: RunRecord) -> None:
+    """Latencies of cached answers are those recorded when first answered: say how many."""
+    info = candidate.metrics[res.metric].info if res.metric in candidate.metrics else {}
+    if res.unit == "s" and info.get("cached"):
+        res.notes.append(f"{info['cached']} of {info['calls']} answers from the cache, timed when first answered")
 
 
 def _judge_note(res: MetricComparison, baseline: RunRecord, candidate: RunRecord) -> None:

@@ -10,7 +10,9 @@ GGUF file.
 Install with ``pip install 'llmops-cli[local]'``. Calls are serialised (one
 ``Llama`` object, not thread-safe); ``LLMOPS_LOCAL_THREADS`` sets the CPU
 threads (default: half the cores, as llama-cpp-python does: on a 2-core
-machine one thread measured faster than two).
+machine one thread measured faster than two). A call with ``logprobs: true``
+(the ``perplexity`` metric) gets each output token's log-probability, from a
+second ``Llama`` that keeps all logits (:func:`get_llama`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ DEFAULT_MODEL = "local/smollm2-135m"
 N_CTX = 2048
 
 _lock = threading.Lock()
-_loaded: dict[str, Any] = {}
+_loaded: dict[tuple[str, bool], Any] = {}  # (name, logits_all) → Llama
 
 
 class LocalModelError(Exception):
@@ -62,21 +64,40 @@ def _close_all() -> None:
     _loaded.clear()
 
 
-def get_llama(name: str):
-    """Load (once) and return the ``llama_cpp.Llama`` for ``name``."""
-    if name in _loaded:
-        return _loaded[name]
+def get_llama(name: str, logprobs: bool = False):
+    """Load (once) and return the ``llama_cpp.Llama`` for ``name``. With
+    ``logprobs``, a second one that keeps every position's logits
+    (``logits_all``, without which llama-cpp-python returns no
+    log-probabilities): it processes prompts ~15% slower and holds
+    n_tokens × vocabulary × 4 bytes more (≈ 0.2 MB per token for SmolLM2), so
+    only runs that ask for log-probabilities load it."""
+    if (name, logprobs) in _loaded:
+        return _loaded[(name, logprobs)]
     path = model_path(name)
     try:
         from llama_cpp import Llama
     except ImportError:
         raise LocalModelError("llama-cpp-python is not installed: pip install 'llmops-cli[local]'") from None
     threads = int(os.environ.get("LLMOPS_LOCAL_THREADS", 0)) or max((os.cpu_count() or 2) // 2, 1)
-    llm = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
+    llm = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False,
+                logits_all=logprobs)
     if not _loaded:
         atexit.register(_close_all)  # Llama.__del__ errors at interpreter exit
-    _loaded[name] = llm
+    _loaded[(name, logprobs)] = llm
     return llm
+
+
+def openai_logprobs(logprobs: dict[str, Any] | None, top: int) -> dict[str, Any] | None:
+    """llama-cpp-python's ``choices[0].logprobs`` as OpenAI returns it: plain
+    floats (it gives NumPy ``float32``) and at most ``top`` alternatives per
+    token (it adds the chosen token even when none were asked for)."""
+    if not logprobs:
+        return None
+    content = [{"token": t["token"], "logprob": float(t["logprob"]), "bytes": t.get("bytes"),
+                "top_logprobs": [{**alt, "logprob": float(alt["logprob"])}
+                                 for alt in (t.get("top_logprobs") or [])[:top]]}
+               for t in logprobs.get("content") or []]
+    return {"content": content, "refusal": logprobs.get("refusal")}
 
 
 def llama_response_format(rf: dict[str, Any]) -> dict[str, Any]:
@@ -95,14 +116,24 @@ def llama_response_format(rf: dict[str, Any]) -> dict[str, Any]:
 
 
 def chat(name: str, messages: list[dict], params: dict[str, Any]) -> dict[str, Any]:
-    """One chat completion, OpenAI response format (a dict)."""
+    """One chat completion, OpenAI response format (a dict). ``logprobs``
+    (and ``top_logprobs``) as in OpenAI's API: each output token's
+    log-probability under the model (natural log, the raw distribution
+    before sampling) in ``choices[0].logprobs.content``."""
     kwargs = {k: params[k] for k in ("temperature", "top_p", "max_tokens", "stop", "seed") if params.get(k) is not None}
     if params.get("response_format"):
         kwargs["response_format"] = llama_response_format(params["response_format"])
+    logprobs = bool(params.get("logprobs"))
+    top = int(params.get("top_logprobs") or 0)
+    if logprobs:  # llama-cpp-python computes none unless top_logprobs is a number too (0 is)
+        kwargs.update(logprobs=True, top_logprobs=top)
     with _lock:
-        llm = get_llama(name)
+        llm = get_llama(name, logprobs)
         t0 = time.perf_counter()
         out = llm.create_chat_completion(messages=messages, **kwargs)
+    if logprobs:
+        for choice in out["choices"]:
+            choice["logprobs"] = openai_logprobs(choice.get("logprobs"), top)
     out.setdefault("created", int(time.time()))
     out["model"] = f"{PROVIDER}/{name}"
     out.setdefault("_latency_s", time.perf_counter() - t0)

@@ -84,13 +84,13 @@ def from_comparison(cmp: Comparison, record: RunRecord | None = None, *,
     ``on_model_drift: fail``;
     2 — a ``require_power`` the eval set does not meet;
     0 — the gate passed."""
-    unscored = [f"{m.metric}: {m.reason}" for m in cmp.unscored]
+    unscored = [f"{m.label}: {m.reason}" for m in cmp.unscored]
     if record is not None and max_unscored_share is not None:
         unscored += _unscored_judges(record, max_unscored_share, skip={m.metric for m in cmp.unscored})
     if unscored:
         return Outcome("incomplete", "the gate cannot decide: " + "; ".join(unscored), record, cmp)
     if cmp.failed or cmp.drift_failed:
-        parts = [m.metric for m in cmp.failed] + (["served model drift (gate.on_model_drift: fail)"] if cmp.drift_failed else [])
+        parts = [m.label for m in cmp.failed] + (["served model drift (gate.on_model_drift: fail)"] if cmp.drift_failed else [])
         return Outcome("regressed", "regression: " + ", ".join(parts), record, cmp)
     if cmp.underpowered:
         return Outcome("bad input", "gate.require_power not met: " + "; ".join(m.power_warning for m in cmp.underpowered),

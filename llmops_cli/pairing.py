@@ -31,19 +31,35 @@ def scale_of(metric: str) -> float:
     return sc.scale if sc else 1.0
 
 
-def worst_of(metric: str) -> float:
-    """The score a failed case counts as (the bottom of the metric's range)."""
+def worst_of(metric: str) -> float | None:
+    """The score a failed case counts as (the bottom of the metric's range);
+    ``None`` for lower-is-better metrics, where a failed case counts with
+    what it measured."""
     sc = scorer_of(metric)
     return sc.worst if sc else 0.0
+
+
+def higher_is_better(metric: str) -> bool:
+    """False for costs, latencies, token counts and perplexity."""
+    sc = scorer_of(metric)
+    return sc.higher_is_better if sc else True
+
+
+def unit_of(metric: str) -> str:
+    """``USD``, ``s``, ``tokens``, or empty for scores."""
+    sc = scorer_of(metric)
+    return sc.unit if sc else ""
 
 
 def counted(case: CaseRecord, metric: str) -> float | None:
     """The score a candidate case counts with in the gate: its own, the
     metric's worst value when the case failed, or ``None`` when an answer
-    exists but was not scored (e.g. an unparseable judge verdict)."""
+    exists but was not scored (e.g. an unparseable judge verdict) or the
+    metric has no worst value."""
     v = case.scores.get(metric)
     if v is None:
-        return worst_of(metric) if case.error else None
+        worst = worst_of(metric)
+        return worst if case.error and worst is not None else None
     return float(v)
 
 
@@ -109,6 +125,8 @@ def measure(metric: str, p: Paired, groups: list[list[int]] | None, counts_for) 
     import numpy as np
 
     sc = scorer_of(metric)
+    if sc is not None and sc.quantile is not None:
+        return _measure_quantile(sc.quantile, p, groups, counts_for)
     if p.bs is not None:
         cs = [s if s is not None else sc.worst_stats(p.failed_refs[cid]) for cid, s in zip(p.ids, p.cs)]
         base, cand = np.array(p.bs, dtype=float), np.array(cs, dtype=float)
@@ -142,12 +160,32 @@ def measure(metric: str, p: Paired, groups: list[list[int]] | None, counts_for) 
             "cannot_detect": constant}
 
 
-def candidate_all(metric: str, candidate: RunRecord) -> float | None:
-    """The candidate's aggregate over its whole run, failures as the worst
-    value (what ``min`` applies to)."""
+def _measure_quantile(q: float, p: Paired, groups: list[list[int]] | None, counts_for) -> dict[str, Any]:
+    """:func:`measure` for a quantile aggregate (``latency_p95``): the paired
+    bootstrap of the change in the ``q``-quantile (:func:`stats.paired_quantile_bootstrap`)."""
+    import numpy as np
+
+    unit = None
+    if groups is not None:
+        unit = np.empty(len(p.ids), dtype=int)
+        for g, members in enumerate(groups):
+            unit[members] = g
+    units = len(groups) if groups is not None else len(p.ids)
+    summary, b_agg, c_agg = stats.paired_quantile_bootstrap(p.b, p.c, q, counts_for(units), unit)
+    return {"summary": summary.to_dict(), "baseline": b_agg, "candidate": c_agg, "se": summary.se,
+            "cannot_detect": len(set(p.b) | set(p.c)) <= 1}
+
+
+def candidate_all(metric: str, candidate: RunRecord, ids: list[str] | None = None) -> float | None:
+    """The candidate's aggregate over its whole run — or over the cases
+    ``ids`` (a slice) — failures as the worst value (what ``min`` and
+    ``max`` apply to)."""
     sc = scorer_of(metric)
     vals, stats_rows = [], []
+    keep = None if ids is None else set(ids)
     for case in candidate.cases:
+        if keep is not None and case.id not in keep:
+            continue
         v = counted(case, metric)
         if v is None:
             continue
@@ -157,6 +195,10 @@ def candidate_all(metric: str, candidate: RunRecord) -> float | None:
             stats_rows.append(sc.worst_stats(case.references) if failed else case.stats[metric])
     if not vals:
         return None
+    if sc is not None and sc.quantile is not None:
+        from .operational import quantile
+
+        return quantile(vals, sc.quantile)
     if stats_rows:
         return sc.from_stats([math.fsum(col) for col in zip(*stats_rows)])
     return math.fsum(vals) / len(vals)
@@ -167,7 +209,10 @@ def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseCha
     first. A case ``b`` failed counts as the metric's worst value. The sort
     key (``delta``, on ``metric``) is the largest fall over ``metrics``
     (scaled to 0–1) when the case fell on any, else the change in the first
-    metric; ties are broken by the mean scaled change over all of them."""
+    metric; ties are broken by the mean scaled change over all of them.
+    Lower-is-better metrics (costs, latencies, tokens, perplexity) do not
+    rank cases: per-case timing jitter is not a fallen answer."""
+    metrics = [m for m in metrics if higher_is_better(m)]
     amap = a.case_map()
     out = []
     for cb in b.cases:

@@ -51,8 +51,9 @@ class Plan:
 
 
 def model_endpoint(cfg: Config) -> Endpoint:
-    """The endpoint of the model under test."""
-    return Endpoint.of(cfg.model, cfg.api_base, cfg.api_key_env, cfg.params)
+    """The endpoint of the model under test; it asks for the output tokens'
+    log-probabilities when ``perplexity`` is among the metrics."""
+    return Endpoint.of(cfg.model, cfg.api_base, cfg.api_key_env, cfg.params, logprobs="perplexity" in cfg.metrics)
 
 
 def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, memo: Cache | None = None) -> Plan:

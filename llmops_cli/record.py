@@ -36,7 +36,12 @@ class Call(_Model):
     when LiteLLM has no price for the model). ``served_model`` and
     ``system_fingerprint`` are what the provider said served the answer (its
     response's ``model`` and ``system_fingerprint``; None when it did not
-    say); a cached answer keeps those of the call that made it."""
+    say); a cached answer keeps those of the call that made it.
+    ``logprob_sum`` is the sum of the output tokens' log-probabilities under
+    the answering model (natural log, nats) and ``logprob_tokens`` their
+    count, read from the response when the provider returned them (asked for
+    by the ``perplexity`` metric; see :mod:`llmops_cli.perplexity`); None
+    when it did not."""
 
     repeat: int = 0
     output: str | None = None
@@ -50,6 +55,8 @@ class Call(_Model):
     error: str | None = None
     served_model: str | None = None
     system_fingerprint: str | None = None
+    logprob_sum: float | None = None
+    logprob_tokens: int | None = None
 
 
 class JudgeSample(Call):
@@ -90,11 +97,13 @@ class RetrievedContext(_Model):
 class CaseRecord(_Model):
     """One case: its inputs, references, retrieval trace, rendered messages,
     calls, the (first) output, per-metric scores (None = unscored), and why a
-    check failed or was not scored (``reasons``: check name → one line)."""
+    check failed or was not scored (``reasons``: check name → one line).
+    ``slices``: the case's value of each ``dataset.slices`` field."""
 
     id: str
     inputs: dict[str, Any]
     references: list[str]
+    slices: dict[str, str] = {}
     retrieval: RetrievedContext | None = None
     messages: list[dict[str, Any]] | None = None
     calls: list[Call] = []
@@ -142,7 +151,9 @@ class RunRecord(_Model):
     ``judge_served``: the same over judge calls, keyed by each judge's
     requested model. ``environment``: installed versions of llmops and the
     libraries that shape answers and scores (distribution name → version;
-    see :func:`collect_environment`). Baselines keep all three."""
+    see :func:`collect_environment`). Baselines keep all three.
+    ``slices``: per ``dataset.slices`` field and value, ``{"n": cases,
+    metric: aggregate over them}`` (:func:`llmops_cli.score.slice_summary`)."""
 
     schema_version: int = SCHEMA_VERSION
     kind: Literal["run", "baseline"] = "run"
@@ -162,6 +173,7 @@ class RunRecord(_Model):
     served: dict[str, dict[str, int]] = {}
     judge_served: dict[str, dict[str, int]] = {}
     environment: dict[str, str] = {}
+    slices: dict[str, dict[str, dict[str, Any]]] = {}
     cases: list[CaseRecord] = []
 
     def case_map(self) -> dict[str, CaseRecord]:

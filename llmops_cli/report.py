@@ -14,13 +14,16 @@ from .dataset import input_text
 from .record import RunRecord
 
 VERDICT_STYLE = {"pass": "green", "improved": "bold green", "regressed": "bold red", "below min": "bold red",
-                 "unproven": "bold red", "unscored": "bold yellow", "info": "dim"}
+                 "above max": "bold red", "unproven": "bold red", "unscored": "bold yellow", "info": "dim"}
 
 
-def fmt(v: float | None, scale: float = 1.0, signed: bool = False) -> str:
-    """A score in its metric's units: 4 decimals for 0–1, 2 for 0–100."""
+def fmt(v: float | None, scale: float = 1.0, signed: bool = False, unit: str = "") -> str:
+    """A score in its metric's units: 4 decimals for 0–1, 2 for 0–100, 4
+    significant digits for measured quantities (``unit``: USD, s, tokens)."""
     if v is None:
         return "—"
+    if unit:
+        return f"{v:+.4g}" if signed else f"{v:.4g}"
     digits = 2 if scale > 1 else 4
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
@@ -30,7 +33,7 @@ def fmt_ci(m: MetricComparison) -> str:
     correction widened it (e.g. ``97.5%``)."""
     if m.ci_low is None:
         return "—"
-    text = f"[{fmt(m.ci_low, m.scale, True)}, {fmt(m.ci_high, m.scale, True)}]"
+    text = f"[{fmt(m.ci_low, m.scale, True, m.unit)}, {fmt(m.ci_high, m.scale, True, m.unit)}]"
     if m.ci_confidence is not None and m.raw_ci_low is not None and (m.ci_low, m.ci_high) != (m.raw_ci_low, m.raw_ci_high):
         text += f" @{100 * m.ci_confidence:.4g}%"
     return text
@@ -48,7 +51,7 @@ def fmt_p(m: MetricComparison) -> str:
 def fmt_mde(m: MetricComparison) -> str:
     if m.mde is None:
         return "cannot detect" if m.verdict not in ("unscored",) and m.delta is not None else "—"
-    return fmt(m.mde, m.scale)
+    return fmt(m.mde, m.scale, unit=m.unit)
 
 
 def metric_notes(cmp: Comparison) -> list[str]:
@@ -84,6 +87,14 @@ def _short(text: str | None, width: int = 70) -> str:
 
 def gate_rule_text(cmp: Comparison) -> str:
     """The rule in one sentence, as the table applied it."""
+    text = _rule_sentence(cmp)
+    if any(not m.higher_is_better for m in cmp.metrics):
+        text += (" Costs, latencies and token counts are lower-is-better: the same test on a rise beyond max_increase "
+                 "(or max_increase_pct of the baseline).")
+    return text
+
+
+def _rule_sentence(cmp: Comparison) -> str:
     if cmp.mode == "plain":
         return "plain mode: a metric regresses when candidate − baseline < −max_drop, or candidate < min."
     boot = f"{cmp.resamples} bootstrap resamples, interval delta ± z·SE{', clustered by ' + cmp.cluster if cmp.cluster else ''}"
@@ -119,7 +130,7 @@ def print_run_summary(console, record: RunRecord) -> None:
     t.add_column("judge self-agreement", justify="right")
     for name, m in record.metrics.items():
         agree = m.info.get("self_agreement")
-        t.add_row(name, fmt(m.aggregate, m.scale), f"{m.n_scored}/{m.n_scored + m.n_unscored}", str(m.n_unscored),
+        t.add_row(name, fmt(m.aggregate, m.scale, unit=m.info.get("unit", "")), f"{m.n_scored}/{m.n_scored + m.n_unscored}", str(m.n_unscored),
                   "—" if agree is None else f"{agree:.2f} ({m.info.get('disagreement_rate', 0):.0%} cases disagree)")
     console.print(t)
     console.print("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s")
@@ -131,6 +142,7 @@ def print_run_summary(console, record: RunRecord) -> None:
 
 def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     """The gate table, then config changes and the most fallen cases."""
+    from rich.markup import escape
     from rich.table import Table
 
     for line in cmp.model_drift:
@@ -148,7 +160,7 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
         t.add_column(col, justify="left" if col in ("metric", "rule", "verdict") else "right")
     for m in cmp.metrics:
         style = VERDICT_STYLE.get(m.verdict, "")
-        t.add_row(m.metric, fmt(m.baseline, m.scale), fmt(m.candidate, m.scale), fmt(m.delta, m.scale, True), fmt_ci(m),
+        t.add_row(m.metric, fmt(m.baseline, m.scale, unit=m.unit), fmt(m.candidate, m.scale, unit=m.unit), fmt(m.delta, m.scale, True, m.unit), fmt_ci(m),
                   fmt_p(m), fmt_mde(m), m.rule, f"[{style}]{m.verdict}[/]" if style else m.verdict)
     console.print(t)
     console.print(gate_rule_text(cmp), style="dim")
@@ -170,9 +182,73 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
             ct.add_row(c.id, _short(input_text(c.inputs), 50), _short(c.baseline_output, 40), _short(c.candidate_output, 40),
                        fmt(c.delta, 1.0, True), *((_short(case_reason(c), 60),) if why else ()))
         console.print(ct)
-    for m in cmp.metrics:
-        if m.failed:
-            console.print(f"[bold red]✗ {m.metric} {m.verdict}[/]: {m.reason}")
+    print_slices(console, cmp)
+    for m in cmp.failed:
+        console.print(f"[bold red]✗ {escape(m.label)} {m.verdict}[/]: {escape(m.reason)}")
+
+
+def print_record_slices(console, record: RunRecord) -> None:
+    """A run's per-slice aggregates (``record.slices``), one table per field."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for field, values in record.slices.items():
+        t = Table(title=f"by {field}", title_justify="left")
+        t.add_column(field)
+        t.add_column("n", justify="right")
+        for name in record.metrics:
+            t.add_column(name, justify="right")
+        for value, entry in values.items():
+            t.add_row(escape(value), str(entry["n"]), *(fmt(entry.get(name), m.scale, unit=m.info.get("unit", ""))
+                                                         for name, m in record.metrics.items()))
+        console.print(t)
+
+
+def slice_cell(m: MetricComparison) -> str:
+    """One slice's result for one metric: ``candidate (delta ± half-width)``,
+    the half-width of the interval the verdict used (it is symmetric), and
+    the verdict when a rule targets the slice."""
+    if m.candidate is None:
+        return "—"
+    text = fmt(m.candidate, m.scale, unit=m.unit)
+    if m.delta is not None and m.ci_high is not None:
+        text += f" ({fmt(m.delta, m.scale, True, m.unit)} ± {fmt((m.ci_high - m.ci_low) / 2, m.scale, unit=m.unit)})"
+    if m.verdict != "info":
+        text += f" {m.verdict}"
+    return text
+
+
+def slice_tables(cmp: Comparison) -> dict[str, tuple[list[str], list[tuple[str, int, list[MetricComparison | None]]]]]:
+    """Per slice field: the metrics (columns) and, per value, ``(value, cases,
+    one comparison per metric)`` — the layout of the per-slice tables."""
+    out: dict[str, tuple[list[str], dict[str, dict[str, MetricComparison]]]] = {}
+    for m in cmp.slices:
+        field, _, value = m.slice.partition("=")
+        metrics, rows = out.setdefault(field, ([], {}))
+        if m.metric not in metrics:
+            metrics.append(m.metric)
+        rows.setdefault(value, {})[m.metric] = m
+    return {f: (metrics, [(v, max(c.n for c in row.values()), [row.get(x) for x in metrics]) for v, row in rows.items()])
+            for f, (metrics, rows) in out.items()}
+
+
+def print_slices(console, cmp: Comparison) -> None:
+    """One table per slice field: a row per value, a column per metric."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for field, (metrics, rows) in slice_tables(cmp).items():
+        t = Table(title=f"by {field} (candidate (delta ± CI half-width); rules per slice join the Holm family)",
+                  title_justify="left")
+        t.add_column(field)
+        t.add_column("n", justify="right")
+        for name in metrics:
+            t.add_column(name, justify="right")
+        for value, n, cells in rows:
+            styled = [f"[{VERDICT_STYLE[c.verdict]}]{escape(slice_cell(c))}[/]" if c and c.verdict != "info"
+                      else escape(slice_cell(c)) if c else "—" for c in cells]
+            t.add_row(escape(value), str(n), *styled)
+        console.print(t)
 
 
 # -- markdown ----------------------------------------------------------------
@@ -200,9 +276,16 @@ def markdown(cmp: Comparison, record: RunRecord | None = None, top: int = 5) -> 
         lines.append("")
     lines += ["| metric | baseline | candidate | delta | CI | p | MDE | rule | verdict |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for m in cmp.metrics:
-        lines.append(f"| {m.metric} | {fmt(m.baseline, m.scale)} | {fmt(m.candidate, m.scale)} | {fmt(m.delta, m.scale, True)} | "
+        lines.append(f"| {m.metric} | {fmt(m.baseline, m.scale, unit=m.unit)} | {fmt(m.candidate, m.scale, unit=m.unit)} | {fmt(m.delta, m.scale, True, m.unit)} | "
                      f"{fmt_ci(m)} | {fmt_p(m)} | {fmt_mde(m)} | {m.rule} | **{m.verdict}** |")
     lines += ["", f"_{gate_rule_text(cmp)}_", ""]
+    for field, (metrics, rows) in slice_tables(cmp).items():
+        lines += [f"<details><summary>by {field}</summary>", "", f"| {field} | n | " + " | ".join(metrics) + " |",
+                  "|---|---:|" + "---:|" * len(metrics)]
+        for value, n, cells in rows:
+            lines.append(f"| {value.replace('|', chr(92) + '|')} | {n} | "
+                         + " | ".join(slice_cell(c) if c else "—" for c in cells) + " |")
+        lines += ["", "</details>", ""]
     notes = metric_notes(cmp) + [f"⚠️ {w}" for w in cmp.power_warnings]
     if notes:
         lines += [f"- {n}" for n in notes] + [""]
@@ -227,16 +310,17 @@ def junit_xml(cmp: Comparison, suite: str = "llmops") -> str:
     numbers (baseline, candidate, delta, CI, rule)."""
     failures = len(cmp.failed)
     errors = len(cmp.unscored)
-    ts = ET.Element("testsuite", name=suite, tests=str(len(cmp.metrics)), failures=str(failures), errors=str(errors))
-    for m in cmp.metrics:
-        tc = ET.SubElement(ts, "testcase", classname=f"{suite}.gate", name=m.metric)
-        detail = (f"baseline={fmt(m.baseline, m.scale)} candidate={fmt(m.candidate, m.scale)} delta={fmt(m.delta, m.scale, True)} "
+    tested = cmp.metrics + [m for m in cmp.slices if m.verdict != "info"]  # slices with a rule
+    ts = ET.Element("testsuite", name=suite, tests=str(len(tested)), failures=str(failures), errors=str(errors))
+    for m in tested:
+        tc = ET.SubElement(ts, "testcase", classname=f"{suite}.gate", name=m.label)
+        detail = (f"baseline={fmt(m.baseline, m.scale, unit=m.unit)} candidate={fmt(m.candidate, m.scale, unit=m.unit)} delta={fmt(m.delta, m.scale, True, m.unit)} "
                   f"ci={fmt_ci(m)} p={fmt_p(m)} mde={fmt_mde(m)} n={m.n} failed={m.n_failed} rule={m.rule}")
         if m.failed:
-            f = ET.SubElement(tc, "failure", message=f"{m.metric} {m.verdict}: {m.reason}", type=m.verdict)
+            f = ET.SubElement(tc, "failure", message=f"{m.label} {m.verdict}: {m.reason}", type=m.verdict)
             f.text = detail
         elif m.verdict == "unscored":
-            e = ET.SubElement(tc, "error", message=f"{m.metric}: no scored pairs", type="unscored")
+            e = ET.SubElement(tc, "error", message=f"{m.label}: no scored pairs", type="unscored")
             e.text = detail
         else:
             out = ET.SubElement(tc, "system-out")
@@ -310,6 +394,8 @@ def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: 
             console.print(f"run record: {out.record_path}", style="dim")
     if partial and out.record_path:
         console.print(f"partial run record: {out.record_path}", style="dim")
+    if loud and rec is not None and not partial and cmp is None:
+        print_record_slices(console, rec)
     if cmp is not None and (loud or not out.ok):
         print_comparison(console, cmp, top)
     if json_out and cmp is not None and out.error is None:

@@ -53,7 +53,7 @@ def build_record(cfg: Config, plan: Plan, *, source: str = "model", status: str 
         calls = sorted(by_case.get(i, []), key=lambda c: c.repeat)
         first = calls[0] if calls else None
         records.append(CaseRecord(
-            id=case.id, inputs=case.inputs, references=case.references, retrieval=plan.retrievals[i],
+            id=case.id, inputs=case.inputs, references=case.references, slices=case.slices, retrieval=plan.retrievals[i],
             messages=plan.messages[i] if plan.messages else None, calls=calls,
             output=first.output if first else None,
             error=next((c.error for c in calls if c.error), None) if calls else NOT_RUN,

@@ -68,6 +68,33 @@ def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int,
     return summaries
 
 
+def slice_summary(record: RunRecord) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every metric's aggregate per slice: ``{field: {value: {"n": cases,
+    metric: aggregate or None}}}`` over the cases carrying that slice value,
+    aggregated as the run's own (corpus BLEU from summed statistics, a
+    quantile for ``latency_p95``, else the mean of the scored cases)."""
+    from .operational import quantile
+
+    groups: dict[str, dict[str, list[CaseRecord]]] = {}
+    for case in record.cases:
+        for field, value in case.slices.items():
+            groups.setdefault(field, {}).setdefault(value, []).append(case)
+
+    def agg(name: str, cases: list[CaseRecord]) -> float | None:
+        sc = SCORERS.get(name)
+        scores = [c.scores.get(name) for c in cases]
+        if sc is not None and sc.quantile is not None:
+            vals = [v for v in scores if v is not None]
+            return quantile(vals, sc.quantile) if vals else None
+        if sc is not None and sc.from_stats is not None:
+            return aggregate(name, scores, [c.stats.get(name) for c in cases])
+        return mean(scores)
+
+    return {field: {value: {"n": len(cases), **{name: agg(name, cases) for name in record.metrics}}
+                    for value, cases in values.items()}
+            for field, values in groups.items()}
+
+
 @functools.lru_cache(maxsize=1)
 def scorer_versions() -> tuple[str, ...]:
     """:data:`SCORER_VERSION` and the installed versions of the scoring
@@ -99,7 +126,8 @@ def _score_memo(metrics: list[str], outs: list[str | None], refs: list[list[str]
 
 def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *, concurrency: int, retries: int,
               progress: Progress, refresh: bool = False) -> None:
-    """Fill ``record``'s scores: the reference-based metrics, the checks
+    """Fill ``record``'s scores: the reference-based metrics, the
+    operational ones (:mod:`llmops_cli.operational`), the checks
     (:mod:`llmops_cli.checks`), then the judges
     (their calls executed through the same cache, concurrency, retries and
     ``refresh`` as the model's; see :func:`llmops_cli.execute.execute`).
@@ -107,22 +135,36 @@ def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *
     Raises:
         ConfigError: a judge's key is missing (before any judge call).
         KeyboardInterrupt: Ctrl-C while the judges are called."""
-    from .judge import apply_judges, judge_requests
+    from .operational import OPERATIONAL, score_operational
 
     plain = [m for m in cfg.metrics if not SCORERS[m].external]
     record.metrics = score_cases(plain, record.cases, cfg.repeats if record.source == "model" else 1, cache,
                                  field=cfg.output_field)
+    measured = [m for m in cfg.metrics if m in OPERATIONAL]
+    if measured:
+        record.metrics.update(score_operational(measured, record.cases))
     if "semantic_similarity" in cfg.metrics:
         from .similarity import NAME, score_similarity
 
         record.metrics[NAME] = score_similarity(cfg, record.cases, cache)
+    if "perplexity" in cfg.metrics:
+        from .perplexity import score_perplexity
+
+        record.metrics["perplexity"] = score_perplexity(record.cases, cfg.model, record.source)
     if cfg.checks:
         from .checks import score_checks
 
         chunks = [cv.get("chunks", []) for cv in plan.chunk_vars] if plan.chunk_vars else []
         record.metrics.update(score_checks(cfg, record.cases, plan.check_values, chunks))
-    if not cfg.judges:
-        return
+    if cfg.judges:
+        _judge(cfg, plan, record, cache, concurrency=concurrency, retries=retries, progress=progress, refresh=refresh)
+    record.slices = slice_summary(record)
+
+
+def _judge(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *, concurrency: int, retries: int,
+           progress: Progress, refresh: bool) -> None:
+    from .judge import apply_judges, judge_requests
+
     jreqs = judge_requests(cfg, plan, record.cases)
     progress.add(len(jreqs))
     execute(jreqs, cache, concurrency=concurrency, retries=retries, on_done=progress.tick, refresh=refresh,

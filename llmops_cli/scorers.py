@@ -65,7 +65,8 @@ class Scorer:
     value (``worst`` is None): a case that failed counts with what it
     measured (a failed call's latency, its tokens and cost, usually 0).
     ``quantile``: the aggregate is this quantile (0–1) of the per-case values
-    instead of their mean (``latency_p95``)."""
+    instead of their mean (``latency_p95``). ``unit``: what the values
+    count (``USD``, ``s``, ``tokens``; empty for scores)."""
 
     name: str
     fn: Callable[[Outputs, References], MetricResult]
@@ -77,18 +78,20 @@ class Scorer:
     external: bool = False
     higher_is_better: bool = True
     quantile: float | None = None
+    unit: str = ""
 
 
 SCORERS: dict[str, Scorer] = {}
 
 
 def register(name: str, scale: float = 1.0, from_stats=None, description: str = "", worst: float | None = 0.0,
-             worst_stats=None, external: bool = False, higher_is_better: bool = True, quantile: float | None = None):
+             worst_stats=None, external: bool = False, higher_is_better: bool = True, quantile: float | None = None,
+             unit: str = ""):
     """Decorator: register ``fn`` under ``name`` (see :class:`Scorer` for the arguments)."""
 
     def deco(fn):
         SCORERS[name] = Scorer(name, fn, scale, from_stats, description, worst, worst_stats, external,
-                               higher_is_better, quantile)
+                               higher_is_better, quantile, unit)
         return fn
 
     return deco
@@ -249,6 +252,28 @@ def bleu(outputs: Outputs, references: References) -> MetricResult:
 def semantic_similarity(outputs: Outputs, references: References) -> MetricResult:
     """Computed by :mod:`llmops_cli.similarity` (it needs model calls), never here."""
     raise RuntimeError("semantic_similarity is scored by llmops_cli.similarity")
+
+
+@register("perplexity", description="perplexity of the output under the answering model, exp(−mean token log-prob); "
+          "lower is better", worst=None, external=True, higher_is_better=False)
+def perplexity(outputs: Outputs, references: References) -> MetricResult:
+    """Computed by :mod:`llmops_cli.perplexity` from the calls' token log-probabilities, never here."""
+    raise RuntimeError("perplexity is scored by llmops_cli.perplexity")
+
+
+def _measured_by_calls(outputs: Outputs, references: References) -> MetricResult:
+    """Computed by :mod:`llmops_cli.operational` from the calls, never here."""
+    raise RuntimeError("operational metrics are measured by llmops_cli.operational")
+
+
+for _name, _unit, _q, _what in (
+        ("cost_usd", "USD", None, "USD per case (LiteLLM's price map), summed over its calls"),
+        ("latency_s", "s", None, "seconds per answer, mean over cases (a cached answer: its first latency)"),
+        ("latency_p95", "s", 0.95, "seconds per answer, 95th percentile over cases"),
+        ("prompt_tokens", "tokens", None, "prompt tokens per case, summed over its calls"),
+        ("completion_tokens", "tokens", None, "completion tokens per case, summed over its calls")):
+    register(_name, description=f"{_what}; lower is better", worst=None, external=True, higher_is_better=False,
+             quantile=_q, unit=_unit)(_measured_by_calls)
 
 
 def score_all(names: Sequence[str], outputs: Outputs, references: References) -> dict[str, MetricResult]:

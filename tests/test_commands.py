@@ -295,8 +295,8 @@ def test_status_exit_codes():
 
 
 def _cmp(unscored=(), failed=(), drift=False, underpowered=()):
-    return SimpleNamespace(unscored=[SimpleNamespace(metric=m, reason="no scored pairs") for m in unscored],
-                           failed=[SimpleNamespace(metric=m) for m in failed], drift_failed=drift,
+    return SimpleNamespace(unscored=[SimpleNamespace(metric=m, label=m, reason="no scored pairs") for m in unscored],
+                           failed=[SimpleNamespace(metric=m, label=m) for m in failed], drift_failed=drift,
                            underpowered=[SimpleNamespace(power_warning=f"{m} underpowered") for m in underpowered])
 
 

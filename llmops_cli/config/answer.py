@@ -121,7 +121,10 @@ class Dataset(_Strict):
     field may hold a string or a list of strings. ``limit``: use only the
     first N cases. ``sample``: use a seeded random subset of N cases (kept in
     file order; ``sample_seed``), applied before ``limit``. At least one
-    references field is required."""
+    references field is required. ``slices``: fields (any column of the
+    eval set, inputs or not) whose values split the report — every metric
+    per value, and gate rules per slice (``gate.slices``); every case must
+    have them."""
 
     path: str
     format: Literal["jsonl", "csv", "json"] | None = None
@@ -132,8 +135,9 @@ class Dataset(_Strict):
     limit: int | None = Field(None, gt=0)
     sample: int | None = Field(None, gt=0)
     sample_seed: int = 0
+    slices: list[str] = Field([], json_schema_extra={"type": ["string", "array"]})
 
-    @field_validator("references", "inputs", mode="before")
+    @field_validator("references", "inputs", "slices", mode="before")
     @classmethod
     def _as_list(cls, v):
         return [v] if isinstance(v, str) else v

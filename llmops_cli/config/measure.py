@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .answer import MAX_TIMEOUT_S, Params, _Strict
 
@@ -20,15 +20,36 @@ class PowerRequirement(_Strict):
 
 
 class GateRule(_Strict):
-    """Per-metric rule, in the metric's own units. ``min``: absolute floor for
-    the candidate's aggregate over its whole run. ``max_drop``: largest
-    allowed fall from the baseline (candidate − baseline ≥ −max_drop).
+    """Per-metric rule, in the metric's own units. ``min`` / ``max``: absolute
+    floor / ceiling for the candidate's aggregate over its whole run.
+    ``max_drop``: largest allowed fall from the baseline (candidate −
+    baseline ≥ −max_drop) of a higher-is-better metric. For lower-is-better
+    metrics (cost, latency, tokens, perplexity): ``max_increase``, the largest
+    allowed rise in the metric's unit, or ``max_increase_pct``, in percent of
+    the baseline's aggregate (at most one of the three margins).
     ``require_power``: this metric's power requirement (``drop`` in the
-    metric's units), overriding ``gate.require_power``."""
+    metric's units; for a lower-is-better metric, the rise to catch),
+    overriding ``gate.require_power``."""
 
     min: float | None = None
+    max: float | None = None
     max_drop: float | None = Field(None, ge=0)
+    max_increase: float | None = Field(None, ge=0)
+    max_increase_pct: float | None = Field(None, ge=0)
     require_power: PowerRequirement | None = None
+
+    @model_validator(mode="after")
+    def _one_margin(self):
+        given = [k for k in ("max_drop", "max_increase", "max_increase_pct") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of max_drop, max_increase, max_increase_pct (got {', '.join(given)})")
+        return self
+
+    @property
+    def margin_key(self) -> str | None:
+        """Which margin the rule sets: ``max_drop``, ``max_increase``,
+        ``max_increase_pct`` or None."""
+        return next((k for k in ("max_drop", "max_increase", "max_increase_pct") if getattr(self, k) is not None), None)
 
 
 class JudgeParams(Params):
@@ -159,7 +180,11 @@ class Gate(_Strict):
     ``require_power``: every gated metric must catch a drop of ``drop`` (on
     a 0–1 scale; ×100 for 0–100 metrics such as BLEU) with probability
     ``power``, else exit 2. ``on_model_drift``: what to do when the served
-    model differs from the baseline's (``warn`` or ``fail``, exit 1)."""
+    model differs from the baseline's (``warn`` or ``fail``, exit 1).
+    ``slices``: rules for one slice of the eval set, keyed ``field=value``
+    (``field`` one of ``dataset.slices``; ``field=*``: every value of it),
+    each a mapping of metric → rule like ``metrics``; their tests join the
+    same family-wise correction."""
 
     mode: Literal["paired", "plain", "strict"] = "paired"
     confidence: float = Field(0.95, gt=0.5, lt=1)
@@ -170,3 +195,13 @@ class Gate(_Strict):
     require_power: PowerRequirement | None = None
     on_model_drift: Literal["warn", "fail"] = "warn"
     metrics: dict[str, GateRule] = {}
+    slices: dict[str, dict[str, GateRule]] = {}
+
+    @field_validator("slices")
+    @classmethod
+    def _slice_keys(cls, v):
+        for key in v:
+            field, eq, value = key.partition("=")
+            if not eq or not field.strip() or not value.strip():
+                raise ValueError(f"{key!r}: a slice is named field=value (or field=* for every value)")
+        return v

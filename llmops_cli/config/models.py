@@ -111,10 +111,29 @@ class Config(_Strict):
         for name in self.checks:
             if name in self.metrics or name in self.judges:
                 raise ValueError(f"checks.{name}: the name is already a metric or judge")
-        for name in self.gate.metrics:
-            if name not in self.all_metrics:
-                raise ValueError(f"gate.metrics.{name}: not among the metrics or judges {self.all_metrics}")
+        for name, rule in self.gate.metrics.items():
+            self._check_rule(f"gate.metrics.{name}", name, rule)
+        for key, rules in self.gate.slices.items():
+            field = key.partition("=")[0].strip()
+            if field not in self.dataset.slices:
+                raise ValueError(f"gate.slices.{key}: {field!r} is not among dataset.slices {self.dataset.slices}")
+            for name, rule in rules.items():
+                self._check_rule(f"gate.slices.{key}.{name}", name, rule)
         return self
+
+    def _check_rule(self, where: str, name: str, rule) -> None:
+        """A gate rule names a metric of this config and points its way
+        (``max_drop`` for scores; ``max_increase``/``_pct`` for costs)."""
+        from ..scorers import SCORERS
+
+        if name not in self.all_metrics:
+            raise ValueError(f"{where}: not among the metrics, judges or checks {self.all_metrics}")
+        lower = name in SCORERS and not SCORERS[name].higher_is_better
+        if lower and rule.max_drop is not None:
+            raise ValueError(f"{where}.max_drop: {name} is lower-is-better; give max_increase (in its unit) or "
+                             "max_increase_pct")
+        if not lower and rule.margin_key in ("max_increase", "max_increase_pct"):
+            raise ValueError(f"{where}.{rule.margin_key}: {name} is higher-is-better; give max_drop")
 
     @property
     def all_metrics(self) -> list[str]:

@@ -32,8 +32,14 @@ Options:
   default ``None`` echoes the request's ``model``.
 * ``system_fingerprint``: the answers' ``system_fingerprint`` (default
   ``"fp_fake"``); ``None`` leaves the field out.
+* ``logprobs``: answer a request with ``"logprobs": true`` with OpenAI's
+  ``choices[0].logprobs`` (default ``True``): one entry per token — the
+  word-sized pieces a stream sends — with the fake log-probability
+  :meth:`FakeOpenAI.token_logprob` (and ``top_logprobs`` alternatives: the
+  token itself); ``False`` ignores the parameter, like a provider that has
+  none. A request without it gets ``"logprobs": null``.
 
-``served_model``, ``system_fingerprint``, ``latency_s`` and ``fail_every`` are
+``served_model``, ``system_fingerprint``, ``latency_s``, ``fail_every`` and ``logprobs`` are
 plain attributes: assigning one on a running server changes the answers that
 follow (e.g. a provider silently switching the model behind a name).
 
@@ -46,6 +52,7 @@ concurrency bound.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import socket
 import threading
@@ -53,7 +60,7 @@ import time
 import uuid
 from typing import Any, Callable, Sequence
 
-from .http import Headers, Handler, Server
+from .http import Headers, Handler, Server, _pieces
 
 __all__ = ["FakeOpenAI", "Headers", "echo_last_line"]
 
@@ -95,7 +102,7 @@ class FakeOpenAI:
 
     def __init__(self, reply: ReplyFn | Sequence[str] | None = None, latency_s: float = 0.0,
                  fail_every: dict[int, int] | None = None, down: bool = False, served_model: str | None = None,
-                 system_fingerprint: str | None = "fp_fake"):
+                 system_fingerprint: str | None = "fp_fake", logprobs: bool = True):
         if reply is not None and not callable(reply):
             replies = list(reply)
             if not replies or not all(isinstance(r, str) for r in replies):
@@ -114,6 +121,7 @@ class FakeOpenAI:
         self.down = down
         self.served_model = served_model
         self.system_fingerprint = system_fingerprint
+        self.logprobs = logprobs
         self.url = ""
         self.port: int | None = None
         self.requests: list[dict[str, Any]] = []
@@ -207,6 +215,31 @@ class FakeOpenAI:
         norm = math.sqrt(sum(x * x for x in v)) or 1.0
         return [x / norm for x in v]
 
+    @staticmethod
+    def token_logprob(token: str) -> float:
+        """The fake log-probability (natural log) of ``token``: a value in
+        (−5, 0) from its SHA-256, so the same token always gets the same."""
+        h = int.from_bytes(hashlib.sha256(token.encode("utf-8")).digest()[:8], "big")
+        return -5.0 * (h + 1) / (2 ** 64 + 1)
+
+    @classmethod
+    def token_logprobs(cls, text: str, top: int = 0) -> dict[str, Any]:
+        """OpenAI's ``choices[0].logprobs`` for an answer ``text``: its tokens
+        (word-sized pieces that join back to it) with :meth:`token_logprob`,
+        and the token itself as its only alternative when ``top`` > 0."""
+        content = []
+        for tok in _pieces(text):
+            entry = {"token": tok, "logprob": cls.token_logprob(tok), "bytes": list(tok.encode("utf-8"))}
+            content.append({**entry, "top_logprobs": [entry] if top > 0 else []})
+        return {"content": content, "refusal": None}
+
+    def _logprobs_for(self, body: dict[str, Any], text: str) -> dict[str, Any] | None:
+        """The answer's ``logprobs``: present when asked for and :attr:`logprobs` is on."""
+        if not (self.logprobs and body.get("logprobs") is True):
+            return None
+        top = body.get("top_logprobs")
+        return self.token_logprobs(text, top if isinstance(top, int) else 0)
+
     def _received(self, body: dict[str, Any], headers: Headers) -> int:
         with self._lock:
             self.request_count += 1
@@ -261,7 +294,7 @@ class FakeOpenAI:
             "choices": [{
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
-                "logprobs": None,
+                "logprobs": self._logprobs_for(body, text),
                 "finish_reason": "stop",
             }],
             "usage": self._usage(messages, text),

@@ -198,9 +198,10 @@ class Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         cid, created, model = fake._new_id(), int(time.time()), fake._model_for(body)
 
-        def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> dict[str, Any]:
+        def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict | None = None,
+                  logprobs: dict | None = None) -> dict[str, Any]:
             c = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+                 "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
             if fake.system_fingerprint is not None:
                 c["system_fingerprint"] = fake.system_fingerprint
             if usage is not None:
@@ -208,7 +209,11 @@ class Handler(BaseHTTPRequestHandler):
             return c
 
         events = [chunk({"role": "assistant", "content": ""})]
-        events += [chunk({"content": piece}) for piece in _pieces(text)]
+        pieces = _pieces(text)
+        lp = fake._logprobs_for(body, text)  # one token per piece: each chunk carries its own
+        tokens = lp["content"] if lp else [None] * len(pieces)
+        events += [chunk({"content": piece}, logprobs={"content": [tok], "refusal": None} if tok else None)
+                   for piece, tok in zip(pieces, tokens)]
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         events.append(chunk({}, "stop", fake._usage(messages, text) if include_usage else None))
         self.send_response(200)
