@@ -371,9 +371,17 @@ def _cached_note(res: MetricComparison, candidate: RunRecord) -> None:
 
 
 def _judge_note(res: MetricComparison, baseline: RunRecord, candidate: RunRecord) -> None:
+    """A note when the model that measured the metric changed: a judge's, or
+    the answering model under which perplexity was computed (perplexities
+    under different tokenizers do not compare)."""
     b, c = baseline.metrics.get(res.metric), candidate.metrics.get(res.metric)
-    if b and c and b.info.get("judge") and c.info.get("judge") and b.info.get("model") != c.info.get("model"):
+    if not (b and c) or b.info.get("model") == c.info.get("model"):
+        return
+    if b.info.get("judge") and c.info.get("judge"):
         res.notes.append(f"judge changed: {b.info.get('model')} → {c.info.get('model')}")
+    elif res.metric == "perplexity":
+        res.notes.append(f"measured under another model ({b.info.get('model')} → {c.info.get('model')}): "
+                         "perplexities under different tokenizers do not compare")
 
 
 def model_drift(baseline: RunRecord, candidate: RunRecord) -> list[str]:

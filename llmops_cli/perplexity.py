@@ -96,7 +96,7 @@ def score_perplexity(records: list[CaseRecord], model: str | None, source: str =
             missing.append(r.reasons[NAME])
         per_case.append(value)
     scored = sum(v is not None for v in per_case)
-    info: dict[str, Any] = {"model": model, "tokens": tokens}
+    info: dict[str, Any] = {"unit": "ppl", "model": model, "tokens": tokens}
     if missing:
         info["answered_unscored"] = len(missing)
         info["reason"] = f"{len(missing)} of {len(records)} cases unscored: {max(set(missing), key=missing.count)}"

@@ -436,16 +436,18 @@ def print_cache_info(console, info: dict) -> None:
 
 
 def print_scorers(console, scorers: dict, plugins: dict[str, str], failed: dict[str, str]) -> None:
-    """The registered scorers: name, scale, where it comes from, description;
+    """The registered scorers: name, range (or unit), which way is better,
+    where it comes from, description;
     then the plugins that failed to load."""
     from rich.table import Table
 
     t = Table(title="scorers", title_justify="left")
-    for col in ("name", "scale", "from", "description"):
+    for col in ("name", "range / unit", "better", "from", "description"):
         t.add_column(col, overflow="fold")
     for name in sorted(scorers):
         s = scorers[name]
-        t.add_row(name, f"0–{s.scale:g}", plugins.get(name, "built-in"), s.description or "")
+        scale = s.unit or f"0–{s.scale:g}"
+        t.add_row(name, scale, "higher" if s.higher_is_better else "lower", plugins.get(name, "built-in"), s.description or "")
     console.print(t)
     for name, why in sorted(failed.items()):
         console.print(f"plugin {name} failed to load: {why}", style="yellow", markup=False)

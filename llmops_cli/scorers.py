@@ -66,7 +66,8 @@ class Scorer:
     measured (a failed call's latency, its tokens and cost, usually 0).
     ``quantile``: the aggregate is this quantile (0–1) of the per-case values
     instead of their mean (``latency_p95``). ``unit``: what the values
-    count (``USD``, ``s``, ``tokens``; empty for scores)."""
+    count (``USD``, ``s``, ``tokens``, ``ppl`` for perplexity; empty for
+    0–scale scores)."""
 
     name: str
     fn: Callable[[Outputs, References], MetricResult]
@@ -255,7 +256,7 @@ def semantic_similarity(outputs: Outputs, references: References) -> MetricResul
 
 
 @register("perplexity", description="perplexity of the output under the answering model, exp(−mean token log-prob); "
-          "lower is better", worst=None, external=True, higher_is_better=False)
+          "≥ 1, lower is better", worst=None, external=True, higher_is_better=False, unit="ppl")
 def perplexity(outputs: Outputs, references: References) -> MetricResult:
     """Computed by :mod:`llmops_cli.perplexity` from the calls' token log-probabilities, never here."""
     raise RuntimeError("perplexity is scored by llmops_cli.perplexity")

@@ -59,7 +59,7 @@ def test_perplexity_is_exp_of_minus_the_mean_logprob_the_server_sent_and_is_cach
         summary = rec.metrics["perplexity"]
         assert summary.aggregate == pytest.approx(sum(c.scores["perplexity"] for c in rec.cases) / 6)
         assert (summary.n_scored, summary.n_unscored) == (6, 0)
-        assert summary.info == {"model": "openai/fake-model", "tokens": sum(len(_pieces(a)) for a in ANSWERS.values())}
+        assert summary.info == {"unit": "ppl", "model": "openai/fake-model", "tokens": sum(len(_pieces(a)) for a in ANSWERS.values())}
 
         again = run_eval(cfg, cache=cache)
         assert srv.request_count == 6  # answered from the cache
@@ -185,3 +185,22 @@ metrics: [token_f1, perplexity]
         assert math.isfinite(case.scores["perplexity"]) and case.scores["perplexity"] > 1, case
         assert case.scores["perplexity"] == pytest.approx(math.exp(-call.logprob_sum / call.logprob_tokens))
     assert rec.metrics["perplexity"].n_scored == 2
+
+
+def test_the_gate_notes_perplexity_measured_under_another_model():
+    from llmops_cli.config import Gate
+    from llmops_cli.gate import compare
+    from llmops_cli.record import CaseRecord, MetricSummary, RunRecord
+
+    def rec(model: str, values: list[float]) -> RunRecord:
+        cases = [CaseRecord(id=f"c{i}", inputs={"q": str(i)}, references=["x"], output="x", scores={"perplexity": v})
+                 for i, v in enumerate(values)]
+        return RunRecord(dataset_hash="d", cases=cases,
+                         metrics={"perplexity": MetricSummary(aggregate=sum(values) / len(values), info={"model": model})})
+
+    gate = Gate(metrics={"perplexity": {"max_increase_pct": 10}})
+    same = compare(rec("a", [2.0, 3.0, 4.0, 5.0]), rec("a", [2.0, 3.0, 4.0, 5.0]), gate)
+    other = compare(rec("a", [2.0, 3.0, 4.0, 5.0]), rec("b", [4.0, 6.0, 8.0, 10.0]), gate)
+    assert same.passed and not same.metrics[0].notes
+    assert "measured under another model (a → b)" in other.metrics[0].notes[0]
+    assert other.metrics[0].verdict == "regressed" and other.metrics[0].delta == pytest.approx(3.5)
