@@ -120,12 +120,16 @@ def write_baseline(record: RunRecord, path: str | Path, *, max_unscored_share: f
 
     Raises:
         BaselineError: the record did not complete (it would never be a fair
-            baseline); nothing is written.
+            baseline), or holds one shard of a run (``--shard``; merge the
+            shards first); nothing is written.
         RunIncomplete: a judge left too many cases unscored (exit 3);
             nothing is written.
     """
     if record.status != "complete":
         raise BaselineError(path, None, f"refusing to write a baseline from a run with status {record.status!r}")
+    if record.shard is not None:
+        raise BaselineError(path, None, f"refusing to write a baseline from shard {record.shard.index}/"
+                            f"{record.shard.count} of a run; merge the shards first (llmops merge)")
     check_unscored(record, max_unscored_share)
     return save_record(record.as_baseline(), path)
 

@@ -192,13 +192,13 @@ def run_check(check: Prepared, output: str, value: Any, inputs: dict[str, Any], 
         try:
             json.loads(text)
         except ValueError as e:
-            return 0.0, f"not JSON: {e.msg} at char {e.pos}"
+            return 0.0, f"not JSON: {e.msg} (char {e.pos})"
         return 1.0, None
     if t == "json_schema":
         try:
             data = json.loads(text)
         except ValueError as e:
-            return 0.0, f"not JSON: {e.msg} at char {e.pos}"
+            return 0.0, f"not JSON: {e.msg} (char {e.pos})"
         err = next(iter(sorted(check.validator.iter_errors(data), key=lambda e: list(e.path))), None)
         if err is None:
             return 1.0, None
@@ -248,31 +248,39 @@ def score_checks(cfg: Config, records: list[CaseRecord], values: list[dict[str, 
     """Run every check on every call of every case (repeats averaged per
     case); fills ``CaseRecord.scores`` and ``.reasons`` (the first failing
     repeat's reason). A case without an output stays unscored here and is
-    counted as 0 by the gate. Returns one summary per check (``info``:
-    ``{"check": True, "type": ..., "failed": n}``)."""
+    counted as 0 by the gate. Returns one summary per check
+    (:func:`check_summary`)."""
     prepared = cfg.prepared_checks()
     out = {}
     for name, check in prepared.items():
-        per_case: list[float | None] = []
-        n_failed = n_unscored = 0
         for i, rec in enumerate(records):
             scores, reason = [], None
-            for call in rec.calls:
-                if call.error is not None or call.output is None:
-                    continue
+            for call in _answered(rec):
                 score, why = run_check(check, call.output, values[i].get(name) if values else None, rec.inputs,
                                        rec.references, chunks[i] if chunks else [])
                 scores.append(score)
                 reason = reason or why
-            value = mean(scores) if scores else None
-            rec.scores[name] = value
+            rec.scores[name] = mean(scores) if scores else None
             if reason:
                 rec.reasons[name] = reason
-            per_case.append(value)
-            n_failed += value is not None and value < 1
-            n_unscored += bool(scores) and value is None
-        scored = sum(v is not None for v in per_case)
-        out[name] = MetricSummary(aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
-                                  info={"check": True, "type": check.spec.type, "failed": n_failed,
-                                        "unscored_by_check": n_unscored})
+        out[name] = check_summary(name, check.spec.type, records)
     return out
+
+
+def _answered(rec: CaseRecord) -> list:
+    """The calls of a case that a check looks at: answered, with an output."""
+    return [c for c in rec.calls if c.error is None and c.output is not None]
+
+
+def check_summary(name: str, type_: str, records: list[CaseRecord]) -> MetricSummary:
+    """The summary of check ``name`` (of type ``type_``) over ``records``
+    (checked already): the pass rate (mean of the scored cases); ``info``:
+    ``{"check": True, "type": ..., "failed": cases scored below 1,
+    "unscored_by_check": answered cases the check could not score}``. Used
+    by a run and by a merge of shards (:mod:`llmops_cli.merge`)."""
+    per_case = [rec.scores.get(name) for rec in records]
+    scored = sum(v is not None for v in per_case)
+    n_failed = sum(v is not None and v < 1 for v in per_case)
+    n_unscored = sum(v is None and bool(_answered(rec)) for v, rec in zip(per_case, records))
+    return MetricSummary(aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
+                         info={"check": True, "type": type_, "failed": n_failed, "unscored_by_check": n_unscored})

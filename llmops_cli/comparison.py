@@ -32,7 +32,7 @@ class MetricComparison:
     strict: "the drop does not exceed max_drop" is *not* shown);
     ``p_adjusted``: ``p_test`` after Holm. ``se``: the delta's standard
     error; ``mde``: smallest drop exiting 1 with 80% probability, ``None``
-    when the metric cannot detect any drop. ``candidate_all``: the
+    when its power is unknown (no variance). ``candidate_all``: the
     candidate's aggregate over its whole run (what ``min`` and ``max`` apply
     to). ``higher_is_better``: False for costs, latencies, tokens and
     perplexity (in ``unit``: ``USD``, ``s``, ``tokens``), whose bad direction

@@ -1,11 +1,16 @@
 """The jobs behind ``llmops eval``, ``score``, ``baseline update`` and
-``validate``, as library calls that return an :class:`~llmops_cli.outcome.Outcome`
-(exit code and reason included) instead of printing or exiting.
+``validate`` — and ``gate`` (a run record made earlier) and ``merge`` (the
+records of a run's shards) — as library calls that return an
+:class:`~llmops_cli.outcome.Outcome` (exit code and reason included) instead
+of printing or exiting.
 
 :func:`evaluate` checks everything that can be checked before the first
 model call (config, templates, eval set, output paths, baseline, judges,
 power), runs or scores, writes the run record, then either writes the
-baseline or gates against it and writes the requested reports.
+baseline or gates against it and writes the requested reports. With
+``shard`` it runs one shard and stops after writing its record; with
+``candidate`` it gates that record instead of running. :func:`merge_runs`
+merges shard records into one.
 :func:`validate` stops before the first call and says whether ``evaluate``
 would get that far.
 """
@@ -18,7 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import LlmopsError
-from .execute import DEFAULT_CONCURRENCY, DEFAULT_RETRIES
+from .concurrency import DEFAULT_CAP
+from .execute import DEFAULT_RETRIES
 from .outcome import Outcome, from_comparison, from_error
 
 RUNS_DIR = Path(".llmops/runs")
@@ -29,9 +35,12 @@ class EvalOptions:
     """What to run and where results go (the command line's options).
 
     ``config``: the YAML file. ``limit``: first N cases (0 = all; overrides
-    ``dataset.limit``). ``concurrency``: model calls in flight; ``retries``:
+    ``dataset.limit``). ``concurrency``: model calls in flight, fixed (None:
+    adaptive up to ``max_concurrency``); ``retries``:
     per call. ``use_cache``/``cache_dir``/``refresh``: the answer cache (see
-    :func:`llmops_cli.runner.run_eval`). ``record_path``: the run record
+    :func:`llmops_cli.runner.run_eval`); ``cache_url``: a shared Redis cache
+    instead of ``cache_dir`` (over ``$LLMOPS_CACHE_URL`` and the config's
+    ``cache.url``; see :func:`llmops_cli.cache.open_cache`). ``record_path``: the run record
     (default ``.llmops/runs/<run-id>.json``). ``outputs``: a JSON file
     ``{case_id: output}`` to score instead of calling the model.
     ``update_baseline``: write the run as the baseline instead of gating;
@@ -39,14 +48,20 @@ class EvalOptions:
     ``baseline``: the baseline file (default: the config's). ``plain``: gate
     on point estimates. ``allow_judge_change``: gate a judge metric graded by
     another model than the baseline's. ``junit``/``markdown``: report files.
-    ``top``: most-changed cases kept in the comparison (at least 10)."""
+    ``top``: most-changed cases kept in the comparison (at least 10).
+    ``shard``: ``"k/n"`` or ``(k, n)``: run only shard k of n (see
+    :mod:`llmops_cli.shards`), write its record and stop (not gated).
+    ``candidate``: a run record to gate instead of running (``llmops gate``);
+    ``config`` may then be None: the config the record names."""
 
-    config: str | Path
+    config: str | Path | None
     limit: int | None = None
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int | None = None
+    max_concurrency: int = DEFAULT_CAP
     retries: int = DEFAULT_RETRIES
     use_cache: bool = True
     cache_dir: str | Path | None = None
+    cache_url: str | None = None
     refresh: bool = False
     record_path: str | Path | None = None
     outputs: str | Path | None = None
@@ -58,6 +73,8 @@ class EvalOptions:
     junit: str | Path | None = None
     markdown: str | Path | None = None
     top: int = 5
+    shard: str | tuple[int, int] | None = None
+    candidate: str | Path | None = None
 
 
 ProgressFn = Callable[[int, int], None]
@@ -70,11 +87,14 @@ def record_path_for(option: str | Path | None, run_id: str) -> Path:
 
 def _prepare(opts: EvalOptions):
     """Every check that needs no model call. Returns ``(config, baseline
-    path, baseline or None, notes)``.
+    path, baseline or None, notes, the candidate record or None)``.
 
     Raises:
         InputError (and subclasses): bad config, templates, eval set, output
-            path, baseline, judge change, or an unreachable ``require_power``.
+            path, baseline, judge change, an unreachable ``require_power``,
+            a bad ``shard`` (or one with ``update_baseline``, ``from_run``,
+            reports or a candidate), a candidate record of another config.
+        RunIncomplete: a candidate record that did not complete (exit 3).
     """
     from .baseline import check_dataset, check_judges, load_baseline
     from .config import load_config
@@ -82,29 +102,71 @@ def _prepare(opts: EvalOptions):
     from .gate import check_before_run
     from .plan import make_plan
 
-    cfg = load_config(opts.config)
+    candidate = None
+    if opts.candidate:
+        from .merge import check_candidate, load_candidate, recorded_config
+
+        candidate = load_candidate(opts.candidate)
+    cfg = load_config(opts.config if opts.config is not None or candidate is None
+                      else recorded_config(candidate, opts.candidate))
     if opts.plain:
         cfg.gate.mode = "plain"
     bpath = Path(opts.baseline) if opts.baseline else cfg.baseline_path
+    _check_shard(opts)
     if not opts.from_run:
-        files = {"--output": opts.record_path or record_path_for(None, "<run-id>"), "--junit": opts.junit,
-                 "--markdown": opts.markdown}
-        check_outputs(files, run_inputs(cfg, bpath, opts.outputs))
+        files = {"--output": None if candidate else opts.record_path or record_path_for(None, "<run-id>"),
+                 "--junit": opts.junit, "--markdown": opts.markdown}
+        inputs = run_inputs(cfg, bpath, opts.outputs)
+        check_outputs(files, {**inputs, "the run record": opts.candidate} if candidate else inputs)
     if opts.update_baseline or opts.from_run:
         check_writable(bpath, "baseline")
-        return cfg, bpath, None, []
+        return cfg, bpath, None, [], None
+    if opts.shard:  # a shard is not gated: no baseline needed
+        return cfg, bpath, None, [], None
     baseline = load_baseline(bpath)  # fail before paying for a run
-    check_dataset(baseline, make_plan(cfg, opts.limit, with_prompts=False).dataset_hash, bpath)
+    dhash = candidate.dataset_hash if candidate else make_plan(cfg, opts.limit, with_prompts=False).dataset_hash
+    check_dataset(baseline, dhash, bpath)
     check_before_run(baseline, cfg.gate, cfg.all_metrics, str(bpath))
     notes = [f"judge changed: {n} (--allow-judge-change)" for n in check_judges(baseline, cfg, bpath, allow=opts.allow_judge_change)]
-    return cfg, bpath, baseline, notes
+    if candidate is not None:
+        check_candidate(candidate, cfg, opts.candidate)
+    return cfg, bpath, baseline, notes, candidate
 
 
-def _open_cache(opts: EvalOptions):
-    """The cache, opened now: one that cannot be written fails before any call."""
-    from .cache import Cache
+def _check_shard(opts: EvalOptions) -> tuple[int, int] | None:
+    """``opts.shard`` as ``(k, n)`` (None without one).
 
-    return Cache(opts.cache_dir).open() if opts.use_cache else None
+    Raises:
+        InputError: not ``k/n`` in range, or with an option a shard cannot
+            take: ``update_baseline``/``from_run`` (a shard is not the eval
+            set), ``junit``/``markdown`` (a shard is not gated), a candidate."""
+    if not opts.shard:
+        return None
+    from .errors import InputError
+    from .shards import parse_shard
+
+    shard = parse_shard(opts.shard)
+    if opts.update_baseline or opts.from_run:
+        raise InputError(None, "--shard", "a shard is part of the eval set and cannot become the baseline: merge the "
+                         "shards (llmops merge), then llmops baseline update CONFIG --from-run MERGED.json")
+    for key, given in (("--junit", opts.junit), ("--markdown", opts.markdown), ("--candidate", opts.candidate)):
+        if given:
+            raise InputError(None, key, "a shard is not gated: gate the merged shards with llmops gate")
+    return shard
+
+
+def _open_cache(opts: EvalOptions, cfg):
+    """The cache, opened now: one that cannot be written fails before any
+    call. Redis when a URL is given (``--cache-url`` > ``$LLMOPS_CACHE_URL`` >
+    ``cache.url``; unreachable: one warning and ``None``, or exit 2 with
+    ``cache.required``), else SQLite in ``opts.cache_dir``."""
+    if not opts.use_cache:
+        return None
+    from .cache import open_cache, resolve_url
+
+    url, where = resolve_url(opts.cache_url, cfg.cache.url)
+    return open_cache(opts.cache_dir, url=url, where=where, ttl_s=cfg.cache.ttl_s, prefix=cfg.cache.prefix,
+                      required=cfg.cache.required, config_path=cfg.path or opts.config)
 
 
 def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
@@ -122,13 +184,21 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
     notes: list[str] = []
     record = rpath = None
     try:
-        cfg, bpath, baseline, notes = _prepare(opts)
+        cfg, bpath, baseline, notes, candidate = _prepare(opts)
         if opts.from_run:
             path = promote_run(cfg, opts.from_run)
             return Outcome("baseline written", f"baseline written: {path}", baseline_path=path, notes=notes)
-        cache = _open_cache(opts)
-        record = _run(cfg, opts, cache, progress)
-        rpath = save_record(record, record_path_for(opts.record_path, record.run_id))
+        cache = _open_cache(opts, cfg)
+        if candidate is not None:  # gate a record made earlier (e.g. merged from shards)
+            record, rpath = candidate, Path(opts.candidate)
+        else:
+            record = _run(cfg, opts, cache, progress)
+            rpath = save_record(record, record_path_for(opts.record_path, record.run_id))
+        if record.shard is not None:
+            s = record.shard
+            return Outcome("shard written", f"shard {s.index}/{s.count} written: {rpath} ({len(record.cases)} of "
+                           f"{s.total} cases); not gated: merge the shards (llmops merge), then llmops gate", record,
+                           record_path=rpath, notes=notes)
         if opts.update_baseline:
             write_baseline(record, bpath, max_unscored_share=cfg.max_unscored_share)
             return Outcome("baseline written", f"baseline written: {bpath}", record, record_path=rpath,
@@ -154,8 +224,8 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
 def _run(cfg, opts: EvalOptions, cache, progress: ProgressFn | None):
     from .runner import load_outputs, run_eval, score_outputs
 
-    kw = dict(limit=opts.limit, concurrency=opts.concurrency, cache=cache, retries=opts.retries, progress=progress,
-              refresh=opts.refresh)
+    kw = dict(limit=opts.limit, concurrency=opts.concurrency, max_concurrency=opts.max_concurrency, cache=cache,
+              retries=opts.retries, progress=progress, refresh=opts.refresh, shard=_check_shard(opts))
     if opts.outputs:
         return score_outputs(cfg, load_outputs(opts.outputs), name=Path(opts.outputs).name, **kw)
     return run_eval(cfg, **kw)
@@ -206,12 +276,12 @@ def validate(opts: EvalOptions) -> Outcome:
     from .provider import check_credentials
 
     try:
-        cfg, bpath, baseline, notes = _prepare(opts)
+        cfg, bpath, baseline, notes, _ = _prepare(opts)
         if opts.outputs:
             from .runner import load_outputs
 
             load_outputs(opts.outputs)  # readable, a JSON object of strings
-        cache = _open_cache(opts)
+        cache = _open_cache(opts, cfg)
         plan = make_plan(cfg, opts.limit, with_prompts=not opts.outputs or bool(cfg.judges), memo=cache)
         endpoints = {r.endpoint for r in plan.requests} if not opts.outputs else set()
         if cfg.judges:
@@ -236,3 +306,28 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def merge_runs(paths: list[str | Path], output: str | Path | None = None) -> Outcome:
+    """Merge the records of a run's shards (``llmops merge``; see
+    :mod:`llmops_cli.merge`) and write the merged record to ``output``
+    (default ``.llmops/runs/<run-id>.json``). Exit 0 (status ``merged``);
+    2 when the shards do not make one run (naming the file) or the output
+    cannot be written or is one of them; 3 (status ``incomplete``, the
+    merged record still written) when a shard did not complete."""
+    from .files import check_outputs
+    from .merge import merge_files
+    from .record import save_record
+
+    try:
+        check_outputs({"--output": output or record_path_for(None, "<run-id>")},
+                      {f"the shard record {p}": p for p in paths})
+        record, notes = merge_files(paths)
+        rpath = save_record(record, record_path_for(output, record.run_id))
+    except LlmopsError as err:
+        return from_error(err)
+    if record.status != "complete":
+        return Outcome("incomplete", f"a shard did not complete (status {record.status}), so neither does the merged "
+                       f"run: {rpath}", record, record_path=rpath, notes=notes)
+    return Outcome("merged", f"merged {len(paths)} shards ({len(record.cases)} cases): {rpath}", record,
+                   record_path=rpath, notes=notes)

@@ -11,10 +11,10 @@ from typing import Any, Callable
 
 from .cache import Cache
 from .plan import Request
-from .provider import api_key, call_model, check_credentials, import_litellm, str_or_none, warm_up
+from .concurrency import DEFAULT_CAP, DEFAULT_START, AdaptiveLimit, LimitStats
+from .provider import api_key, call_model, check_credentials, congestion_signal, import_litellm, str_or_none, warm_up
 from .record import Call
 
-DEFAULT_CONCURRENCY = 8  # model calls in flight at once
 DEFAULT_RETRIES = 8  # retries per call on 429/5xx/connection errors/timeouts
 # what the cache keeps of a call: the answer, who served it, its usage, first latency and token log-probability
 # totals; never credentials
@@ -54,10 +54,13 @@ def _cached_call(value: dict[str, Any], repeat: int) -> Call:
     return call
 
 
-async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int, retries: int,
-                      on_done: Callable[[], None], max_failed_cases: int | None, config_path) -> None:
-    """Make every call in ``todo`` (bounded concurrency per endpoint; the
-    embedded model one at a time, so latency measures the call, not a queue).
+async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int | None, max_concurrency: int,
+                      retries: int, on_done: Callable[[], None], max_failed_cases: int | None,
+                      config_path) -> LimitStats:
+    """Make every call in ``todo``: per endpoint an adaptive limit on calls in
+    flight (:mod:`llmops_cli.concurrency`; fixed at ``concurrency`` when
+    given), the embedded model one at a time, so latency measures the call,
+    not a queue. Returns what the limits saw, summed over endpoints.
 
     Once more than ``max_failed_cases`` cases have a call that failed after
     its retries, the run can no longer complete: calls not yet started are
@@ -70,17 +73,22 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
 
     litellm = import_litellm()
     keys = {ep: api_key(ep, config_path) for ep in {r.endpoint for r in todo}}
-    sems = {ep.route: asyncio.Semaphore(local_model.MAX_CONCURRENCY if ep.is_local else concurrency) for ep in keys}
+    limits: dict[tuple, AdaptiveLimit] = {}
+    for ep in keys:
+        if ep.route not in limits:
+            fixed = local_model.MAX_CONCURRENCY if ep.is_local else concurrency
+            limits[ep.route] = AdaptiveLimit(fixed or DEFAULT_START, fixed or max_concurrency, adaptive=fixed is None,
+                                             classify=congestion_signal)
     failed: set[int] = set()
 
     def hopeless() -> bool:
         return max_failed_cases is not None and len(failed) > max_failed_cases
 
     async def one(req: Request) -> None:
-        async with sems[req.endpoint.route]:
-            if hopeless():
-                return
-            req.call = await call_model(litellm, req, keys[req.endpoint], retries)
+        call = await call_model(litellm, req, keys[req.endpoint], retries, limits[req.endpoint.route], hopeless)
+        if call is None:  # not started: the run had stopped early
+            return
+        req.call = call
         if req.call.error is None and cache is not None:
             cache.put(req.key, req.endpoint.model, req.call.model_dump(include=CACHED_FIELDS))
         elif req.call.error is not None:
@@ -97,19 +105,29 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
         await asyncio.gather(*tasks)
     finally:  # also when interrupted (Ctrl-C, SIGTERM) or a call raised: no coroutine left unawaited
         await settle(executor)
+    seen = [lim.stats() for lim in limits.values()]
+    return LimitStats(max(s.peak for s in seen), sum(s.throttled for s in seen), sum(s.congestion for s in seen),
+                      max(s.final for s in seen))
 
 
-def execute(requests: list[Request], cache: Cache | None, *, concurrency: int = DEFAULT_CONCURRENCY,
-            retries: int = DEFAULT_RETRIES, on_done: Callable[[], None] = lambda: None,
-            max_failed_cases: int | None = None, refresh: bool = False, config_path: str | Path | None = None) -> None:
+def execute(requests: list[Request], cache: Cache | None, *, concurrency: int | None = None,
+            max_concurrency: int = DEFAULT_CAP, retries: int = DEFAULT_RETRIES,
+            on_done: Callable[[], None] = lambda: None, max_failed_cases: int | None = None, refresh: bool = False,
+            config_path: str | Path | None = None) -> LimitStats | None:
     """Fill ``req.call`` for every request: from the cache, else by calling
-    (LiteLLM is imported only if something misses).
+    (LiteLLM is imported only if something misses). Returns what the
+    concurrency limits saw (calls in flight at most, 429s, congestion
+    signals), or None when nothing was called.
 
     Args:
         requests: the plan's requests (model or judge calls).
         cache: answers are read from and written to it; ``None``: no cache.
-        concurrency: calls in flight at once per endpoint (the embedded
-            model: one at a time, so latency measures the call, not a queue).
+        concurrency: calls in flight at once per endpoint, fixed; None
+            (default): adaptive, from 8 up to ``max_concurrency``, halved
+            on 429s, 503s and timeouts (:mod:`llmops_cli.concurrency`). The
+            embedded model: one at a time, so latency measures the call,
+            not a queue.
+        max_concurrency: the adaptive limit's cap.
         retries: retries per call on 429/408/409/5xx, connection errors and
             timeouts (exponential backoff with jitter, ``Retry-After`` honoured).
         on_done: called after each request is resolved (progress).
@@ -136,7 +154,9 @@ def execute(requests: list[Request], cache: Cache | None, *, concurrency: int = 
             check_credentials(ep, config_path)  # fail on a missing key before any call, not after retries
         import asyncio  # only when something is called: a fully cached run skips its import
 
-        asyncio.run(_answer_all(todo, cache, max(1, concurrency), retries, on_done, max_failed_cases, config_path))
+        return asyncio.run(_answer_all(todo, cache, concurrency, max(1, max_concurrency), retries, on_done,
+                                       max_failed_cases, config_path))
+    return None
 
 
 def allowed_failures(n_cases: int, max_error_share: float) -> int:

@@ -23,6 +23,20 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def key_order(obj: Any) -> Any:
+    """The order of the keys of every mapping inside ``obj`` (nested lists
+    of ``[key, order of its value]``), or None when ``obj`` holds no
+    mapping: :func:`canonical_json` sorts keys, but in a JSON Schema given
+    as ``response_format`` the order of ``properties`` is the order the
+    model writes the fields in, so identities that must see it add this."""
+    if isinstance(obj, dict):
+        return [[k, key_order(v)] for k, v in obj.items()]
+    if isinstance(obj, list):
+        inner = [key_order(v) for v in obj]
+        return inner if any(x is not None for x in inner) else None
+    return None
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -42,6 +56,9 @@ def fingerprint(snapshot: dict[str, Any], corpus_hash: str | None = None) -> str
     is *measured*; nor are the timeout and corpus path, which change no answer."""
     ident = {k: _without(snapshot.get(k), NOT_IDENTITY.get(k, ())) for k in IDENTITY_KEYS}
     ident["corpus_hash"] = corpus_hash
+    order = {k: key_order(v) for k, v in (ident.get("params") or {}).items() if isinstance(v, (dict, list))}
+    if any(v is not None for v in order.values()):  # the order of response_format's properties is the order of answers
+        ident["params_key_order"] = order
     ident["judges"] = {name: {**j["effective"], "params": _without(j["effective"].get("params"), ("timeout",))}
                        for name, j in sorted((snapshot.get("judges") or {}).items())
                        if isinstance(j, dict) and isinstance(j.get("effective"), dict)}

@@ -327,8 +327,9 @@ def _power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Gate, ma
         res.mde = None
         if margin_ is not None:
             res.power_required = bool(rule.require_power or gate.require_power) and gate.mode == "paired"
-            res.power_warning = (f"{res.metric}: cannot detect any {word} — every case scores {res.baseline:.4g} on both "
-                                 "sides, so the eval set says nothing about its variance")
+            res.power_warning = (f"{res.metric}: power unknown — every case scores {res.baseline:.4g} on both sides, so "
+                                 f"the eval set says nothing about the variance of a {word} (a real {word} would show as "
+                                 "variance and can still be caught)")
         return
     max_drop = margin_ if margin_ is not None else 0.0
     alpha1 = res.alpha_one_sided

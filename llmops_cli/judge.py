@@ -166,17 +166,15 @@ def judge_requests(cfg: Config, plan: Plan, records: list[CaseRecord]) -> list[R
 
 def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -> dict[str, MetricSummary]:
     """Parse and reduce judge replies into ``CaseRecord.judges`` and
-    ``.scores``; returns one summary per judge with, in ``info``, the
-    effective ``model``, ``api_base`` and ``template_sha256`` that graded
-    (:meth:`Config.effective_judge`), its unscored count, self-agreement and
-    judge tokens/cost."""
+    ``.scores``; returns one summary per judge (:func:`judge_summary`) whose
+    ``info`` starts with the effective ``model``, ``api_base`` and
+    ``template_sha256`` that graded (:meth:`Config.effective_judge`)."""
     grouped: dict[tuple[str, int, int], list[Request]] = {}
     for r in jreqs:
         grouped.setdefault((r.judge, r.case_index, r.repeat), []).append(r)
     summaries = {}
     for name, judge in cfg.judges.items():
         how = default_reduce(judge)
-        agreements, disagreeing, n_samples, n_unparsed, errors = [], 0, 0, 0, 0
         for i, rec in enumerate(records):
             results = []
             for rep in sorted({c.repeat for c in rec.calls if c.error is None}):
@@ -185,29 +183,52 @@ def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -
                     verdict, value = parse_verdict(r.call.output if r.call.error is None else None, judge)
                     samples.append(JudgeSample(**r.call.model_dump(exclude={"repeat"}), repeat=rep, sample=r.sample,
                                                verdict=verdict, value=value))
-                    n_samples += 1
-                    n_unparsed += verdict is None
-                    errors += r.call.error is not None
                 red = reduce_samples([(s.verdict, s.value) for s in samples], how)
                 results.append(JudgeResult(verdict=red["verdict"], value=red["value"], agreement=red["agreement"],
                                            spread=red["spread"], samples=samples))
-                if red["agreement"] is not None and red["n_parsed"] > 1:
-                    agreements.append(red["agreement"])
-                    disagreeing += red["agreement"] < 1
             rec.judges[name] = results
             rec.scores[name] = mean([r.value for r in results])
-        per_case = [rec.scores.get(name) for rec in records]
-        scored = sum(v is not None for v in per_case)
-        jcalls = [r.call for r in jreqs if r.judge == name and r.call is not None]
-        u = usage_of([], 0.0, jcalls)
         eff = cfg.effective_judge(name)
-        summaries[name] = MetricSummary(
-            aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
-            info={"judge": True, "type": judge.type, "model": eff["model"], "api_base": eff["api_base"],
-                  "template_sha256": eff["template_sha256"], "samples": judge.samples,
-                  "reduce": how, "unparsed_samples": n_unparsed, "error_samples": errors, "total_samples": n_samples,
-                  "self_agreement": round(sum(agreements) / len(agreements), 4) if agreements else None,
-                  "disagreement_rate": round(disagreeing / len(agreements), 4) if agreements else None,
-                  "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd},
-        )
+        summaries[name] = judge_summary(name, records, {
+            "judge": True, "type": judge.type, "model": eff["model"], "api_base": eff["api_base"],
+            "template_sha256": eff["template_sha256"], "samples": judge.samples, "reduce": how})
     return summaries
+
+
+JUDGE_SETTINGS = ("judge", "type", "model", "api_base", "template_sha256", "samples", "reduce")  # info from the config
+
+
+def judge_calls(records: list[CaseRecord], names: list[str]) -> list[JudgeSample]:
+    """Every judge call recorded in ``records`` for the judges ``names``, in
+    the order they were planned (judge, case, repeat, sample)."""
+    return [s for name in names for rec in records for res in rec.judges.get(name, []) for s in res.samples]
+
+
+def judge_summary(name: str, records: list[CaseRecord], settings: dict[str, Any]) -> MetricSummary:
+    """The summary of judge ``name`` over ``records`` (judged already): the
+    mean of the cases' values; ``info``: ``settings`` (the keys
+    :data:`JUDGE_SETTINGS`, from the config), then ``unparsed_samples``,
+    ``error_samples``, ``total_samples``, ``self_agreement`` (mean share of
+    a case's parsed samples agreeing with its verdict, over cases with more
+    than one parsed sample; None without any), ``disagreement_rate`` (share
+    of those cases not unanimous), and the judge's ``prompt_tokens``,
+    ``completion_tokens`` and ``cost_usd`` (USD). Used by a run and by a
+    merge of shards (:mod:`llmops_cli.merge`)."""
+    agreements: list[float] = []
+    for rec in records:
+        for res in rec.judges.get(name, []):
+            parsed = sum(s.verdict is not None and s.value is not None for s in res.samples)
+            if res.agreement is not None and parsed > 1:
+                agreements.append(res.agreement)
+    samples = judge_calls(records, [name])
+    per_case = [rec.scores.get(name) for rec in records]
+    scored = sum(v is not None for v in per_case)
+    u = usage_of([], 0.0, samples)
+    return MetricSummary(
+        aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
+        info={**settings, "unparsed_samples": sum(s.verdict is None for s in samples),
+              "error_samples": sum(s.error is not None for s in samples), "total_samples": len(samples),
+              "self_agreement": round(sum(agreements) / len(agreements), 4) if agreements else None,
+              "disagreement_rate": round(sum(a < 1 for a in agreements) / len(agreements), 4) if agreements else None,
+              "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd},
+    )

@@ -63,29 +63,34 @@ def score_operational(names: Sequence[str], records: list[CaseRecord]) -> dict[s
     """Measure the operational metrics ``names`` (a subset of
     :data:`OPERATIONAL`) on every case: fills ``case.scores`` (units: USD,
     seconds or tokens per case; None = unscored, with ``case.reasons``) and
-    returns each metric's summary. ``info`` holds the unit, the number of
-    calls and how many were served from the cache, and for the latencies
-    both the mean and the 95th percentile (seconds)."""
-    calls = [c for r in records for c in r.calls]
-    cached = sum(c.cached for c in calls)
+    returns each metric's summary (:func:`operational_summary`)."""
     out: dict[str, MetricSummary] = {}
     for name in names:
-        sc = SCORERS[name]
-        values = []
         for case in records:
             value, why = _case_value(name, case.calls)
             case.scores[name] = value
             if value is None:
                 case.reasons.setdefault(name, why)
-            else:
-                values.append(value)
-        info = {"unit": sc.unit, "calls": len(calls), "cached": cached}
-        agg = None
-        if values:
-            mean = math.fsum(values) / len(values)
-            agg = quantile(values, sc.quantile) if sc.quantile is not None else mean
-            if sc.unit == "s":
-                info.update(mean=mean, p95=quantile(values, 0.95))
-        out[name] = MetricSummary(aggregate=agg, scale=sc.scale, n_scored=len(values),
-                                  n_unscored=len(records) - len(values), info=info)
+        out[name] = operational_summary(name, records)
     return out
+
+
+def operational_summary(name: str, records: list[CaseRecord]) -> MetricSummary:
+    """The summary of operational metric ``name`` over ``records`` (measured
+    already, see :func:`score_operational`): the mean of the scored cases, or
+    the scorer's quantile (``latency_p95``). ``info`` holds the unit, the
+    number of calls and how many were served from the cache, and for the
+    latencies both the mean and the 95th percentile (seconds). Used by a run
+    and by a merge of shards (:mod:`llmops_cli.merge`)."""
+    sc = SCORERS[name]
+    calls = [c for r in records for c in r.calls]
+    values = [v for case in records if (v := case.scores.get(name)) is not None]
+    info = {"unit": sc.unit, "calls": len(calls), "cached": sum(c.cached for c in calls)}
+    agg = None
+    if values:
+        mean = math.fsum(values) / len(values)
+        agg = quantile(values, sc.quantile) if sc.quantile is not None else mean
+        if sc.unit == "s":
+            info.update(mean=mean, p95=quantile(values, 0.95))
+    return MetricSummary(aggregate=agg, scale=sc.scale, n_scored=len(values), n_unscored=len(records) - len(values),
+                         info=info)

@@ -6,7 +6,8 @@ one-line reason, shared by ``eval``, ``score``, ``baseline update`` and
 code status         when
 ==== ============== =====================================================
 0    passed         the gate passed, the config is valid, or the baseline
-                    was written
+                    was written; a shard's record was written (``shard
+                    written``: not gated) or shards were merged (``merged``)
 1    regressed      a gated metric fell past its rule (strict mode: was
                     not shown to stay within it), or the served model
                     drifted under ``gate.on_model_drift: fail``
@@ -37,9 +38,10 @@ if TYPE_CHECKING:
     from .errors import LlmopsError
     from .record import RunRecord
 
-Status = Literal["passed", "baseline written", "valid", "regressed", "bad input", "incomplete", "interrupted"]
-EXIT_CODES: dict[Status, int] = {"passed": 0, "baseline written": 0, "valid": 0, "regressed": 1, "bad input": 2,
-                                 "incomplete": 3, "interrupted": 130}
+Status = Literal["passed", "baseline written", "valid", "shard written", "merged", "regressed", "bad input",
+                 "incomplete", "interrupted"]
+EXIT_CODES: dict[Status, int] = {"passed": 0, "baseline written": 0, "valid": 0, "shard written": 0, "merged": 0,
+                                 "regressed": 1, "bad input": 2, "incomplete": 3, "interrupted": 130}
 
 
 @dataclass

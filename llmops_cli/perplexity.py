@@ -76,29 +76,33 @@ def _reason(calls: list[Call], source: str) -> str:
 def score_perplexity(records: list[CaseRecord], model: str | None, source: str = "model") -> MetricSummary:
     """Fill ``CaseRecord.scores["perplexity"]`` (the mean over the case's
     answered calls; None when none has log-probabilities, with the reason in
-    ``reasons["perplexity"]``) and return the summary: the mean over scored
-    cases; ``info`` names the answering ``model``, counts the output
-    ``tokens`` scored and, when answered cases went unscored, how many
-    (``answered_unscored``) and why (``reason``, one line). ``source``: the record's
-    (``outputs`` for answers scored from a file). A case that failed is
-    unscored without a reason here (its error says why)."""
-    per_case: list[float | None] = []
-    missing: list[str] = []
-    tokens = 0
+    ``reasons["perplexity"]``) and return the summary
+    (:func:`perplexity_summary`). ``source``: the record's (``outputs`` for
+    answers scored from a file). A case that failed is unscored without a
+    reason here (its error says why)."""
     for r in records:
         answered = [c for c in r.calls if c.error is None]
-        scored_calls = [(c, p) for c in answered if (p := call_perplexity(c)) is not None]
-        tokens += sum(c.logprob_tokens or 0 for c, _ in scored_calls)
-        value = mean([p for _, p in scored_calls])
+        value = mean([p for c in answered if (p := call_perplexity(c)) is not None])
         r.scores[NAME] = value
         if value is None and answered:
             r.reasons[NAME] = _reason(answered, source)
-            missing.append(r.reasons[NAME])
-        per_case.append(value)
+    return perplexity_summary(records, model)
+
+
+def perplexity_summary(records: list[CaseRecord], model: str | None) -> MetricSummary:
+    """The summary of ``perplexity`` over ``records`` (scored already): the
+    mean over scored cases; ``info`` names the answering ``model``, counts
+    the output ``tokens`` scored and, when answered cases went unscored, how
+    many (``answered_unscored``) and why (``reason``, one line: the most
+    common reason, the first seen on a tie). Used by a run and by a merge of
+    shards (:mod:`llmops_cli.merge`)."""
+    per_case = [r.scores.get(NAME) for r in records]
+    missing = [r.reasons[NAME] for r, v in zip(records, per_case) if v is None and NAME in r.reasons]
+    tokens = sum(c.logprob_tokens or 0 for r in records for c in r.calls if call_perplexity(c) is not None)
     scored = sum(v is not None for v in per_case)
     info: dict[str, Any] = {"unit": "ppl", "model": model, "tokens": tokens}
     if missing:
         info["answered_unscored"] = len(missing)
-        info["reason"] = f"{len(missing)} of {len(records)} cases unscored: {max(set(missing), key=missing.count)}"
+        info["reason"] = f"{len(missing)} of {len(records)} cases unscored: {max(dict.fromkeys(missing), key=missing.count)}"
     return MetricSummary(aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
                          info=info)

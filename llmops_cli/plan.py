@@ -13,7 +13,7 @@ from .config import Config, ConfigError
 from .dataset import Case, dataset_hash, load_dataset
 from .prompt import render, render_messages
 from .provider import Endpoint
-from .record import Call, RetrievedChunk, RetrievedContext
+from .record import Call, RetrievedChunk, RetrievedContext, ShardInfo
 
 
 @dataclass
@@ -38,7 +38,8 @@ class Plan:
     (``messages`` is empty when only the cases were loaded), the requests to
     make, each case's template variables from retrieval (``chunks``,
     ``context``) for the judges and checks, and each case's rendered check
-    values."""
+    values. ``shard``: which part of the eval set this plan runs (``--shard``),
+    None for all of it; ``dataset_hash`` is then still the whole set's."""
 
     cases: list[Case]
     dataset_hash: str
@@ -48,6 +49,7 @@ class Plan:
     requests: list[Request] = field(default_factory=list)
     chunk_vars: list[dict[str, Any]] = field(default_factory=list)
     check_values: list[dict[str, Any]] = field(default_factory=list)
+    shard: ShardInfo | None = None
 
 
 def model_endpoint(cfg: Config) -> Endpoint:
@@ -56,10 +58,14 @@ def model_endpoint(cfg: Config) -> Endpoint:
     return Endpoint.of(cfg.model, cfg.api_base, cfg.api_key_env, cfg.params, logprobs="perplexity" in cfg.metrics)
 
 
-def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, memo: Cache | None = None) -> Plan:
+def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, memo: Cache | None = None,
+              shard: tuple[int, int] | None = None) -> Plan:
     """Load cases, retrieve, render messages and compute cache keys.
 
     ``limit``: number of cases (overrides ``dataset.limit``; 0 = all).
+    ``shard``: ``(k, n)``, plan only the cases of shard k of n (1-based; see
+    :mod:`llmops_cli.shards`), chosen after sampling and the limit; the
+    plan's ``dataset_hash`` stays the whole eval set's.
     ``with_prompts=False`` only loads the cases (for the dataset hash).
     ``memo`` memoises the retrieval hits (see :func:`retrieval.retrieve`).
 
@@ -68,6 +74,11 @@ def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, 
         ConfigError: a template uses an undefined variable or fails while rendering.
     """
     cases = load_dataset(cfg.dataset, cfg.base_dir, limit)
+    full_hash, shard_info = dataset_hash(cases), None
+    if shard is not None:
+        from .shards import select
+
+        cases, shard_info = select(cases, *shard)
     path = cfg.path or "<config>"
     if cfg.gate.cluster and any(cfg.gate.cluster not in c.inputs for c in cases):
         raise ConfigError(path, "gate.cluster", f"not an input field of the eval set (inputs: {', '.join(cases[0].inputs)})")
@@ -94,8 +105,8 @@ def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, 
         from .checks import render_values
 
         check_values = [render_values(cfg, c.inputs, c.references) for c in cases]
-    plan = Plan(cases, dataset_hash(cases), corpus_hash, retrievals, messages, chunk_vars=chunk_vars,
-                check_values=check_values)
+    plan = Plan(cases, full_hash, corpus_hash, retrievals, messages, chunk_vars=chunk_vars,
+                check_values=check_values, shard=shard_info)
     if with_prompts:
         ep = model_endpoint(cfg)
         for i, msgs in enumerate(messages):

@@ -10,15 +10,17 @@ price list from the network.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .cache import cache_key
 from .errors import ConfigError
+from .fingerprint import key_order
 from .perplexity import logprob_totals
 from .record import Call
 
@@ -65,13 +67,20 @@ async def warm_up(litellm, endpoints) -> None:
                               mock_response="ok", num_retries=0)
 
 
+@contextlib.asynccontextmanager
+async def _no_limit():
+    yield 0
+
+
 def _frozen(value: Any) -> Any:
-    """A hashable form of a param value: lists become tuples, dicts sorted
-    tuples of pairs tagged as dicts (the endpoint is a dict key)."""
+    """A hashable form of a param value: lists become tuples, dicts tuples of
+    pairs tagged as dicts, in their own order (the endpoint is a dict key;
+    the order of a JSON schema's properties is the order the model writes
+    them in, so it is kept)."""
     if isinstance(value, list):
         return tuple(_frozen(v) for v in value)
     if isinstance(value, dict):
-        return ("__dict__", tuple(sorted((k, _frozen(v)) for k, v in value.items())))
+        return ("__dict__", tuple((k, _frozen(v)) for k, v in value.items()))
     return value
 
 
@@ -130,7 +139,13 @@ class Endpoint:
         return self.model, self.api_base
 
     def key(self, messages: list[dict[str, Any]], repeat: int) -> str:
-        return cache_key(self.model, self.api_base, messages, self.call_params, repeat)
+        """The cache key of one call; for params holding mappings
+        (``response_format``, ``tools``) the order of their keys counts too."""
+        params = self.call_params
+        order = {k: key_order(v) for k, v in params.items() if isinstance(v, (dict, list))}
+        if any(v is not None for v in order.values()):
+            params = {**params, "__key_order__": order}
+        return cache_key(self.model, self.api_base, messages, params, repeat)
 
 
 def _status(exc: BaseException) -> int | None:
@@ -148,6 +163,22 @@ def is_retryable(exc: BaseException) -> bool:
         return True
     code = _status(exc)
     return code is not None and (code in (408, 409, 429) or code >= 500)
+
+
+def congestion_signal(exc: BaseException) -> str | None:
+    """``"429"`` for a rate-limit answer, ``"congestion"`` for another sign
+    of an overloaded provider (503, 529, a timeout), else None: what makes
+    the adaptive concurrency (:mod:`llmops_cli.concurrency`) back off."""
+    import asyncio
+
+    import litellm
+
+    code = _status(exc)
+    if code == 429:
+        return "429"
+    if code in (503, 529) or isinstance(exc, (litellm.Timeout, asyncio.TimeoutError)):
+        return "congestion"
+    return None
 
 
 def retry_after_s(exc: BaseException) -> float | None:
@@ -263,13 +294,20 @@ def _output_text(message) -> str:
     return (getattr(fn, "arguments", None) or "").strip()
 
 
-async def call_model(litellm, req: Request, key: str | None, retries: int) -> Call:
-    """One call through ``litellm.acompletion`` with retries. The answer's
+async def call_model(litellm, req: Request, key: str | None, retries: int, limit=None,
+                     abort: Callable[[], bool] | None = None) -> Call | None:
+    """One call through ``litellm.acompletion`` with retries, holding a slot
+    of ``limit`` (an :class:`~llmops_cli.concurrency.AdaptiveLimit`, or
+    None) throughout, each failed attempt reported to it. Returns None,
+    making no call, when ``abort()`` is true once the slot is free (the
+    run's early stop). The answer's
     ``served_model``/``system_fingerprint`` are the response's ``model`` and
     ``system_fingerprint`` — for an OpenAI-compatible server, what the server
     returned, not the requested model string (LiteLLM 1.106 copies them from
     the server's JSON)."""
     import asyncio
+
+    from .concurrency import Skipped
 
     ep = req.endpoint
     kwargs = dict(model=ep.model, messages=req.messages, timeout=ep.timeout, num_retries=0, max_retries=0, **ep.call_params)
@@ -282,17 +320,27 @@ async def call_model(litellm, req: Request, key: str | None, retries: int) -> Ca
         # package (proxy extras); our tools are plain function definitions passed to the provider as they are
         kwargs["_skip_mcp_handler"] = True
     attempts = 0
-    t0 = time.perf_counter()
+    t0 = None
     try:
-        async for attempt in retrying(retries):
-            with attempt:
-                attempts += 1
-                response = await litellm.acompletion(**kwargs)
+        async with limit.slot(abort) if limit is not None else _no_limit() as started_in:
+            t0 = time.perf_counter()
+            async for attempt in retrying(retries):
+                with attempt:
+                    attempts += 1
+                    try:
+                        response = await litellm.acompletion(**kwargs)
+                    except Exception as exc:
+                        if limit is not None:
+                            limit.note(exc, started_in)
+                        raise
+            latency = time.perf_counter() - t0
     except asyncio.CancelledError:
         raise
+    except Skipped:
+        return None
     except Exception as exc:  # recorded as the case's error, never as a score
-        return Call(repeat=req.repeat, error=_error_text(exc, ep), retries=attempts - 1, latency_s=round(time.perf_counter() - t0, 4))
-    latency = time.perf_counter() - t0
+        return Call(repeat=req.repeat, error=_error_text(exc, ep), retries=attempts - 1,
+                    latency_s=round(time.perf_counter() - t0, 4) if t0 is not None else None)
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
     raw = response.model_dump(mode="json")

@@ -127,7 +127,10 @@ class MetricSummary(_Model):
 
 class Usage(_Model):
     """Totals for the run: tokens, USD, calls, cache hits/misses, errors,
-    retries, and wall time in seconds."""
+    retries, and wall time in seconds; ``concurrency_peak``: the most calls
+    in flight at once (None when nothing was called), ``throttled``: 429
+    answers seen (retried attempts included), ``congestion``: those and the
+    503s, 529s and timeouts that made the adaptive concurrency back off."""
 
     calls: int = 0
     prompt_tokens: int = 0
@@ -139,6 +142,21 @@ class Usage(_Model):
     retries: int = 0
     wall_s: float = 0.0
     slowest: list[dict[str, Any]] = []
+    concurrency_peak: int | None = None
+    throttled: int = 0
+    congestion: int = 0
+
+
+class ShardInfo(_Model):
+    """Which part of the eval set a shard's run holds (``llmops eval --shard
+    k/n``; see :mod:`llmops_cli.shards`): ``index`` k (1-based) of ``count``
+    n, ``total`` cases in the whole eval set, and ``positions``: each of the
+    record's cases' 0-based position in the whole set, in the record's order."""
+
+    index: int
+    count: int
+    total: int
+    positions: list[int] = []
 
 
 class RunRecord(_Model):
@@ -153,7 +171,10 @@ class RunRecord(_Model):
     libraries that shape answers and scores (distribution name → version;
     see :func:`collect_environment`). Baselines keep all three.
     ``slices``: per ``dataset.slices`` field and value, ``{"n": cases,
-    metric: aggregate over them}`` (:func:`llmops_cli.score.slice_summary`)."""
+    metric: aggregate over them}`` (:func:`llmops_cli.score.slice_summary`).
+    ``shard``: set on the record of one shard of a run (``--shard``), never
+    gated or made a baseline until merged (:mod:`llmops_cli.merge`); None
+    for a whole run."""
 
     schema_version: int = SCHEMA_VERSION
     kind: Literal["run", "baseline"] = "run"
@@ -174,6 +195,7 @@ class RunRecord(_Model):
     judge_served: dict[str, dict[str, int]] = {}
     environment: dict[str, str] = {}
     slices: dict[str, dict[str, dict[str, Any]]] = {}
+    shard: ShardInfo | None = None
     cases: list[CaseRecord] = []
 
     def case_map(self) -> dict[str, CaseRecord]:
@@ -196,10 +218,14 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
 
 
-def usage_of(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] | None = None) -> Usage:
+def usage_of(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] | None = None, *,
+             limits=()) -> Usage:
     """Totals over the model-under-test calls of ``records`` (or over
     ``extra_calls``, e.g. judge calls); ``wall_s`` in seconds. Costs (USD)
-    and calls count only answers not served from the cache."""
+    and calls count only answers not served from the cache. ``limits``:
+    what the concurrency limits saw (:class:`~llmops_cli.concurrency.LimitStats`,
+    None for an execution that called nothing)."""
+    seen = [lim for lim in limits if lim is not None]
     calls = list(extra_calls) if extra_calls is not None else [c for r in records for c in r.calls]
     costs = [c.cost_usd for c in calls if c.cost_usd is not None and not c.cached]
     slow = sorted(((c.latency_s or 0.0, r.id) for r in records for c in r.calls if not c.cached), reverse=True)[:5]
@@ -214,6 +240,9 @@ def usage_of(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] |
         retries=sum(c.retries for c in calls),
         wall_s=round(wall_s, 3),
         slowest=[{"id": i, "latency_s": round(s, 3)} for s, i in slow if s > 0],
+        concurrency_peak=max((lim.peak for lim in seen), default=None),
+        throttled=sum(lim.throttled for lim in seen),
+        congestion=sum(lim.congestion for lim in seen),
     )
 
 

@@ -50,7 +50,7 @@ def fmt_p(m: MetricComparison) -> str:
 
 def fmt_mde(m: MetricComparison) -> str:
     if m.mde is None:
-        return "cannot detect" if m.verdict not in ("unscored",) and m.delta is not None else "—"
+        return "unknown" if m.verdict not in ("unscored",) and m.delta is not None else "—"
     return fmt(m.mde, m.scale, unit=m.unit)
 
 
@@ -75,7 +75,8 @@ def case_reason(c) -> str:
     checks' reasons (``name: reason; ...``); empty when there is none."""
     if c.candidate_error:
         return f"error: {c.candidate_error}"
-    return "; ".join(f"{name}: {why}" for name, why in c.reasons.items())
+    # the checks' own reasons first: the JSON answer field's is the same fault said once more
+    return "; ".join(f"{name}: {why}" for name, why in sorted(c.reasons.items(), key=lambda kv: kv[0] == "output_field"))
 
 
 def _short(text: str | None, width: int = 70) -> str:
@@ -111,17 +112,25 @@ def _rule_sentence(cmp: Comparison) -> str:
 # -- terminal ----------------------------------------------------------------
 
 def usage_line(u) -> str:
-    """Calls, cache, tokens, USD, errors and retries on one line."""
+    """Calls, cache, tokens, USD, errors, retries, the most calls in flight
+    and the 429s seen, on one line."""
     cost = f"${u.cost_usd:.4f}" if u.cost_usd is not None else "n/a"
-    return (f"calls {u.calls} · cache {u.cache_hits} hit / {u.cache_misses} miss · tokens {u.prompt_tokens} in / "
+    line = (f"calls {u.calls} · cache {u.cache_hits} hit / {u.cache_misses} miss · tokens {u.prompt_tokens} in / "
             f"{u.completion_tokens} out · cost {cost} · errors {u.errors} · retries {u.retries}")
+    if u.concurrency_peak:
+        line += f" · in flight ≤ {u.concurrency_peak}"
+    if u.congestion:
+        line += f" · 429s {u.throttled}" + (f" (+{u.congestion - u.throttled} 503/timeouts)" if u.congestion > u.throttled else "")
+    return line
 
 
 def print_run_summary(console, record: RunRecord) -> None:
     """Metrics and usage of one run."""
     from rich.table import Table
 
-    console.print(f"[bold]run[/] {record.run_id} · {len(record.cases)} cases · fingerprint {record.fingerprint} · dataset {record.dataset_hash}")
+    part = f" (shard {record.shard.index}/{record.shard.count} of {record.shard.total})" if record.shard else ""
+    console.print(f"[bold]run[/] {record.run_id} · {len(record.cases)} cases{part} · fingerprint {record.fingerprint} · "
+                  f"dataset {record.dataset_hash}")
     t = Table()
     t.add_column("metric")
     t.add_column("score", justify="right")
@@ -180,7 +189,7 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
             ct.add_column(col, overflow="fold")
         for c in fallen:
             ct.add_row(c.id, _short(input_text(c.inputs), 50), _short(c.baseline_output, 40), _short(c.candidate_output, 40),
-                       fmt(c.delta, 1.0, True), *((_short(case_reason(c), 60),) if why else ()))
+                       fmt(c.delta, 1.0, True), *((_short(case_reason(c), 100),) if why else ()))
         console.print(ct)
     print_slices(console, cmp)
     for m in cmp.failed:
@@ -407,6 +416,9 @@ def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: 
         console.print(f"[bold red]{head}[/]:{rest}")
     elif loud and out.status == "baseline written":
         console.print(f"[green]baseline written:[/] {out.baseline_path}")
+    elif loud and out.status in ("shard written", "merged"):
+        head, _, rest = out.reason.partition(":")
+        console.print(f"[green]{escape(head)}:[/]{escape(rest)}", soft_wrap=True)
     elif loud and out.status == "valid":
         console.print(f"[green]valid:[/] {escape(out.reason)}", soft_wrap=True)
     elif loud:

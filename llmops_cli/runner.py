@@ -17,7 +17,8 @@ from .cache import Cache
 from .config import Config
 from .environment import collect_environment
 from .errors import InputError, Interrupted, RunIncomplete
-from .execute import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, Progress, allowed_failures, execute
+from .concurrency import DEFAULT_CAP
+from .execute import DEFAULT_RETRIES, Progress, allowed_failures, execute
 from .fingerprint import fingerprint
 from .plan import Plan, Request, make_plan
 from .record import Call, CaseRecord, RunRecord, Usage, new_run_id, now_iso, served_summary, usage_of
@@ -63,24 +64,30 @@ def build_record(cfg: Config, plan: Plan, *, source: str = "model", status: str 
         config_path=_display_path(cfg.path), config=snapshot,
         fingerprint=fingerprint(snapshot, plan.corpus_hash), dataset_hash=plan.dataset_hash, corpus_hash=plan.corpus_hash,
         served=served_summary(plan.requests), environment=collect_environment(),
-        cases=records,
+        shard=plan.shard, cases=records,
     )
 
 
-def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAULT_CONCURRENCY,
-             cache: Cache | None = None, retries: int = DEFAULT_RETRIES,
-             progress: ProgressFn | None = None, refresh: bool = False) -> RunRecord:
-    """Answer and score every case of ``cfg``'s eval set.
+def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None = None,
+             max_concurrency: int = DEFAULT_CAP, cache: Cache | None = None, retries: int = DEFAULT_RETRIES,
+             progress: ProgressFn | None = None, refresh: bool = False,
+             shard: tuple[int, int] | None = None) -> RunRecord:
+    """Answer and score every case of ``cfg``'s eval set (or of one shard of it).
 
     Args:
         cfg: a validated :class:`~llmops_cli.config.Config`.
         limit: number of cases (overrides ``dataset.limit``; 0 = all).
-        concurrency: model calls in flight at once (≥ 1).
+        concurrency: model calls in flight at once (≥ 1), fixed; None
+            (default): adaptive up to ``max_concurrency`` (AIMD, see
+            :mod:`llmops_cli.concurrency`).
         cache: response cache, or ``None`` for no caching.
         retries: retries per call on 429/5xx/connection errors/timeouts.
         progress: called as ``progress(done, total)`` after each call.
         refresh: read no answer from ``cache`` — call the model (and the
             judges) for every case — but still write every answer to it.
+        shard: ``(k, n)``: only the cases of shard k of n (1-based; see
+            :mod:`llmops_cli.shards`); the record gets a ``shard`` block and
+            keeps the whole eval set's dataset hash.
 
     Returns:
         The run record, status ``complete``.
@@ -94,42 +101,45 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int = DEFAUL
         Interrupted: Ctrl-C; ``.record`` holds every answer completed so far.
     """
     t0 = time.perf_counter()
-    plan = make_plan(cfg, limit, memo=cache)
+    plan = make_plan(cfg, limit, memo=cache, shard=shard)
     prog = Progress(progress)
     prog.add(len(plan.requests))
+
+    limits = []  # what the concurrency limits saw, per execute() call
 
     def interrupted(record: RunRecord | None = None) -> Interrupted:
         record = record or build_record(cfg, plan, status="interrupted")
         record.status = "interrupted"
-        record.usage = usage_of(record.cases, time.perf_counter() - t0)
+        record.usage = usage_of(record.cases, time.perf_counter() - t0, limits=limits)
         return Interrupted(f"interrupted after {prog.done} of {prog.total} calls; completed answers are cached", record)
 
     try:
-        execute(plan.requests, cache, concurrency=concurrency, retries=retries, on_done=prog.tick,
-                max_failed_cases=allowed_failures(len(plan.cases), cfg.max_error_share), refresh=refresh,
-                config_path=cfg.path)
+        limits.append(execute(plan.requests, cache, concurrency=concurrency, max_concurrency=max_concurrency,
+                              retries=retries, on_done=prog.tick, refresh=refresh, config_path=cfg.path,
+                              max_failed_cases=allowed_failures(len(plan.cases), cfg.max_error_share)))
     except KeyboardInterrupt:
         raise interrupted() from None
     record = build_record(cfg, plan)
     provider = cfg.model + (f" at {cfg.api_base}" if cfg.api_base else "")
-    check_errors(cfg, record, f"calling {provider}", t0)
+    check_errors(cfg, record, f"calling {provider}", t0, limits)
     try:
-        score_run(cfg, plan, record, cache, concurrency=concurrency, retries=retries, progress=prog, refresh=refresh)
+        score_run(cfg, plan, record, cache, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
+                  progress=prog, refresh=refresh)
     except KeyboardInterrupt:
         raise interrupted(record) from None
-    record.usage = usage_of(record.cases, time.perf_counter() - t0)
+    record.usage = usage_of(record.cases, time.perf_counter() - t0, limits=limits)
     return record
 
 
-def check_errors(cfg: Config, record: RunRecord, what: str, t0: float) -> None:
+def check_errors(cfg: Config, record: RunRecord, what: str, t0: float, limits=()) -> None:
     """Raise :class:`RunIncomplete` (status ``incomplete``, usage filled in)
     when more than ``cfg.max_error_share`` of the cases have no output;
     ``what`` says where, e.g. ``calling openai/gpt-4o``; ``t0`` is the run's
-    ``time.perf_counter()`` start."""
+    ``time.perf_counter()`` start; ``limits``: what the concurrency limits saw."""
     failed = [c for c in record.cases if c.error]
     if failed and len(failed) / len(record.cases) > cfg.max_error_share:
         record.status = "incomplete"
-        record.usage = usage_of(record.cases, time.perf_counter() - t0)
+        record.usage = usage_of(record.cases, time.perf_counter() - t0, limits=limits)
         errors = [c.error for c in failed if c.error != NOT_RUN]
         not_run = len(failed) - len(errors)
         raise RunIncomplete(f"{len(errors)} of {len(record.cases)} cases failed (limit {cfg.max_error_share:.0%}) {what}"
@@ -157,12 +167,13 @@ def load_outputs(path: str | Path) -> dict[str, str]:
 
 
 def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = None, name: str = "outputs",
-                  cache: Cache | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+                  cache: Cache | None = None, concurrency: int | None = None, max_concurrency: int = DEFAULT_CAP,
                   retries: int = DEFAULT_RETRIES, progress: ProgressFn | None = None,
-                  refresh: bool = False) -> RunRecord:
+                  refresh: bool = False, shard: tuple[int, int] | None = None) -> RunRecord:
     """Score outputs produced elsewhere (``{case_id: output}``) exactly as a
     model run would be scored — judges included (their calls use ``cache``,
     ``concurrency``, ``retries`` and ``refresh``). A case with no output is an error.
+    ``shard``: as in :func:`run_eval`.
 
     Raises:
         DatasetError: eval set unreadable; RunIncomplete: too many cases
@@ -170,7 +181,7 @@ def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = N
     """
     t0 = time.perf_counter()
     needs_chunks = bool(cfg.judges) or any(c.type == "python" for c in cfg.checks.values())
-    plan = make_plan(cfg, limit, with_prompts=needs_chunks, memo=cache)
+    plan = make_plan(cfg, limit, with_prompts=needs_chunks, memo=cache, shard=shard)
     plan.requests = []
     for i, case in enumerate(plan.cases):
         out = outputs.get(case.id)
@@ -180,7 +191,7 @@ def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = N
     record.config = {**record.config, "model": f"outputs:{name}"}
     record.fingerprint = fingerprint(record.config, plan.corpus_hash)
     check_errors(cfg, record, f"in {name}", t0)
-    score_run(cfg, plan, record, cache, concurrency=concurrency, retries=retries, progress=Progress(progress),
-              refresh=refresh)
+    score_run(cfg, plan, record, cache, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
+              progress=Progress(progress), refresh=refresh)
     record.usage = Usage(wall_s=round(time.perf_counter() - t0, 3))
     return record

@@ -15,6 +15,7 @@ from .cache import Cache, memoised
 from .config import Config
 from .fingerprint import canonical_json, sha256_text
 from .environment import installed_version
+from .concurrency import DEFAULT_CAP
 from .execute import Progress, execute
 from .plan import Plan
 from .record import CaseRecord, MetricSummary, RunRecord, served_summary, usage_of
@@ -46,51 +47,62 @@ def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int,
         per_repeat.append(_score_memo(metrics, outs, refs, memo))
     summaries: dict[str, MetricSummary] = {}
     for name in metrics:
-        per_case: list[float | None] = []
-        stats: list[list[float] | None] = []
         for i, case in enumerate(records):
-            score = mean([r[name].per_case[i] for r in per_repeat])
             st_rows = [r[name].stats[i] for r in per_repeat if r[name].stats and r[name].stats[i] is not None]
-            st = [sum(col) / len(st_rows) for col in zip(*st_rows)] if st_rows else None
-            case.scores[name] = score
-            if st is not None:
-                case.stats[name] = st
-            per_case.append(score)
-            stats.append(st)
-        scored = sum(v is not None for v in per_case)
-        summaries[name] = MetricSummary(
-            aggregate=per_repeat[0][name].aggregate if repeats == 1 else aggregate(name, per_case, stats if SCORERS[name].from_stats else None),
-            scale=SCORERS[name].scale,
-            n_scored=scored,
-            n_unscored=len(per_case) - scored,
-            info=per_repeat[0][name].info,
-        )
+            case.scores[name] = mean([r[name].per_case[i] for r in per_repeat])
+            if st_rows:
+                case.stats[name] = [sum(col) / len(st_rows) for col in zip(*st_rows)]
+        # one repeat: the scorer's own aggregate (the same value; no scorer library imported on a memoised re-run)
+        summaries[name] = case_summary(name, records, info=per_repeat[0][name].info,
+                                       value=per_repeat[0][name].aggregate if repeats == 1 else _AGGREGATE)
     return summaries
+
+
+_AGGREGATE = object()  # case_summary's "aggregate the cases' scores" default
+
+
+def aggregate_cases(name: str, cases: list[CaseRecord]) -> float | None:
+    """The aggregate of metric ``name`` over ``cases`` (their
+    ``scores[name]`` and ``stats[name]``), as a run aggregates it: the
+    scorer's quantile (``latency_p95``), a corpus score from summed
+    statistics (``bleu``), else the mean of the scored cases (None when none
+    is scored). A metric not in :data:`~llmops_cli.scorers.SCORERS` (a
+    judge, a check) is a mean."""
+    from .operational import quantile
+
+    sc = SCORERS.get(name)
+    scores = [c.scores.get(name) for c in cases]
+    if sc is not None and sc.quantile is not None:
+        vals = [v for v in scores if v is not None]
+        return quantile(vals, sc.quantile) if vals else None
+    if sc is not None and sc.from_stats is not None:
+        return aggregate(name, scores, [c.stats.get(name) for c in cases])
+    return mean(scores)
+
+
+def case_summary(name: str, cases: list[CaseRecord], *, info: dict[str, Any] | None = None,
+                 value: Any = _AGGREGATE) -> MetricSummary:
+    """The :class:`MetricSummary` of metric ``name`` over ``cases`` (scored
+    already): the aggregate ``value`` (default :func:`aggregate_cases`), the scorer's
+    scale (1 for a metric not in the registry), how many cases are scored
+    and unscored, and ``info`` as given. Used by a run and by a merge of
+    shards (:mod:`llmops_cli.merge`)."""
+    scored = sum(c.scores.get(name) is not None for c in cases)
+    sc = SCORERS.get(name)
+    return MetricSummary(aggregate=aggregate_cases(name, cases) if value is _AGGREGATE else value,
+                         scale=sc.scale if sc is not None else 1.0, n_scored=scored, n_unscored=len(cases) - scored,
+                         info=dict(info or {}))
 
 
 def slice_summary(record: RunRecord) -> dict[str, dict[str, dict[str, Any]]]:
     """Every metric's aggregate per slice: ``{field: {value: {"n": cases,
     metric: aggregate or None}}}`` over the cases carrying that slice value,
-    aggregated as the run's own (corpus BLEU from summed statistics, a
-    quantile for ``latency_p95``, else the mean of the scored cases)."""
-    from .operational import quantile
-
+    aggregated as the run's own (:func:`aggregate_cases`)."""
     groups: dict[str, dict[str, list[CaseRecord]]] = {}
     for case in record.cases:
         for field, value in case.slices.items():
             groups.setdefault(field, {}).setdefault(value, []).append(case)
-
-    def agg(name: str, cases: list[CaseRecord]) -> float | None:
-        sc = SCORERS.get(name)
-        scores = [c.scores.get(name) for c in cases]
-        if sc is not None and sc.quantile is not None:
-            vals = [v for v in scores if v is not None]
-            return quantile(vals, sc.quantile) if vals else None
-        if sc is not None and sc.from_stats is not None:
-            return aggregate(name, scores, [c.stats.get(name) for c in cases])
-        return mean(scores)
-
-    return {field: {value: {"n": len(cases), **{name: agg(name, cases) for name in record.metrics}}
+    return {field: {value: {"n": len(cases), **{name: aggregate_cases(name, cases) for name in record.metrics}}
                     for value, cases in values.items()}
             for field, values in groups.items()}
 
@@ -124,8 +136,8 @@ def _score_memo(metrics: list[str], outs: list[str | None], refs: list[list[str]
     return {name: MetricResult(**memoised(memo, name, content, lambda: score(name))) for name in metrics}
 
 
-def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *, concurrency: int, retries: int,
-              progress: Progress, refresh: bool = False) -> None:
+def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *, concurrency: int | None,
+              retries: int, progress: Progress, refresh: bool = False, max_concurrency: int = DEFAULT_CAP) -> None:
     """Fill ``record``'s scores: the reference-based metrics, the
     operational ones (:mod:`llmops_cli.operational`), the checks
     (:mod:`llmops_cli.checks`), then the judges
@@ -157,18 +169,19 @@ def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *
         chunks = [cv.get("chunks", []) for cv in plan.chunk_vars] if plan.chunk_vars else []
         record.metrics.update(score_checks(cfg, record.cases, plan.check_values, chunks))
     if cfg.judges:
-        _judge(cfg, plan, record, cache, concurrency=concurrency, retries=retries, progress=progress, refresh=refresh)
+        _judge(cfg, plan, record, cache, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
+               progress=progress, refresh=refresh)
     record.slices = slice_summary(record)
 
 
-def _judge(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *, concurrency: int, retries: int,
-           progress: Progress, refresh: bool) -> None:
+def _judge(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *, concurrency: int | None,
+           max_concurrency: int, retries: int, progress: Progress, refresh: bool) -> None:
     from .judge import apply_judges, judge_requests
 
     jreqs = judge_requests(cfg, plan, record.cases)
     progress.add(len(jreqs))
-    execute(jreqs, cache, concurrency=concurrency, retries=retries, on_done=progress.tick, refresh=refresh,
-            config_path=cfg.path)
+    limits = execute(jreqs, cache, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
+                     on_done=progress.tick, refresh=refresh, config_path=cfg.path)
     record.metrics.update(apply_judges(cfg, record.cases, jreqs))
-    record.judge_usage = usage_of([], 0.0, [r.call for r in jreqs if r.call is not None])
+    record.judge_usage = usage_of([], 0.0, [r.call for r in jreqs if r.call is not None], limits=[limits])
     record.judge_served = served_summary(jreqs)

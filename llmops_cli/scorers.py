@@ -117,7 +117,7 @@ def answer_field(output: str, field: str) -> tuple[str, str | None]:
     try:
         data = json.loads(output)
     except ValueError as e:
-        return "", f"not JSON ({e.msg}), so no field {field!r}"
+        return "", f"not JSON ({e.msg}, char {e.pos}), so no field {field!r}"
     if not isinstance(data, dict) or field not in data:
         return "", f"the JSON answer has no field {field!r}"
     value = data[field]

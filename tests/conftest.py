@@ -73,6 +73,7 @@ def _env(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("OPENAI_API_KEY", PLANTED_KEY)
     monkeypatch.setenv("LLMOPS_CACHE_DIR", str(tmp_path_factory.mktemp("llmops-cache")))
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.delenv("LLMOPS_CACHE_URL", raising=False)  # a developer's shared cache must not serve the tests
 
 
 @pytest.fixture(scope="session")

@@ -277,10 +277,11 @@ def test_failed_cases_within_max_error_share_are_gated_on_the_rest(make_project,
 
 
 def test_cli_defaults_are_the_library_defaults():
-    from llmops_cli.execute import DEFAULT_CONCURRENCY, DEFAULT_RETRIES
+    from llmops_cli.concurrency import DEFAULT_CAP
+    from llmops_cli.execute import DEFAULT_RETRIES
 
     from llmops_cli import cli as cli_module
 
     params = {p.name: p.default for p in typer.main.get_command(cli).commands["eval"].params}
-    assert (params["concurrency"], params["retries"]) == (DEFAULT_CONCURRENCY, DEFAULT_RETRIES)
-    assert (cli_module.DEFAULT_CONCURRENCY, cli_module.DEFAULT_RETRIES) == (DEFAULT_CONCURRENCY, DEFAULT_RETRIES)  # `score`
+    assert (params["concurrency"], params["max_concurrency"], params["retries"]) == (None, DEFAULT_CAP, DEFAULT_RETRIES)
+    assert (cli_module.DEFAULT_MAX_CONCURRENCY, cli_module.DEFAULT_RETRIES) == (DEFAULT_CAP, DEFAULT_RETRIES)

@@ -175,15 +175,15 @@ def test_holm_bound_enters_the_mde():
         assert m.mde == pytest.approx((Z(1 - 0.025 / 4) + Z(0.8)) * m.se)
 
 
-def test_a_metric_that_cannot_vary_cannot_detect():
+def test_a_metric_that_cannot_vary_has_unknown_power():
     b, c = pair([0.0] * 50, [0.0] * 50, metric="exact_match")
     cmp = compare(b, c, Gate(metrics={"exact_match": GateRule(max_drop=0.01)}))
     m = cmp.metrics[0]
-    assert m.mde is None and "cannot detect" in m.power_warning
+    assert m.mde is None and "power unknown" in m.power_warning
     from llmops_cli.report import fmt_mde, markdown
 
-    assert fmt_mde(m) == "cannot detect"
-    assert "cannot detect" in markdown(cmp) and "0.0000 | drop" not in markdown(cmp)
+    assert fmt_mde(m) == "unknown"
+    assert "| unknown |" in markdown(cmp) and "0.0000 | drop" not in markdown(cmp)
 
 
 def test_planted_drop_is_caught_about_as_often_as_predicted():

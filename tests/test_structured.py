@@ -95,3 +95,28 @@ checks:
     rec = run_eval(load_config(tmp_path / "c.yaml"))
     assert rec.metrics["valid"].aggregate == 1.0, [c.output for c in rec.cases]  # constrained decoding: always valid
     assert all(set(json.loads(c.output)) == {"answer", "quote"} for c in rec.cases)
+
+
+def test_the_order_of_schema_properties_reaches_the_provider_and_counts(make_project, litellm_loaded):
+    """The order of properties is the order the model writes the fields in
+    (reasoning before the answer): it is sent as given, and it changes the
+    cache key and the fingerprint."""
+    quote_first = {"type": "object", "properties": {"quote": {"type": "string"}, "answer": {"type": "string"}},
+                   "required": ["quote", "answer"]}
+    answer_first = {**quote_first, "properties": dict(reversed(list(quote_first["properties"].items())))}
+
+    def rf(schema):
+        return json.dumps({"type": "json_schema", "json_schema": {"name": "qa", "schema": schema}})
+
+    with FakeOpenAI(reply=lambda m, b: json.dumps({"quote": "y", "answer": "x"})) as srv:
+        a = load_config(_with_params(make_project(srv.url), f"response_format: {rf(quote_first)}"))
+        b = load_config(_with_params(make_project(srv.url), f"response_format: {rf(answer_first)}"))
+        rec_a = run_eval(a, cache=None)
+        sent = srv.requests[-1]["response_format"]["json_schema"]["schema"]["properties"]
+        rec_b = run_eval(b, cache=None)
+    assert list(sent) == ["quote", "answer"]
+    assert list(srv.requests[-1]["response_format"]["json_schema"]["schema"]["properties"]) == ["answer", "quote"]
+    from llmops_cli.plan import make_plan
+
+    assert make_plan(a).requests[0].key != make_plan(b).requests[0].key
+    assert rec_a.fingerprint != rec_b.fingerprint

@@ -1,7 +1,8 @@
 """The ``llmops`` command (Typer): parse options, call the library, render,
 exit with the outcome's code. The work is in the library; the commands live
 in small modules — :mod:`.run` (eval, score, baseline update, validate),
-:mod:`.tools` (diff, review, cache), :mod:`.project` (init, schema); the application itself in :mod:`.app`.
+:mod:`.tools` (diff, review, cache), :mod:`.shards` (merge, gate),
+:mod:`.project` (init, schema); the application itself in :mod:`.app`.
 
 Start-up stays fast (``llmops --help`` imports Typer and nothing of the
 library): every command imports what it needs when it runs.
@@ -14,8 +15,8 @@ import sys
 
 import typer
 
-from .app import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli  # noqa: F401  (public: tests, entry point)
-from . import run, tools, project  # noqa: F401  (the commands register themselves on `cli`)
+from .app import DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli  # noqa: F401  (public: tests, entry point)
+from . import run, tools, project, shards  # noqa: F401  (the commands register themselves on `cli`)
 
 _terminated: list[int] = []
 

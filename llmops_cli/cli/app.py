@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 # the library's defaults (llmops_cli.execute; not imported here, to keep --help fast; a test holds them equal)
-DEFAULT_CONCURRENCY = 8
+DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_RETRIES = 8
 
 EXIT_CODES = """\

@@ -9,15 +9,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli
+from .app import DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli
 
 RUN, CACHE, GATE, REPORTS = "Run", "Cache", "Gate", "Reports"
 
 Config = Annotated[Path, typer.Argument(metavar="CONFIG", dir_okay=False, show_default=False, help="The llmops.yaml file.")]
 Limit = Annotated[Optional[int], typer.Option(min=0, help="Use the first N cases (0 = all); overrides dataset.limit.",
                                               rich_help_panel=RUN)]
-Concurrency = Annotated[int, typer.Option("--concurrency", "-j", min=1, help="Model calls in flight at once.",
-                                          rich_help_panel=RUN)]
+Concurrency = Annotated[Optional[int], typer.Option("--concurrency", "-j", min=1, show_default=False,
+                                                    help="Model calls in flight at once, fixed \\[default: adaptive: "
+                                                    "from 8, growing while calls succeed, halved on 429s and timeouts].",
+                                                    rich_help_panel=RUN)]
+MaxConcurrency = Annotated[int, typer.Option("--max-concurrency", min=1, help="The most calls in flight an adaptive run "
+                                             "reaches.", rich_help_panel=RUN)]
 Retries = Annotated[int, typer.Option(min=0, help="Retries per call on 429/5xx/timeouts.", rich_help_panel=RUN)]
 Outputs = Annotated[Optional[Path], typer.Option(dir_okay=False, help="Score this file of {id: output} instead of "
                                                  "calling the model.", rich_help_panel=RUN)]
@@ -27,6 +31,10 @@ Refresh = Annotated[bool, typer.Option("--refresh", help="Call the model (and ju
                                        "now).", rich_help_panel=CACHE)]
 CacheDir = Annotated[Optional[Path], typer.Option(file_okay=False, help="Cache folder \\[default: $LLMOPS_CACHE_DIR or "
                                                   ".llmops/cache].", rich_help_panel=CACHE)]
+CacheUrl = Annotated[Optional[str], typer.Option("--cache-url", metavar="URL", show_default=False, rich_help_panel=CACHE,
+                                                 help="Share the cache in Redis (redis://[:password@]host:port/db) "
+                                                 "instead of --cache-dir \\[default: $LLMOPS_CACHE_URL or the config's "
+                                                 "cache.url]. Prefer the variable for a URL with a password.")]
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", dir_okay=False, help="Run record path \\[default: "
                                                 ".llmops/runs/<run-id>.json].", rich_help_panel=REPORTS)]
 UpdateBaseline = Annotated[bool, typer.Option("--update-baseline", help="Write this run as the new baseline (only if it "
@@ -91,19 +99,25 @@ class _progress:
 
 
 @cli.command("eval", epilog=EXIT_CODES)
-def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = DEFAULT_CONCURRENCY,
-             retries: Retries = DEFAULT_RETRIES, outputs: Outputs = None, no_cache: NoCache = False,
-             refresh: Refresh = False, cache_dir: CacheDir = None, update_baseline: UpdateBaseline = False,
-             baseline: Baseline = None, plain: Plain = False, allow_judge_change: AllowJudgeChange = False,
+def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = None,
+             max_concurrency: MaxConcurrency = DEFAULT_MAX_CONCURRENCY, retries: Retries = DEFAULT_RETRIES, outputs: Outputs = None, no_cache: NoCache = False,
+             refresh: Refresh = False, cache_dir: CacheDir = None, cache_url: CacheUrl = None,
+             update_baseline: UpdateBaseline = False, baseline: Baseline = None, plain: Plain = False, allow_judge_change: AllowJudgeChange = False,
              output: Output = None, junit: Junit = None, markdown: Markdown = None, json_out: Json = False,
-             top: Top = 5, quiet: Quiet = False) -> None:
+             top: Top = 5, quiet: Quiet = False,
+             shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", show_default=False,
+                                                          rich_help_panel=RUN,
+                                                          help="Run only shard K of N (cases split by a hash of their "
+                                                               "id) and write its record, not gated: merge the shards "
+                                                               "with `llmops merge`, then `llmops gate`.")] = None
+             ) -> None:
     """Run CONFIG's eval set, score it and gate it against the baseline."""
     from ..evaluate import EvalOptions
 
-    finish(EvalOptions(config, limit=limit, concurrency=concurrency, retries=retries, use_cache=not no_cache,
-                       cache_dir=cache_dir, refresh=refresh, record_path=output, outputs=outputs,
-                       update_baseline=update_baseline, baseline=baseline, plain=plain,
-                       allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, top=top),
+    finish(EvalOptions(config, limit=limit, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
+                       use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url, refresh=refresh,
+                       record_path=output, outputs=outputs, update_baseline=update_baseline, baseline=baseline, plain=plain,
+                       allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, top=top, shard=shard),
            top=top, quiet=quiet, json_out=json_out)
 
 
@@ -111,16 +125,17 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = DEF
 def score_cmd(config: Config,
               outputs: Annotated[Path, typer.Option(dir_okay=False, show_default=False, rich_help_panel=RUN,
                                                     help="JSON file {case_id: output} made by another system.")],
-              limit: Limit = None, output: Output = None, update_baseline: UpdateBaseline = False,
-              baseline: Baseline = None, plain: Plain = False, allow_judge_change: AllowJudgeChange = False,
-              junit: Junit = None, markdown: Markdown = None, json_out: Json = False, top: Top = 5,
-              quiet: Quiet = False) -> None:
+              limit: Limit = None, cache_url: CacheUrl = None, output: Output = None,
+              update_baseline: UpdateBaseline = False, baseline: Baseline = None, plain: Plain = False,
+              allow_judge_change: AllowJudgeChange = False, junit: Junit = None, markdown: Markdown = None,
+              json_out: Json = False, top: Top = 5, quiet: Quiet = False) -> None:
     """Score outputs produced elsewhere and gate them exactly like a model run."""
     from ..evaluate import EvalOptions
 
-    finish(EvalOptions(config, limit=limit, record_path=output, outputs=outputs, update_baseline=update_baseline,
-                       baseline=baseline, plain=plain, allow_judge_change=allow_judge_change, junit=junit,
-                       markdown=markdown, top=top), top=top, quiet=quiet, json_out=json_out)
+    finish(EvalOptions(config, limit=limit, cache_url=cache_url, record_path=output, outputs=outputs,
+                       update_baseline=update_baseline, baseline=baseline, plain=plain,
+                       allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, top=top),
+           top=top, quiet=quiet, json_out=json_out)
 
 
 @cli.command("validate", epilog=EXIT_CODES)
@@ -128,14 +143,15 @@ def validate_cmd(config: Config, limit: Limit = None, outputs: Outputs = None, b
                  update_baseline: Annotated[bool, typer.Option("--update-baseline", rich_help_panel=GATE,
                                                                help="Check for a run that writes the baseline (no "
                                                                     "baseline needed, it must be writable).")] = False,
-                 no_cache: NoCache = False, cache_dir: CacheDir = None, output: Output = None, junit: Junit = None,
-                 markdown: Markdown = None) -> None:
+                 no_cache: NoCache = False, cache_dir: CacheDir = None, cache_url: CacheUrl = None,
+                 output: Output = None, junit: Junit = None, markdown: Markdown = None) -> None:
     """Check everything `eval` checks before its first model call — config, templates (every prompt rendered), eval
     set, corpus, output paths, baseline compatibility, credentials — and call nothing. Exit 0 or 2."""
     from ..evaluate import EvalOptions
 
-    finish(EvalOptions(config, limit=limit, use_cache=not no_cache, cache_dir=cache_dir, record_path=output, outputs=outputs,
-                       update_baseline=update_baseline, baseline=baseline, junit=junit, markdown=markdown),
+    finish(EvalOptions(config, limit=limit, use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url,
+                       record_path=output, outputs=outputs, update_baseline=update_baseline, baseline=baseline,
+                       junit=junit, markdown=markdown),
            validate=True)
 
 
@@ -144,9 +160,10 @@ cli.add_typer(baseline_app, name="baseline")
 
 
 @baseline_app.command("update", epilog=EXIT_CODES)
-def baseline_update(config: Config, limit: Limit = None, concurrency: Concurrency = DEFAULT_CONCURRENCY,
-                    retries: Retries = DEFAULT_RETRIES, outputs: Outputs = None, no_cache: NoCache = False,
-                    refresh: Refresh = False, cache_dir: CacheDir = None, output: Output = None,
+def baseline_update(config: Config, limit: Limit = None, concurrency: Concurrency = None,
+                    max_concurrency: MaxConcurrency = DEFAULT_MAX_CONCURRENCY, retries: Retries = DEFAULT_RETRIES, outputs: Outputs = None, no_cache: NoCache = False,
+                    refresh: Refresh = False, cache_dir: CacheDir = None, cache_url: CacheUrl = None,
+                    output: Output = None,
                     from_run: Annotated[Optional[Path], typer.Option(dir_okay=False, rich_help_panel=GATE,
                                                                      help="Promote an existing run record instead of "
                                                                           "running.")] = None,
@@ -155,6 +172,6 @@ def baseline_update(config: Config, limit: Limit = None, concurrency: Concurrenc
     enough cases (max_unscored_share), as `eval --update-baseline` does."""
     from ..evaluate import EvalOptions
 
-    finish(EvalOptions(config, limit=limit, concurrency=concurrency, retries=retries, use_cache=not no_cache,
-                       cache_dir=cache_dir, refresh=refresh, record_path=output, outputs=outputs, update_baseline=True,
-                       from_run=from_run), quiet=quiet)
+    finish(EvalOptions(config, limit=limit, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
+                       use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url, refresh=refresh,
+                       record_path=output, outputs=outputs, update_baseline=True, from_run=from_run), quiet=quiet)

@@ -93,20 +93,50 @@ cache_app = typer.Typer(help="Inspect or clear the cache (answers and memoised r
 cli.add_typer(cache_app, name="cache")
 
 
+CacheUrl = Annotated[Optional[str], typer.Option("--cache-url", metavar="URL", show_default=False,
+                                                 help="The Redis cache (redis://[:password@]host:port/db) instead of "
+                                                 "--cache-dir \\[default: $LLMOPS_CACHE_URL].")]
+Prefix = Annotated[str, typer.Option(help="The Redis keys' namespace (the config's cache.prefix).")]
+
+
+def _cache(cache_dir: Optional[Path], cache_url: Optional[str], prefix: str):
+    """The SQLite cache in ``cache_dir``, or the Redis one at ``--cache-url``
+    or ``$LLMOPS_CACHE_URL`` (not opened: ``info`` and ``clear`` connect)."""
+    from ..cache import Cache, resolve_url
+
+    url, where = resolve_url(cache_url, None)
+    if not url:
+        return Cache(cache_dir)
+    from ..cache.redis import RedisCache, check_url
+    from ..errors import InputError
+
+    problem = check_url(url)
+    if problem:
+        raise InputError(None, where, problem)
+    return RedisCache(url, prefix=prefix)
+
+
 @cache_app.command("info")
-def cache_info(cache_dir: CacheDir = None) -> None:
+def cache_info(cache_dir: CacheDir = None, cache_url: CacheUrl = None, prefix: Prefix = "llmops") -> None:
     """Show the cache's location, size and entries per model."""
-    from ..cache import Cache
+    from ..errors import LlmopsError
     from ..report import print_cache_info, terminal
 
-    print_cache_info(terminal(), Cache(cache_dir).info())
+    try:
+        info = _cache(cache_dir, cache_url, prefix).info()
+    except LlmopsError as err:
+        _failing(err)
+    print_cache_info(terminal(), info)
 
 
 @cache_app.command("clear")
-def cache_clear(cache_dir: CacheDir = None) -> None:
-    """Delete every cached answer and memoised result."""
-    from ..cache import Cache
+def cache_clear(cache_dir: CacheDir = None, cache_url: CacheUrl = None, prefix: Prefix = "llmops") -> None:
+    """Delete every cached answer and memoised result (in Redis: only the keys under the prefix)."""
+    from ..errors import LlmopsError
     from ..report import terminal
 
-    n = Cache(cache_dir).clear()
+    try:
+        n = _cache(cache_dir, cache_url, prefix).clear()
+    except LlmopsError as err:
+        _failing(err)
     terminal().print(f"deleted {n} cached responses")

@@ -12,8 +12,8 @@ from ..errors import ConfigError
 from .load import load_config, parse_config
 from .answer import MAX_TIMEOUT_S, Chunking, Dataset, Params, Prompt, Retrieval
 from .measure import Check, Embedding, Gate, GateRule, Judge, JudgeParams, LengthRule, PowerRequirement
-from .models import MAX_REPEATS, SCHEMA_VERSION, Config
+from .models import MAX_REPEATS, SCHEMA_VERSION, CacheSettings, Config
 
-__all__ = ["ConfigError", "load_config", "parse_config", "MAX_REPEATS", "MAX_TIMEOUT_S", "SCHEMA_VERSION", "Check", "Chunking", "Embedding", "LengthRule",
+__all__ = ["ConfigError", "load_config", "parse_config", "MAX_REPEATS", "MAX_TIMEOUT_S", "SCHEMA_VERSION", "CacheSettings", "Check", "Chunking", "Embedding", "LengthRule",
            "Config", "Dataset", "Gate", "GateRule", "Judge", "JudgeParams", "Params", "PowerRequirement", "Prompt",
            "Retrieval"]

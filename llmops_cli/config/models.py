@@ -23,6 +23,38 @@ SCHEMA_VERSION = 1
 MAX_REPEATS = 100  # repeats: answers per case
 
 
+class CacheSettings(_Strict):
+    """Where answers and memoised results are cached. Changes no answer, so it
+    is not part of the fingerprint (nor of the run record's config).
+
+    ``url``: a Redis shared by every CI runner and developer
+    (``redis://[:password@]host:6379/0``, ``rediss://`` for TLS, or
+    ``unix:///path/to/socket``); unset: the local SQLite cache
+    (``--cache-dir``). ``--cache-url`` and ``$LLMOPS_CACHE_URL`` take
+    precedence over it. Prefer ``$LLMOPS_CACHE_URL`` for a URL holding a
+    password (it is never printed). ``ttl_s``: seconds a Redis entry is kept
+    after it is written (unset: for ever). ``required``: a Redis that cannot be
+    reached is exit 2 before any model call, instead of one warning line and an
+    uncached run. ``prefix``: the namespace of the Redis keys
+    (``<prefix>:answer:<key>``, ``<prefix>:memo:<key>``)."""
+
+    url: str | None = Field(None, repr=False, json_schema_extra={"pattern": "^([Rr][Ee][Dd][Ii][Ss][Ss]?|[Uu][Nn][Ii][Xx])://"})
+    ttl_s: int | None = Field(None, ge=1)
+    required: bool = False
+    prefix: str = Field("llmops", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, v):
+        if v:
+            from ..cache.redis import check_url
+
+            problem = check_url(v)
+            if problem:
+                raise ValueError(problem)
+        return v or None
+
+
 class Config(_Strict):
     """A whole pinned configuration. Build with :func:`load_config`.
     ``output_field``: the answers are JSON objects and the reference-based
@@ -51,6 +83,7 @@ class Config(_Strict):
     repeats: int = Field(1, ge=1, le=MAX_REPEATS)
     max_error_share: float = Field(0.1, ge=0, le=1)
     max_unscored_share: float = Field(0.1, ge=0, le=1)
+    cache: CacheSettings = CacheSettings()
 
     # set by load_config, not by the YAML
     _path: Path | None = None
@@ -215,8 +248,10 @@ class Config(_Strict):
         """The configuration as plain data, prompt files inlined, for the run
         record and for :func:`config_diff`; each judge also gets an
         ``effective`` block (:meth:`effective_judge`). Holds no secrets:
-        ``api_key_env`` is the *name* of an environment variable."""
-        d = self.model_dump(mode="json")
+        ``api_key_env`` is the *name* of an environment variable; the
+        ``cache`` section (whose URL may hold a password, and which changes no
+        answer) is left out."""
+        d = self.model_dump(mode="json", exclude={"cache"})
         d["params"] = self.params.dump()
         d["prompt"] = {"system": self.system_template, "user": self.user_template}
         for name in self.judges:

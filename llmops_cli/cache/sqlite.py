@@ -1,17 +1,9 @@
-"""The cache (SQLite, WAL mode; safe with concurrent runs): model answers,
-and memoised derived results.
-
-Keyed by SHA-256 of the canonical JSON of model, api_base, messages, call
-parameters and repeat index. Stores the response text, token usage, cost and
-the raw response — never credentials (api keys are not part of the request
-description passed in, and raw responses carry none). LiteLLM's own cache is
-not used (its hit path imports proxy-only modules in 1.106.2).
-
-A second table memoises derived results — metric results, retrieval hits,
-bootstrap intervals — under a hash of everything each depends on, so that a
-fully cached re-run loads no scorer, no bm25s and no numpy.
+"""The local cache: SQLite in ``<dir>/responses.sqlite`` (WAL mode; safe
+with concurrent runs), the default when no Redis URL is given.
 
 Location: ``--cache-dir`` or ``$LLMOPS_CACHE_DIR``, default ``.llmops/cache``.
+Stores what :mod:`llmops_cli.cache` describes: answers (table ``responses``)
+and memoised derived results (table ``memo``).
 """
 
 from __future__ import annotations
@@ -23,10 +15,9 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-from .fingerprint import canonical_json, sha256_text
-from .errors import OutputError
+from ..errors import OutputError
 
 DEFAULT_DIR = ".llmops/cache"
 _SCHEMA = (
@@ -35,27 +26,6 @@ _SCHEMA = (
     # their inputs: safe to clear
     "CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)",
 )
-
-
-def cache_key(model: str, api_base: str | None, messages: list[dict], params: dict[str, Any], repeat: int = 0) -> str:
-    """The cache key of one model call (64 hex digits)."""
-    return sha256_text(canonical_json({"model": model, "api_base": api_base, "messages": messages, "params": params, "repeat": repeat}))
-
-
-def memoised(memo: "Cache | None", kind: str, inputs: Any, compute: Callable[[], Any]) -> Any:
-    """``compute()``'s JSON-serialisable result, read from ``memo``'s derived
-    results when present, else computed and stored there. The key is ``kind``
-    plus the SHA-256 of the canonical JSON of ``inputs``, which must hold
-    everything the result depends on (versions included). With ``memo=None``
-    this is just ``compute()``."""
-    if memo is None:
-        return compute()
-    key = f"{kind}:{sha256_text(canonical_json(inputs))}"
-    value = memo.get_memo(key)
-    if value is None:
-        value = compute()
-        memo.put_memo(key, value)
-    return value
 
 
 def _set_up(conn: sqlite3.Connection, wait_s: float = 30.0) -> None:
@@ -78,6 +48,7 @@ def _set_up(conn: sqlite3.Connection, wait_s: float = 30.0) -> None:
 
 
 def default_dir() -> Path:
+    """``$LLMOPS_CACHE_DIR``, else :data:`DEFAULT_DIR`."""
     return Path(os.environ.get("LLMOPS_CACHE_DIR") or DEFAULT_DIR)
 
 
@@ -111,7 +82,7 @@ class Cache:
         except OutputError:
             raise
         except (sqlite3.Error, OSError) as e:
-            from .files import check_writable
+            from ..files import check_writable
 
             try:
                 check_writable(self.path, "cache")
