@@ -99,7 +99,7 @@ def _prepare(opts: EvalOptions):
     from .baseline import check_dataset, check_judges, load_baseline
     from .config import load_config
     from .files import check_outputs, check_writable, run_inputs
-    from .gate import check_before_run
+    from .power import check_before_run
     from .plan import make_plan
 
     candidate = None

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from llmops_cli.cli import cli
 from llmops_cli.config import Gate, GateRule, PowerRequirement
 from llmops_cli.errors import BaselineError
-from llmops_cli.gate import check_before_run, compare
+from llmops_cli.gate import compare
+from llmops_cli.power import check_before_run
 from llmops_cli.outcome import from_comparison as outcome
 from llmops_cli.record import CaseRecord
 from llmops_cli.scorers import SCORERS, score_all
