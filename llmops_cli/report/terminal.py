@@ -179,7 +179,7 @@ def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: 
         print_error(out.reason)
     elif out.status == "regressed":
         head, _, rest = out.reason.partition(":")
-        console.print(f"[bold red]{head}[/]:{rest}")
+        console.print(f"[bold red]{head}[/]:{escape(rest)}")
     elif loud and out.status == "baseline written":
         console.print(f"[green]baseline written:[/] {out.baseline_path}")
     elif loud and out.status in ("shard written", "merged"):
