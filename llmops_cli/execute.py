@@ -19,7 +19,7 @@ DEFAULT_RETRIES = 8  # retries per call on 429/5xx/connection errors/timeouts
 # what the cache keeps of a call: the answer, who served it, its usage, first latency and token log-probability
 # totals; never credentials
 CACHED_FIELDS = {"output", "response", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "served_model",
-                 "system_fingerprint", "logprob_sum", "logprob_tokens"}
+                 "system_fingerprint", "logprob_sum", "logprob_tokens", "deployment"}
 
 
 class Progress:
@@ -60,7 +60,12 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
     """Make every call in ``todo``: per endpoint an adaptive limit on calls in
     flight (:mod:`llmops_cli.concurrency`; fixed at ``concurrency`` when
     given), the embedded model one at a time, so latency measures the call,
-    not a queue. Returns what the limits saw, summed over endpoints.
+    not a queue; an endpoint with deployments has one limit for all of them
+    (the Router picks the deployment once a slot is taken) and one
+    ``litellm.Router`` (:mod:`llmops_cli.deployments`), discarded at the end.
+    Returns what the limits saw, summed over endpoints. An answer from a
+    fallback model is recorded but not cached: the cache holds the logical
+    model's answers.
 
     Once more than ``max_failed_cases`` cases have a call that failed after
     its retries, the run can no longer complete: calls not yet started are
@@ -80,16 +85,20 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
             limits[ep.route] = AdaptiveLimit(fixed or DEFAULT_START, fixed or max_concurrency, adaptive=fixed is None,
                                              classify=congestion_signal)
     failed: set[int] = set()
+    routed: dict = {}  # route → RoutedCalls, for endpoints with deployments
 
     def hopeless() -> bool:
         return max_failed_cases is not None and len(failed) > max_failed_cases
 
     async def one(req: Request) -> None:
-        call = await call_model(litellm, req, keys[req.endpoint], retries, limits[req.endpoint.route], hopeless)
+        ep = req.endpoint
+        call = await call_model(litellm, req, keys[ep], retries, limits[ep.route], hopeless, routed.get(ep.route))
         if call is None:  # not started: the run had stopped early
             return
         req.call = call
-        if req.call.error is None and cache is not None:
+        by_fallback = call.deployment is not None and any(t.fallback and t.label == call.deployment
+                                                          for t in ep.deployments)
+        if req.call.error is None and cache is not None and not by_fallback:
             cache.put(req.key, req.endpoint.model, req.call.model_dump(include=CACHED_FIELDS))
         elif req.call.error is not None:
             failed.add(req.case_index)
@@ -100,11 +109,16 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
     executor = ClosingExecutor()
     asyncio.get_running_loop().set_default_executor(executor)
     await warm_up(litellm, keys)
+    from .deployments import routers
+
+    routed.update(routers(litellm, keys, config_path))
     tasks = [asyncio.ensure_future(one(r)) for r in todo]
     try:
         await asyncio.gather(*tasks)
     finally:  # also when interrupted (Ctrl-C, SIGTERM) or a call raised: no coroutine left unawaited
         await settle(executor)
+        for r in routed.values():
+            r.close()
     seen = [lim.stats() for lim in limits.values()]
     return LimitStats(max(s.peak for s in seen), sum(s.throttled for s in seen), sum(s.congestion for s in seen),
                       max(s.final for s in seen))

@@ -48,7 +48,9 @@ def _without(d: Any, keys: tuple[str, ...]) -> Any:
 def fingerprint(snapshot: dict[str, Any], corpus_hash: str | None = None) -> str:
     """Config fingerprint: SHA-256 (first 16 hex digits) of the canonical JSON
     of model, api_base, params (but ``timeout``), prompt text, retrieval setup
-    (but the corpus *path*), repeats, the retrieval corpus's content hash, and
+    (but the corpus *path*), repeats, the retrieval corpus's content hash, the
+    deployments' models and the fallbacks' (when set; not their URLs or keys:
+    see :func:`_routes`), and
     each judge's effective model, api_base, params (but ``timeout``) and
     template hash (``snapshot["judges"][name]["effective"]``, see
     :meth:`Config.snapshot`). Eval set, metrics, the judges' other settings,
@@ -56,6 +58,7 @@ def fingerprint(snapshot: dict[str, Any], corpus_hash: str | None = None) -> str
     is *measured*; nor are the timeout and corpus path, which change no answer."""
     ident = {k: _without(snapshot.get(k), NOT_IDENTITY.get(k, ())) for k in IDENTITY_KEYS}
     ident["corpus_hash"] = corpus_hash
+    ident.update(_routes(snapshot))
     order = {k: key_order(v) for k, v in (ident.get("params") or {}).items() if isinstance(v, (dict, list))}
     if any(v is not None for v in order.values()):  # the order of response_format's properties is the order of answers
         ident["params_key_order"] = order
@@ -63,6 +66,23 @@ def fingerprint(snapshot: dict[str, Any], corpus_hash: str | None = None) -> str
                        for name, j in sorted((snapshot.get("judges") or {}).items())
                        if isinstance(j, dict) and isinstance(j.get("effective"), dict)}
     return sha256_text(canonical_json(ident))[:16]
+
+
+def _routes(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """What of ``deployments`` and ``fallbacks`` decides the answers: the
+    set of the deployments' model strings (sorted; a deployment without one
+    serves the logical model) and the fallbacks' models in order — never
+    their URLs, keys, names or limits, which do not change what answers.
+    Empty when neither is set, so other configs keep their fingerprints."""
+    out: dict[str, Any] = {}
+    deployments = snapshot.get("deployments") or []
+    if deployments:
+        out["deployments"] = sorted({(d.get("model") if isinstance(d, dict) else None) or snapshot.get("model")
+                                     for d in deployments})
+    fallbacks = [f.get("model") for f in snapshot.get("fallbacks") or [] if isinstance(f, dict)]
+    if fallbacks:
+        out["fallbacks"] = fallbacks
+    return out
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -98,6 +118,9 @@ def _judge_view(j: Any) -> Any:
 
 def _diff_view(snapshot: dict[str, Any]) -> dict[str, Any]:
     view = {k: snapshot.get(k) for k in IDENTITY_KEYS + MEASUREMENT_KEYS}
+    for key in ("deployments", "fallbacks"):  # one entry per item: deployments[0].api_base, ...
+        for i, item in enumerate(snapshot.get(key) or []):
+            view[f"{key}[{i}]"] = item
     if isinstance(view.get("judges"), dict):
         view["judges"] = {name: _judge_view(j) for name, j in view["judges"].items()}
     return _flatten(view)

@@ -139,8 +139,12 @@ def default_reduce(judge: Judge) -> str:
 
 def judge_endpoint(cfg: Config, name: str) -> Endpoint:
     """A judge's endpoint; model/api_base/key default to the model under
-    test's (:meth:`Config.judge_target`)."""
-    return Endpoint.of(*cfg.judge_target(name), cfg.judges[name].params)
+    test's (:meth:`Config.judge_target`), and so do its deployments when it
+    pins neither model nor api_base (:meth:`Config.judge_uses_deployments`)."""
+    from .deployments import targets
+
+    routes = targets(cfg) if cfg.judge_uses_deployments(name) else ()
+    return Endpoint.of(*cfg.judge_target(name), cfg.judges[name].params, deployments=routes)
 
 
 def judge_requests(cfg: Config, plan: Plan, records: list[CaseRecord]) -> list[Request]:

@@ -213,7 +213,7 @@ def sum_usage(usages: Sequence[Usage]) -> Usage:
     """The shards' usage added up: counts and tokens summed, cost summed
     (None when no shard knows it), wall time summed (seconds of machine time,
     not elapsed), the slowest calls the five slowest of all, the most calls
-    in flight the largest."""
+    in flight the largest, answers per deployment summed."""
     data: dict[str, Any] = {}
     for name in Usage.model_fields:
         values = [getattr(u, name) for u in usages]
@@ -226,6 +226,8 @@ def sum_usage(usages: Sequence[Usage]) -> Usage:
             data[name] = math.fsum(known) if known else None
         elif name == "wall_s":
             data[name] = round(math.fsum(values), 3)
+        elif name == "deployments":  # answers per deployment label
+            data[name] = sum_counts([{"": v} for v in values]).get("", {})
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             data[name] = sum(values)
         elif values:

@@ -54,8 +54,13 @@ class Plan:
 
 def model_endpoint(cfg: Config) -> Endpoint:
     """The endpoint of the model under test; it asks for the output tokens'
-    log-probabilities when ``perplexity`` is among the metrics."""
-    return Endpoint.of(cfg.model, cfg.api_base, cfg.api_key_env, cfg.params, logprobs="perplexity" in cfg.metrics)
+    log-probabilities when ``perplexity`` is among the metrics. With
+    ``deployments`` it carries them (:func:`llmops_cli.deployments.targets`)
+    and its cache keys are the logical model's: no URL in them."""
+    from .deployments import targets
+
+    return Endpoint.of(cfg.model, cfg.api_base, cfg.api_key_env, cfg.params, logprobs="perplexity" in cfg.metrics,
+                       deployments=targets(cfg))
 
 
 def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, memo: Cache | None = None,

@@ -1,7 +1,8 @@
 """The LiteLLM-facing code: importing LiteLLM (offline price map, the
 embedded ``local`` provider registered), where a call goes (:class:`Endpoint`),
-one call with retries (:func:`call_model`), its cost, credentials, and the
-redaction of keys from error messages.
+one call with retries (:func:`call_model`; the retry policy is in
+:mod:`.faults`, routing over deployments in :mod:`.deployments`), its cost,
+credentials, and the redaction of keys from error messages.
 
 LiteLLM is imported only when some call misses the cache, with
 ``LITELLM_LOCAL_MODEL_COST_MAP=True`` set first so that it never fetches its
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .cache import cache_key
 from .errors import ConfigError
+from .faults import congestion_signal, is_retryable, retry_after_s, retrying  # noqa: F401  (public here too)
 from .fingerprint import key_order
 from .perplexity import logprob_totals
 from .record import Call
@@ -63,8 +65,9 @@ async def warm_up(litellm, endpoints) -> None:
         return
     import openai.resources.chat  # noqa: F401
 
-    await litellm.acompletion(model=hosted[0].model, messages=[{"role": "user", "content": "warm-up"}],
-                              mock_response="ok", num_retries=0)
+    model = hosted[0].deployments[0].model if hosted[0].deployments else hosted[0].model
+    await litellm.acompletion(model=model, messages=[{"role": "user", "content": "warm-up"}], mock_response="ok",
+                              num_retries=0)
 
 
 @contextlib.asynccontextmanager
@@ -97,17 +100,21 @@ def _thawed(value: Any) -> Any:
 class Endpoint:
     """Where and how a call goes: LiteLLM model string, optional api_base,
     the *name* of the environment variable holding the key (never the key),
-    answer-shaping params, and the per-request timeout in seconds."""
+    answer-shaping params, and the per-request timeout in seconds.
+    ``deployments``: the :class:`~llmops_cli.deployments.Target` objects a
+    ``litellm.Router`` spreads the calls over (``model`` is then the logical
+    model and ``api_base`` None); not part of the cache key."""
 
     model: str
     api_base: str | None
     api_key_env: str | None
     params: tuple[tuple[str, Any], ...]
     timeout: float
+    deployments: tuple = ()
 
     @classmethod
     def of(cls, model: str, api_base: str | None, api_key_env: str | None, params, *,
-           logprobs: bool = False) -> "Endpoint":
+           logprobs: bool = False, deployments: tuple = ()) -> "Endpoint":
         """The endpoint for a config's ``params`` (:data:`CALL_PARAMS` that are
         set). ``logprobs``: also ask for the output tokens' log-probabilities
         (OpenAI's ``logprobs: true``, for the ``perplexity`` metric); only then
@@ -116,7 +123,7 @@ class Endpoint:
         frozen = tuple((k, _frozen(p[k])) for k in CALL_PARAMS if p.get(k) is not None)
         if logprobs:
             frozen += (("logprobs", True),)
-        return cls(model, api_base, api_key_env, frozen, params.timeout)
+        return cls(model, api_base, api_key_env, frozen, params.timeout, tuple(deployments))
 
     @property
     def call_params(self) -> dict[str, Any]:
@@ -135,8 +142,9 @@ class Endpoint:
         return dataclasses.replace(self, params=tuple((n, v + k if n == "seed" else v) for n, v in self.params))
 
     @property
-    def route(self) -> tuple[str, str | None]:
-        return self.model, self.api_base
+    def route(self) -> tuple:
+        """Where calls go: one adaptive concurrency limit (and one Router) each."""
+        return self.model, self.api_base, self.deployments
 
     def key(self, messages: list[dict[str, Any]], repeat: int) -> str:
         """The cache key of one call; for params holding mappings
@@ -146,57 +154,6 @@ class Endpoint:
         if any(v is not None for v in order.values()):
             params = {**params, "__key_order__": order}
         return cache_key(self.model, self.api_base, messages, params, repeat)
-
-
-def _status(exc: BaseException) -> int | None:
-    code = getattr(exc, "status_code", None)
-    return code if isinstance(code, int) else None
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """429, 408, 409, 5xx, connection errors and timeouts are retried."""
-    import asyncio
-
-    import litellm
-
-    if isinstance(exc, (litellm.Timeout, litellm.APIConnectionError, asyncio.TimeoutError)):
-        return True
-    code = _status(exc)
-    return code is not None and (code in (408, 409, 429) or code >= 500)
-
-
-def congestion_signal(exc: BaseException) -> str | None:
-    """``"429"`` for a rate-limit answer, ``"congestion"`` for another sign
-    of an overloaded provider (503, 529, a timeout), else None: what makes
-    the adaptive concurrency (:mod:`llmops_cli.concurrency`) back off."""
-    import asyncio
-
-    import litellm
-
-    code = _status(exc)
-    if code == 429:
-        return "429"
-    if code in (503, 529) or isinstance(exc, (litellm.Timeout, asyncio.TimeoutError)):
-        return "congestion"
-    return None
-
-
-def retry_after_s(exc: BaseException) -> float | None:
-    """Seconds from a ``Retry-After`` header on the error's response, if any."""
-    headers = getattr(exc, "litellm_response_headers", None)
-    resp = getattr(exc, "response", None)
-    if headers is None and resp is not None:
-        headers = getattr(resp, "headers", None)
-    value = headers.get("retry-after") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        import email.utils
-
-        parsed = email.utils.parsedate_tz(value)
-        return max(0.0, email.utils.mktime_tz(parsed) - time.time()) if parsed else None
 
 
 def redact(text: str, extra_env: tuple[str | None, ...] = ()) -> str:
@@ -211,7 +168,8 @@ def redact(text: str, extra_env: tuple[str | None, ...] = ()) -> str:
 
 
 def _error_text(exc: BaseException, ep: Endpoint) -> str:
-    return redact(" ".join(f"{type(exc).__name__}: {exc}".split()), (ep.api_key_env,))[:500]
+    envs = (ep.api_key_env,) + tuple(t.api_key_env for t in ep.deployments)
+    return redact(" ".join(f"{type(exc).__name__}: {exc}".split()), envs)[:500]
 
 
 def api_key(ep: Endpoint, config_path: str | Path | None = None) -> str | None:
@@ -234,29 +192,14 @@ def key_from_env(name: str | None, config_path: str | Path | None = None, where:
     return key
 
 
-def retrying(retries: int):
-    """The retry policy of every model call: up to ``retries`` retries of
-    429/408/409/5xx, connection errors and timeouts (:func:`is_retryable`),
-    exponential backoff with jitter (tenacity), a ``Retry-After`` header
-    honoured up to 60 s; the last error is re-raised. Use as
-    ``async for attempt in retrying(n): with attempt: ...``."""
-    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
-
-    backoff = wait_random_exponential(multiplier=0.5, max=20)
-
-    def wait(state) -> float:
-        ra = retry_after_s(state.outcome.exception())
-        base = backoff(state)
-        return max(base, min(ra, 60.0)) if ra is not None else base
-
-    return AsyncRetrying(stop=stop_after_attempt(retries + 1), wait=wait, retry=retry_if_exception(is_retryable),
-                         reraise=True)
-
-
 def check_credentials(ep: Endpoint, config_path: str | Path | None = None) -> None:
     """Raise :class:`ConfigError` (exit 2) when the key an endpoint needs is
     not in the environment (LiteLLM's ``validate_environment``; api-base
     settings are not required, providers have defaults)."""
+    if ep.deployments:
+        from .deployments import check_credentials as check_targets
+
+        return check_targets(ep, config_path)
     if api_key(ep, config_path) or ep.is_local:
         return
     litellm = import_litellm()
@@ -295,8 +238,10 @@ def _output_text(message) -> str:
 
 
 async def call_model(litellm, req: Request, key: str | None, retries: int, limit=None,
-                     abort: Callable[[], bool] | None = None) -> Call | None:
-    """One call through ``litellm.acompletion`` with retries, holding a slot
+                     abort: Callable[[], bool] | None = None, router=None) -> Call | None:
+    """One call through ``litellm.acompletion`` — or, for an endpoint with
+    deployments, ``router`` (a :class:`~llmops_cli.deployments.RoutedCalls`)
+    — with retries, holding a slot
     of ``limit`` (an :class:`~llmops_cli.concurrency.AdaptiveLimit`, or
     None) throughout, each failed attempt reported to it. Returns None,
     making no call, when ``abort()`` is true once the slot is free (the
@@ -304,17 +249,21 @@ async def call_model(litellm, req: Request, key: str | None, retries: int, limit
     ``served_model``/``system_fingerprint`` are the response's ``model`` and
     ``system_fingerprint`` — for an OpenAI-compatible server, what the server
     returned, not the requested model string (LiteLLM 1.106 copies them from
-    the server's JSON)."""
+    the server's JSON); ``deployment`` the label of the deployment that
+    answered, and ``retries`` counts the Router's moves to another one too."""
     import asyncio
 
     from .concurrency import Skipped
 
     ep = req.endpoint
-    kwargs = dict(model=ep.model, messages=req.messages, timeout=ep.timeout, num_retries=0, max_retries=0, **ep.call_params)
-    if ep.api_base:
-        kwargs["api_base"] = ep.api_base
-    if key:
-        kwargs["api_key"] = key
+    kwargs = dict(model=ep.model, messages=req.messages, timeout=ep.timeout, max_retries=0, **ep.call_params)
+    if router is None:  # the Router has its own num_retries (re-picks), and each deployment its URL and key
+        kwargs["num_retries"] = 0
+        if ep.api_base:
+            kwargs["api_base"] = ep.api_base
+        if key:
+            kwargs["api_key"] = key
+    complete = litellm.acompletion if router is None else router.complete
     if "tools" in kwargs:
         # LiteLLM 1.106 routes any call with tools through its MCP handler, which imports the optional `mcp`
         # package (proxy extras); our tools are plain function definitions passed to the provider as they are
@@ -328,7 +277,7 @@ async def call_model(litellm, req: Request, key: str | None, retries: int, limit
                 with attempt:
                     attempts += 1
                     try:
-                        response = await litellm.acompletion(**kwargs)
+                        response = await complete(**kwargs)
                     except Exception as exc:
                         if limit is not None:
                             limit.note(exc, started_in)
@@ -345,6 +294,7 @@ async def call_model(litellm, req: Request, key: str | None, retries: int, limit
     usage = getattr(response, "usage", None)
     raw = response.model_dump(mode="json")
     logprob_sum, logprob_tokens = logprob_totals(raw)
+    target = router.answered_by(response) if router is not None else None
     return Call(
         repeat=req.repeat,
         output=_output_text(choice.message),
@@ -355,7 +305,8 @@ async def call_model(litellm, req: Request, key: str | None, retries: int, limit
         completion_tokens=getattr(usage, "completion_tokens", None),
         latency_s=round(latency, 4),
         cost_usd=_cost(response),
-        retries=attempts - 1,
+        retries=attempts - 1 + (router.hops(response) if router is not None else 0),
+        deployment=target.label if target is not None else None,
         logprob_sum=logprob_sum,
         logprob_tokens=logprob_tokens,
     )

@@ -41,7 +41,9 @@ class Call(_Model):
     the answering model (natural log, nats) and ``logprob_tokens`` their
     count, read from the response when the provider returned them (asked for
     by the ``perplexity`` metric; see :mod:`llmops_cli.perplexity`); None
-    when it did not."""
+    when it did not. ``deployment``: which of the config's ``deployments``
+    (or ``fallbacks``) answered — its ``name``, else its ``api_base``, else
+    its model string; never a key — None without deployments."""
 
     repeat: int = 0
     output: str | None = None
@@ -57,6 +59,7 @@ class Call(_Model):
     system_fingerprint: str | None = None
     logprob_sum: float | None = None
     logprob_tokens: int | None = None
+    deployment: str | None = None
 
 
 class JudgeSample(Call):
@@ -130,7 +133,10 @@ class Usage(_Model):
     retries, and wall time in seconds; ``concurrency_peak``: the most calls
     in flight at once (None when nothing was called), ``throttled``: 429
     answers seen (retried attempts included), ``congestion``: those and the
-    503s, 529s and timeouts that made the adaptive concurrency back off."""
+    503s, 529s and timeouts that made the adaptive concurrency back off.
+    ``deployments``: answers this run got from each deployment (or
+    fallback), by its label — calls made, not cached ones; empty without
+    deployments."""
 
     calls: int = 0
     prompt_tokens: int = 0
@@ -145,6 +151,7 @@ class Usage(_Model):
     concurrency_peak: int | None = None
     throttled: int = 0
     congestion: int = 0
+    deployments: dict[str, int] = {}
 
 
 class ShardInfo(_Model):
@@ -243,7 +250,15 @@ def usage_of(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] |
         concurrency_peak=max((lim.peak for lim in seen), default=None),
         throttled=sum(lim.throttled for lim in seen),
         congestion=sum(lim.congestion for lim in seen),
+        deployments=_counts(c.deployment for c in calls if c.deployment and not c.cached and c.error is None),
     )
+
+
+def _counts(labels) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for label in labels:
+        out[label] = out.get(label, 0) + 1
+    return dict(sorted(out.items()))
 
 
 def served_summary(requests) -> dict[str, dict[str, int]]:

@@ -121,6 +121,8 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
         raise interrupted() from None
     record = build_record(cfg, plan)
     provider = cfg.model + (f" at {cfg.api_base}" if cfg.api_base else "")
+    if cfg.deployments:
+        provider += f" through {len(cfg.deployments)} deployment{'s' if len(cfg.deployments) > 1 else ''}"
     check_errors(cfg, record, f"calling {provider}", t0, limits)
     try:
         score_run(cfg, plan, record, cache, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,

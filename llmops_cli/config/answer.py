@@ -150,6 +150,60 @@ class Dataset(_Strict):
         return v
 
 
+class Fallback(_Strict):
+    """A model tried when every deployment failed (``fallbacks:``): a LiteLLM
+    model string, where it is served (``api_base``; unset: the provider's
+    default), the NAME of the environment variable holding its key
+    (``api_key_env``; unset: LiteLLM's default for the provider), and
+    ``name``, its label in the run record (default: its api_base, else its
+    model). A plain string is a model string alone."""
+
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key_env: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, v):
+        return _credential_free_url(v)
+
+    def label(self, logical_model: str) -> str:
+        """What the record calls it: ``name``, else ``api_base``, else the model."""
+        return self.name or self.api_base or self.model or logical_model
+
+
+class Deployment(Fallback):
+    """One deployment of the model under test (``deployments:``); every one
+    answers for the logical ``model`` and they share its cached answers.
+    ``model``: another LiteLLM model string for the same logical model (e.g.
+    ``azure/gpt-4o-eu``), default the logical ``model``. ``weight``: its
+    relative share of the calls. ``rpm``/``tpm``: requests and tokens per
+    minute it may take; when any deployment sets one, LiteLLM's usage-based
+    routing keeps each deployment under its own limits and sends a call to the
+    least used. ``api_base`` must not hold a user, password or query (keys
+    come from ``api_key_env``)."""
+
+    model: str | None = Field(None, min_length=1)  # type: ignore[assignment]  # optional here
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    weight: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+
+def _credential_free_url(v: str | None) -> str | None:
+    """:func:`_http_url`, and no user, password, query or fragment in it (the
+    URL is recorded; a key goes in ``api_key_env``)."""
+    v = _http_url(v)
+    if v is not None:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(v)
+        if u.username is not None or u.password is not None or u.query or u.fragment:
+            raise ValueError("holds a user, password or query (not shown); give the URL alone and the key's "
+                             "environment variable in api_key_env")
+    return v
+
+
 def _http_url(v: str | None) -> str | None:
     """``v`` if it is ``None`` or an http(s) URL with a host; else ValueError."""
     if v is None:

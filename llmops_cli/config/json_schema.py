@@ -13,7 +13,8 @@ The schema is generated, never written by hand: it is
 JSON Schema can state (one metric listed once, ``api_base`` starting with
 ``http://`` or ``https://``, a user template given, a rubric judge's
 ``criteria``, a faithfulness judge's ``retrieval``, at least one metric or
-judge). The repository commits a copy as ``schema/llmops.schema.json``;
+judge, ``deployments`` not beside ``api_base`` and ``fallbacks`` only with
+them). The repository commits a copy as ``schema/llmops.schema.json``;
 regenerate it after changing the models with::
 
     python -m llmops_cli.config.json_schema > schema/llmops.schema.json
@@ -45,6 +46,8 @@ SCHEMA_ID = "https://raw.githubusercontent.com/llmops-cli/llmops-cli/main/schema
 # Necessary, not sufficient, for the loader's check (urlsplit: scheme http or
 # https in any case, then a non-empty host part); the loader has the last word.
 _HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]"
+# a deployment's or fallback's: no user:password in the host part, no query or fragment (the URL is recorded)
+_PLAIN_URL = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+([/][^?#]*)?$"
 
 
 def _set(key: str) -> dict[str, Any]:
@@ -90,6 +93,15 @@ def config_schema() -> dict[str, Any]:
             if branch.get("type") == "string":
                 branch["pattern"] = _HTTP_URL
 
+    for name in ("Deployment", "Fallback"):
+        api_base = defs[name]["properties"]["api_base"]
+        api_base["description"] = ("An http(s) URL with a host and no user, password or query, e.g. "
+                                   "https://proxy.example/v1 (a LiteLLM Proxy or any OpenAI-compatible server).")
+        for branch in api_base["anyOf"]:
+            if branch.get("type") == "string":
+                branch["pattern"] = _PLAIN_URL
+    body["properties"]["deployments"]["anyOf"][0]["minItems"] = 1
+
     names = sorted(SCORERS)
     metrics = body["properties"]["metrics"]
     metrics["description"] = (f"Reference-based metrics, each named once: {', '.join(names)} (plugins may register "
@@ -115,6 +127,12 @@ def config_schema() -> dict[str, Any]:
                 "properties": {"judges": {"not": {"additionalProperties": {"not": faithfulness_judge}}}}},
          "then": {"required": ["retrieval"], "properties": {"retrieval": {"type": "object"}}},
          "description": "A faithfulness judge needs a retrieval section."},
+        {"not": {"required": ["api_base", "deployments"],
+                 "properties": {"api_base": {"type": "string"}, "deployments": {"type": "array"}}},
+         "description": "Not api_base and deployments both: give each deployment its own api_base."},
+        {"if": {"required": ["fallbacks"], "properties": {"fallbacks": {"type": "array", "minItems": 1}}},
+         "then": {"required": ["deployments"], "properties": {"deployments": {"type": "array"}}},
+         "description": "fallbacks only with deployments."},
     ]
 
     del body["title"], body["description"]

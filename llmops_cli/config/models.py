@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..fingerprint import sha256_text
-from .answer import Dataset, Params, Prompt, Retrieval, _http_url, _Strict
+from .answer import Dataset, Deployment, Fallback, Params, Prompt, Retrieval, _http_url, _Strict
 from .measure import Check, Embedding, Gate, Judge
 
 SCHEMA_VERSION = 1
@@ -62,13 +62,23 @@ class Config(_Strict):
     the field, scores as an empty answer: the metric's worst value, with the
     reason in the record); checks have their own ``field``.
     ``api_base`` (and each judge's) must be an http(s) URL with a host;
-    ``repeats`` is at most :data:`MAX_REPEATS`."""
+    ``repeats`` is at most :data:`MAX_REPEATS`.
+
+    ``deployments``: several deployments of ``model`` (then the logical
+    model's name) called through one ``litellm.Router`` — load balancing,
+    per-deployment limits, cooldown of a failing deployment — instead of
+    ``api_base`` (not both); ``api_key_env`` is then the default of
+    deployments that name none. ``fallbacks``: models tried when every
+    deployment failed (only with deployments). The embedded model
+    (``local/...``) is neither."""
 
     version: Literal[1] = 1
     name: str | None = None
     model: str
     api_base: str | None = None
     api_key_env: str | None = None
+    deployments: list[Deployment] | None = None
+    fallbacks: list[Fallback | str] | None = None
     params: Params = Params()
     prompt: Prompt
     retrieval: Retrieval | None = None
@@ -96,6 +106,35 @@ class Config(_Strict):
     @classmethod
     def _api_base_is_url(cls, v):
         return _http_url(v)
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _fallback_models(cls, v):
+        return [Fallback(model=f) if isinstance(f, str) else f for f in v] if v is not None else None
+
+    @model_validator(mode="after")
+    def _deployments_fit(self):
+        if self.deployments is None:
+            if self.fallbacks:
+                raise ValueError("fallbacks: only with deployments (a single endpoint: list it as the one deployment)")
+            return self
+        if not self.deployments:
+            raise ValueError("deployments: give at least one deployment, or leave the key out")
+        if self.api_base is not None:
+            raise ValueError("api_base: not with deployments; give each deployment its own api_base")
+        if self.model.startswith("local/"):
+            raise ValueError("deployments: the embedded model (local/...) runs in this process; it has no deployments")
+        seen: dict[str, str] = {}
+        targets = [(f"deployments[{i}]", d) for i, d in enumerate(self.deployments)]
+        targets += [(f"fallbacks[{i}]", f) for i, f in enumerate(self.fallbacks or [])]
+        for where, t in targets:
+            if (t.model or "").startswith("local/"):
+                raise ValueError(f"{where}.model: the embedded model (local/...) cannot be a deployment or fallback")
+            label = t.label(self.model)
+            if label in seen:
+                raise ValueError(f"{where}: its label {label!r} is also {seen[label]}'s; give each a distinct name")
+            seen[label] = where
+        return self
 
     @model_validator(mode="after")
     def _judge_api_bases_are_urls(self):
@@ -209,6 +248,12 @@ class Config(_Strict):
             return j.model, j.api_base, j.api_key_env
         return self.model, j.api_base or self.api_base, j.api_key_env or self.api_key_env
 
+    def judge_uses_deployments(self, name: str) -> bool:
+        """Judge ``name`` follows the model under test to its ``deployments``
+        (it pins neither ``model`` nor ``api_base``)."""
+        j = self.judges[name]
+        return bool(self.deployments) and not j.model and not j.api_base
+
     def judge_template(self, name: str) -> str:
         """Judge ``name``'s Jinja2 template: its ``template_file`` (read by
         :func:`parse_config`) or the packaged one for its type.
@@ -252,6 +297,9 @@ class Config(_Strict):
         ``cache`` section (whose URL may hold a password, and which changes no
         answer) is left out."""
         d = self.model_dump(mode="json", exclude={"cache"})
+        for key in ("deployments", "fallbacks"):  # left out when unset: older snapshots never had them
+            if not d.get(key):
+                d.pop(key, None)
         d["params"] = self.params.dump()
         d["prompt"] = {"system": self.system_template, "user": self.user_template}
         for name in self.judges:
