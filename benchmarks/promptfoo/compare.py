@@ -21,11 +21,13 @@ below `--max-load`), medians reported:
   start-up  `llmops --version` vs `promptfoo --version` (median of 5 a round)
 
 promptfoo is the pinned npm package in benchmarks/promptfoo/node_modules
-(`npm ci --prefix benchmarks/promptfoo`), run with telemetry, update checks,
-sharing and remote generation off; with `--isolate auto` (default) the whole
-benchmark re-executes itself in a new network namespace that has only the
-loopback interface (`unshare -n`, or `unshare -rn` without root), so nothing
-can reach the network.
+(package.json + package-lock.json; installed with `npm ci` on the first run,
+the only step that uses the network), run with telemetry, update checks,
+sharing and remote generation off. Even so it posts a "telemetry disabled"
+event to r.promptfoo.app once per process, so with `--isolate auto` (default)
+the benchmark re-executes itself in a new network namespace that has only the
+loopback interface (`unshare -n`, or `unshare -rn` without root): nothing can
+leave the machine, and that post fails at once.
 
 Usage: python benchmarks/promptfoo/compare.py [--sizes 400 810] [--latency 0.2]
            [--rounds 3] [--json benchmarks/promptfoo/results.json]
@@ -58,8 +60,10 @@ USER = "Text: {{ context }}\n\nQuestion: {{ question }}\nAnswer:"
 MAX_TOKENS = 24
 
 # promptfoo: no telemetry, no update check, no sharing, no remote generation,
-# no runtime (Node 20 end-of-support) banner; its config dir, database and
-# cache live in the benchmark's temporary folder.
+# no runtime (Node 20 end-of-support) banner; no per-run debug log file (with
+# it, 0.121.20 sometimes crashes at exit with winston's "write after end",
+# promptfoo PRs #6511/#6514/#6625). Its config dir, database and cache live in
+# the benchmark's temporary folder.
 PROMPTFOO_ENV = {
     "PROMPTFOO_DISABLE_TELEMETRY": "1",
     "PROMPTFOO_DISABLE_UPDATE": "1",
@@ -68,6 +72,7 @@ PROMPTFOO_ENV = {
     "PROMPTFOO_DISABLE_REDTEAM_REMOTE_GENERATION": "1",
     "PROMPTFOO_DISABLE_RUNTIME_WARNINGS": "1",
     "PROMPTFOO_DISABLE_SHARE_EMAIL_REQUEST": "1",
+    "PROMPTFOO_DISABLE_DEBUG_LOG": "1",
 }
 NETNS_FLAG = "LLMOPS_BENCH_IN_NETNS"
 
@@ -134,16 +139,46 @@ def machine() -> str:
 
 
 # -- one measured process ------------------------------------------------------
-def measure(cmd: list[str], *, cwd: Path, env: dict, log: Path) -> dict:
-    """Run `cmd` to completion in a fresh process: wall time (spawn to reaped),
-    peak RSS of the largest process of its tree and its CPU time (wait4)."""
-    with open(log, "wb") as out:
+# The measured processes are started by a small helper process, not by this
+# one: a child's ru_maxrss starts from the RSS of the process it was forked
+# (or vforked) from, and this one holds the test server and every request it
+# received — a run that needs 58 MB would report this process's 130 MB.
+SPAWNER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    with open(job["log"], "wb") as out:
         t = time.perf_counter()
-        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        p = subprocess.Popen(job["cmd"], cwd=job["cwd"], env=job["env"], stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t
     p.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024, "rc": p.returncode}
+    print(json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024,
+                      "rc": p.returncode}), flush=True)
+"""
+
+
+class Spawner:
+    """Runs commands to completion in fresh processes: wall time (spawn to
+    reaped), CPU time (user + sys) and peak RSS — of the largest process of
+    the tree, from wait4(2) — of each."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-S", "-c", SPAWNER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def measure(self, cmd: list[str], *, cwd: Path, env: dict, log: Path) -> dict:
+        self.proc.stdin.write(json.dumps({"cmd": cmd, "cwd": str(cwd), "env": env, "log": str(log)}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit("compare.py: the spawner process died")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 # -- the cases, as both tools read them ----------------------------------------
@@ -190,8 +225,9 @@ def write_projects(d: Path, cases: list[dict], url: str) -> None:
 
 
 class Bench:
-    def __init__(self, work: Path, server, isolation: str):
-        self.work, self.srv = work, server
+    def __init__(self, work: Path, server, spawner: Spawner, isolation: str):
+        self.work, self.srv, self.spawner = work, server, spawner
+        self.bodies: list[dict] = []  # the requests of the last run
         base = {k: v for k, v in os.environ.items() if k != NETNS_FLAG}
         base.update(OPENAI_API_KEY="sk-benchmark-not-a-real-key", NO_COLOR="1")
         self.env_llmops = {**base, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
@@ -231,13 +267,13 @@ class Bench:
         return self._run("promptfoo", mode, args, pf, self._pf_env(pf), expect_calls)
 
     def _run(self, tool: str, mode: str, args: list[str], cwd: Path, env: dict, expect_calls: int | None) -> dict:
-        before = self.srv.request_count
+        self.srv.reset()  # the server keeps every request: keep only the last run's
         log = self._log(f"{tool}-{mode}")
-        r = measure(args, cwd=cwd, env=env, log=log)
-        r["calls"] = self.srv.request_count - before
+        r = self.spawner.measure(args, cwd=cwd, env=env, log=log)
+        r["calls"] = self.srv.request_count
+        self.bodies = list(self.srv.requests)
         r["load1_after"] = load1()
-        ok_rc = {0} if tool == "llmops" else {0}
-        if r["rc"] not in ok_rc or (expect_calls is not None and r["calls"] != expect_calls):
+        if r["rc"] != 0 or (r["calls"] != expect_calls if expect_calls is not None else not r["calls"]):
             tail = log.read_text(errors="replace")[-3000:]
             raise SystemExit(f"{tool} {mode}: exit {r['rc']}, {r['calls']} calls (expected {expect_calls}); "
                              f"log {log}:\n{tail}")
@@ -246,27 +282,26 @@ class Bench:
     def startup(self, tool: str, k: int = 5) -> dict:
         cmd, env = ([str(LLMOPS), "--version"], self.env_llmops) if tool == "llmops" else \
                    ([str(PROMPTFOO), "--version"], self._pf_env(self.work / "startup"))
-        runs = [measure(cmd, cwd=self.work, env=env, log=self._log(f"{tool}-version")) for _ in range(k)]
+        runs = [self.spawner.measure(cmd, cwd=self.work, env=env, log=self._log(f"{tool}-version")) for _ in range(k)]
         if any(r["rc"] for r in runs):
             raise SystemExit(f"{tool} --version failed")
         return {"wall_s": statistics.median(r["wall_s"] for r in runs),
                 "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs), "runs": runs}
 
 
-def same_requests(srv, n: int) -> None:
-    """The two tools' first run of a size: the bodies the server received,
-    compared as sets of (model, messages, temperature, max_tokens)."""
-    def key(b):
-        return json.dumps([b.get("model"), b.get("messages"), b.get("temperature"),
-                           b.get("max_tokens", b.get("max_completion_tokens"))], sort_keys=True)
-    a, b = srv.requests[-2 * n:-n], srv.requests[-n:]
-    ka, kb = sorted(map(key, a)), sorted(map(key, b))
+def same_requests(a: list[dict], b: list[dict]) -> list[str]:
+    """The bodies the server received from each tool's fill run, compared as
+    sets of (model, messages, temperature, max_tokens) — the fill runs use the
+    cache, and a cache may send a repeated question once. Returns the body
+    fields only one tool sent."""
+    def key(body):
+        return json.dumps([body.get("model"), body.get("messages"), float(body.get("temperature", -1)),
+                           body.get("max_tokens", body.get("max_completion_tokens"))], sort_keys=True)
+    ka, kb = sorted(set(map(key, a))), sorted(set(map(key, b)))
     if ka != kb:
-        diff = next(((x, y) for x, y in zip(ka, kb) if x != y), None)
-        raise SystemExit(f"the two tools sent different requests, e.g.\n  {diff[0][:400]}\n  {diff[1][:400]}")
-    extra = sorted(set(a[0]) ^ set(b[0]))
-    if extra:
-        print(f"  note: body fields sent by one tool only: {extra}")
+        diff = next(((x, y) for x, y in zip(ka, kb) if x != y), (ka[:1], kb[:1]))
+        raise SystemExit(f"the two tools sent different requests, e.g.\n  {str(diff[0])[:600]}\n  {str(diff[1])[:600]}")
+    return sorted(set(a[0]) ^ set(b[0]))
 
 
 # -- report ----------------------------------------------------------------------
@@ -300,9 +335,9 @@ def table(res: dict) -> str:
         row(f"{n} cases: CPU time, `-j 32` (user + sys)", lo["c32"], pf["c32"], key="cpu_s")
         row(f"{n} cases: peak RSS, defaults", lo["default"], pf["default"], key="peak_rss_mb", unit="MB", fmt="{:.0f}")
         row(f"{n} cases: peak RSS, `-j 32`", lo["c32"], pf["c32"], key="peak_rss_mb", unit="MB", fmt="{:.0f}")
+        row(f"{n} cases: peak RSS, cached re-run", lo["cached"], pf["cached"], key="peak_rss_mb", unit="MB", fmt="{:.0f}")
     s = res["startup"]
-    row("start-up: `--version`", [r for x in s["llmops"] for r in [{"wall_s": x["wall_s"]}]],
-        [r for x in s["promptfoo"] for r in [{"wall_s": x["wall_s"]}]])
+    row("start-up: `--version` (median of 5 a round)", s["llmops"], s["promptfoo"], fmt="{:.3f}")
     return "\n".join(rows)
 
 
@@ -318,8 +353,11 @@ def main() -> None:
     ap.add_argument("--json", default=str(HERE / "results.json"))
     ap.add_argument("--keep", action="store_true", help="keep the work folder (projects, logs)")
     a = ap.parse_args()
+    if not PROMPTFOO.exists() and not os.environ.get(NETNS_FLAG):
+        print(f"installing promptfoo (pinned in {HERE.relative_to(ROOT)}/package-lock.json) with npm ci", flush=True)
+        subprocess.run(["npm", "ci", "--prefix", str(HERE), "--no-audit", "--no-fund", "--no-update-notifier"],
+                       check=True)
     isolation = reexec_isolated(a.isolate)
-
     if not PROMPTFOO.exists():
         sys.exit(f"compare.py: {PROMPTFOO} missing; run `npm ci --prefix {HERE.relative_to(ROOT)}`")
     from llmops_cli.testing import FakeOpenAI
@@ -338,22 +376,33 @@ def main() -> None:
     }
     res = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(), "isolation": isolation,
            "versions": versions, "latency_s": a.latency, "rounds": a.rounds, "max_load": a.max_load,
+           "promptfoo_env": PROMPTFOO_ENV,
+           "commands": {"llmops": {"default": "llmops eval llmops.yaml -o run.json --no-cache --update-baseline",
+                                   "c32": "… -j 32", "cached": "llmops eval llmops.yaml -o run.json --cache-dir cache",
+                                   "startup": "llmops --version"},
+                        "promptfoo": {"default": "promptfoo eval -c promptfooconfig.yaml --no-cache", "c32": "… -j 32",
+                                      "cached": "promptfoo eval -c promptfooconfig.yaml",
+                                      "startup": "promptfoo --version"}},
            "sizes": {}, "startup": {"llmops": [], "promptfoo": []}, "round_load": []}
     print(f"{res['machine']}\nllmops {versions['llmops']} · promptfoo {versions['promptfoo']} · {isolation}", flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="llmops-vs-promptfoo-"))
+    spawner = Spawner()
+    res["rss_floor_mb"] = spawner.measure(["true"], cwd=work, env=dict(os.environ), log=work / "true.log")["peak_rss_mb"]
     try:
         with FakeOpenAI(reply=reply, latency_s=a.latency) as srv:
-            b = Bench(work, srv, isolation)
+            b = Bench(work, srv, spawner, isolation)
             dirs = {}
             for n in a.sizes:
                 d = work / f"n{n}"
                 write_projects(d, all_cases[:n], srv.url)
                 dirs[n] = d
                 print(f"{n} cases: filling both caches (untimed)", flush=True)
-                fill_lo = b.llmops(d, "fill", n)
-                fill_pf = b.promptfoo(d, "fill", n)
-                same_requests(srv, n)
+                fill_lo = b.llmops(d, "fill", None)
+                bodies_lo = b.bodies
+                fill_pf = b.promptfoo(d, "fill", None)
+                only_one = same_requests(bodies_lo, b.bodies)
+                print(f"  same requests from both tools; body fields only one sends: {only_one or 'none'}", flush=True)
                 for tool in ("llmops", "promptfoo"):  # untimed warm-ups of the cached path
                     getattr(b, tool)(d, "cached", 0)
                 res["sizes"][str(n)] = {"fill": {"llmops": fill_lo, "promptfoo": fill_pf},
@@ -380,6 +429,7 @@ def main() -> None:
                                   + (f"  peak {r['concurrency_peak']}" if r.get("concurrency_peak") else ""),
                                   flush=True)
     finally:
+        spawner.close()
         if a.keep:
             print(f"work folder: {work}")
         else:
@@ -387,6 +437,7 @@ def main() -> None:
     Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
     gave_up = [q for q in res["round_load"] if q["gave_up"]]
     print(f"\n{res['date'][:10]} · {res['machine']} · {a.rounds} rounds, medians (min–max)"
+          f" · peak RSS of the largest process (`true` measures {res['rss_floor_mb']:.0f} MB)"
           + (f" · {len(gave_up)} round(s) started with load ≥ {a.max_load}: "
              + ", ".join(f"{q['load_at_start']:.2f}" for q in gave_up) if gave_up else "") + "\n")
     print(table(res))
