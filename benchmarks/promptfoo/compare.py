@@ -17,7 +17,7 @@ below `--max-load`), medians reported:
   C=32      both `-j 32`, no cache
   cached    a re-run with every answer in the tool's cache (filled once,
             untimed, before the rounds); llmops gates it against the baseline
-            the fill run wrote
+            the runs before it wrote (the same answers)
   start-up  `llmops --version` vs `promptfoo --version` (median of 5 a round)
 
 promptfoo is the pinned npm package in benchmarks/promptfoo/node_modules
@@ -370,8 +370,14 @@ def main() -> None:
         q = next((ln[len("Question: "):] for ln in user.splitlines() if ln.startswith("Question: ")), "")
         return answer.get(q, "")
 
+    def git(*args):  # read-only: which code was measured
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+
     versions = {
-        "llmops": subprocess.run([str(LLMOPS), "--version"], capture_output=True, text=True).stdout.strip(),
+        "llmops": subprocess.run([str(LLMOPS), "--version"], capture_output=True, text=True).stdout.strip()
+        .removeprefix("llmops, version "),
+        "llmops_commit": git("rev-parse", "--short", "HEAD") + (" + uncommitted changes to llmops_cli/"
+                                                                if git("status", "--porcelain", "llmops_cli") else ""),
         "promptfoo": json.loads((HERE / "node_modules" / "promptfoo" / "package.json").read_text())["version"],
     }
     res = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(), "isolation": isolation,
@@ -384,7 +390,8 @@ def main() -> None:
                                       "cached": "promptfoo eval -c promptfooconfig.yaml",
                                       "startup": "promptfoo --version"}},
            "sizes": {}, "startup": {"llmops": [], "promptfoo": []}, "round_load": []}
-    print(f"{res['machine']}\nllmops {versions['llmops']} · promptfoo {versions['promptfoo']} · {isolation}", flush=True)
+    print(f"{res['machine']}\nllmops {versions['llmops']} ({versions['llmops_commit']}) · promptfoo {versions['promptfoo']}"
+          f" · {isolation}", flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="llmops-vs-promptfoo-"))
     spawner = Spawner()
