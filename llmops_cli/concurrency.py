@@ -20,7 +20,6 @@ attempt is a signal (:meth:`AdaptiveLimit.note`). A fixed limit
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
@@ -66,7 +65,7 @@ class AdaptiveLimit:
         self._in_flight = 0
         self._slow_start = True
         self._round = 0  # bumped at every decrease
-        self._cond: asyncio.Condition | None = None  # made inside the running loop
+        self._cond = None  # an asyncio.Condition, made inside the running loop
         self.peak = 0
         self.throttled = 0
         self.congestion = 0
@@ -81,6 +80,8 @@ class AdaptiveLimit:
             Skipped: ``abort()`` was true once a slot was free (the run's
                 early stop): the call is not made."""
         if self._cond is None:
+            import asyncio  # here, not at import: a fully cached run never needs it
+
             self._cond = asyncio.Condition()
         async with self._cond:
             await self._cond.wait_for(lambda: self._in_flight < int(self.limit))
