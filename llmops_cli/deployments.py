@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .config import Config
@@ -89,21 +88,13 @@ def check_credentials(ep: Endpoint, config_path: str | Path | None = None) -> No
     Raises:
         ConfigError: a key is missing (names the config file and the
             target's key, e.g. ``deployments[1].api_key_env``)."""
-    from .provider import import_litellm, key_from_env
+    from .provider import import_litellm, key_from_env, require_provider_key
 
-    litellm = None
+    litellm = None  # imported once, only when a target names no key of its own
     for t in ep.deployments:
-        if key_from_env(t.api_key_env, config_path, f"{t.where}.api_key_env"):
-            continue
-        litellm = litellm or import_litellm()
-        try:
-            env = litellm.validate_environment(model=t.model, api_base=t.api_base)
-        except Exception:  # an unknown provider: let the call itself report it
-            continue
-        missing = [k for k in env.get("missing_keys", []) if k.endswith(("_KEY", "_TOKEN", "_SECRET"))]
-        if missing:
-            raise ConfigError(config_path or "<config>", f"{t.where}.model",
-                              f"{', '.join(missing)} is not set in the environment (or .env); {t.model} needs it")
+        if not key_from_env(t.api_key_env, config_path, f"{t.where}.api_key_env"):
+            litellm = litellm or import_litellm()
+            require_provider_key(litellm, t.model, t.api_base, config_path, f"{t.where}.model")
 
 
 def _entry(group: str, t: Target, config_path) -> dict[str, Any]:

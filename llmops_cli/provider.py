@@ -202,15 +202,25 @@ def check_credentials(ep: Endpoint, config_path: str | Path | None = None) -> No
         return check_targets(ep, config_path)
     if api_key(ep, config_path) or ep.is_local:
         return
-    litellm = import_litellm()
+    require_provider_key(import_litellm(), ep.model, ep.api_base, config_path, "model")
+
+
+def require_provider_key(litellm, model: str, api_base: str | None, config_path: str | Path | None,
+                         where: str) -> None:
+    """What LiteLLM's ``validate_environment`` says ``model`` needs from the
+    environment (its ``*_KEY``/``*_TOKEN``/``*_SECRET`` variables) is set.
+    An unknown provider passes: the call itself reports it.
+
+    Raises:
+        ConfigError: a variable is missing (names the config file and ``where``)."""
     try:
-        env = litellm.validate_environment(model=ep.model, api_base=ep.api_base)
-    except Exception:  # an unknown provider: let the call itself report it
+        env = litellm.validate_environment(model=model, api_base=api_base)
+    except Exception:
         return
     missing = [k for k in env.get("missing_keys", []) if k.endswith(("_KEY", "_TOKEN", "_SECRET"))]
     if missing:
-        raise ConfigError(config_path or "<config>", "model",
-                          f"{', '.join(missing)} is not set in the environment (or .env); {ep.model} needs it")
+        raise ConfigError(config_path or "<config>", where,
+                          f"{', '.join(missing)} is not set in the environment (or .env); {model} needs it")
 
 
 def _cost(response) -> float | None:
