@@ -165,6 +165,20 @@ baseline: baseline.json
 """
 
 
+def run_in_fresh_process(argv: list[str], modules: tuple[str, ...], cwd: Path, timeout: float = 120):
+    """Run ``llmops *argv`` in a new Python process (``cwd``); its stdout
+    ends with ``EXIT <code>`` and ``LOADED [...]``, the ``modules`` it
+    imported. Returns the ``subprocess.CompletedProcess``."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom llmops_cli.cli import main\n"
+             f"sys.argv = {['llmops', *map(str, argv)]!r}\n"
+             "try:\n    main()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
+             f"print('LOADED', sorted(m for m in {tuple(modules)!r} if m in sys.modules))")
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

@@ -15,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conftest import PLANTED_KEY, QUESTIONS
+from conftest import PLANTED_KEY, QUESTIONS, run_in_fresh_process
 from llmops_cli.cli import cli
 from llmops_cli.testing import FakeOpenAI
 
@@ -117,11 +117,8 @@ def test_fully_cached_run_imports_no_model_code_and_makes_no_call(project):
     cfg, srv = project
     assert run(["eval", str(cfg)]).exit_code == 0  # the first comparison against the new baseline
     srv.stop()  # any call would now fail the run
-    probe = ("import sys\nfrom llmops_cli.cli import main\n"
-             f"sys.argv = ['llmops', 'eval', {str(cfg)!r}]\n"
-             "try:\n    main()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
-             "print('LOADED', sorted(m for m in ('litellm', 'openai', 'httpx', 'llama_cpp', 'bm25s', 'numpy') if m in sys.modules))")
-    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=cfg.parent)
+    res = run_in_fresh_process(["eval", cfg], ("litellm", "openai", "httpx", "llama_cpp", "bm25s", "numpy"), cfg.parent,
+                               timeout=60)
     assert "EXIT 0" in res.stdout and "LOADED []" in res.stdout, res.stdout + res.stderr
     assert f"calls 0 · cache {len(QUESTIONS)} hit / 0 miss" in res.stdout
 

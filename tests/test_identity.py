@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ANSWERS, QUESTIONS
+from conftest import ANSWERS, QUESTIONS, run_in_fresh_process
 from llmops_cli import score as scoring
 from llmops_cli.baseline import check_judges, write_baseline
 from llmops_cli.cache import Cache
@@ -452,12 +452,8 @@ def test_a_fully_cached_run_imports_no_scoring_library(make_project, tmp_path):
         env_cmd = [sys.executable, "-m", "llmops_cli.cli", "eval", str(path)]
         assert subprocess.run(env_cmd + ["--update-baseline"], capture_output=True, cwd=path.parent, timeout=120).returncode == 0
         assert subprocess.run(env_cmd, capture_output=True, cwd=path.parent, timeout=120).returncode == 0  # memoises the gate
-    probe = ("import sys\nfrom llmops_cli.cli import main\n"
-             f"sys.argv = ['llmops', 'eval', {str(path)!r}, '-o', 'run.json']\n"
-             "try:\n    main()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
-             "print('LOADED', sorted(m for m in ('sacrebleu', 'rouge_score', 'nltk', 'litellm', 'bm25s', 'numpy') "
-             "if m in sys.modules))")
-    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=path.parent)
+    res = run_in_fresh_process(["eval", path, "-o", "run.json"],
+                               ("sacrebleu", "rouge_score", "nltk", "litellm", "bm25s", "numpy"), path.parent)
     assert "EXIT 0" in res.stdout and "LOADED []" in res.stdout, res.stdout + res.stderr
     rec = load_record(path.parent / "run.json")
     assert rec.usage.cache_hits == N and rec.environment["sacrebleu"] == metadata.version("sacrebleu")

@@ -11,14 +11,13 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import QUESTIONS
+from conftest import QUESTIONS, run_in_fresh_process
 from llmops_cli.cache import open_cache
 from llmops_cli.cache.redis import CacheUnavailable, RedisCache, redact_url
 from llmops_cli.cli import cli
@@ -422,11 +421,7 @@ def test_a_run_fully_cached_in_redis_imports_no_scorer(make_project, litellm_loa
         assert run(["eval", cfg, "--update-baseline", "--cache-dir", tmp_path / "a"]).exit_code == 0
         assert run(["eval", cfg, "--cache-dir", tmp_path / "a"]).exit_code == 0  # memoises the gate's intervals
     # the server is stopped: any call would fail the run; another runner's (empty) cache folder
-    probe = ("import sys\nfrom llmops_cli.cli import main\n"
-             f"sys.argv = ['llmops', 'eval', {str(cfg)!r}, '--cache-dir', {str(tmp_path / 'b')!r}, '-o', 'run.json']\n"
-             "try:\n    main()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
-             "print('LOADED', sorted(m for m in ('sacrebleu', 'rouge_score', 'nltk', 'litellm', 'bm25s', 'numpy') "
-             "if m in sys.modules))")
-    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=cfg.parent)
+    res = run_in_fresh_process(["eval", cfg, "--cache-dir", tmp_path / "b", "-o", "run.json"],
+                               ("sacrebleu", "rouge_score", "nltk", "litellm", "bm25s", "numpy"), cfg.parent)
     assert "EXIT 0" in res.stdout and "LOADED []" in res.stdout, res.stdout + res.stderr
     assert load_record(cfg.parent / "run.json").usage.cache_hits == N
