@@ -29,18 +29,9 @@ from typing import Sequence
 
 from .record import Call, CaseRecord, MetricSummary
 from .scorers import SCORERS
+from .stats import quantile
 
 OPERATIONAL = ("cost_usd", "latency_s", "latency_p95", "prompt_tokens", "completion_tokens")
-
-
-def quantile(values: Sequence[float], q: float) -> float:
-    """The inverted-CDF ``q``-quantile (0–1) of ``values``: the smallest value
-    whose empirical CDF reaches ``q`` (Hyndman & Fan 1996, definition 1;
-    numpy's ``method="inverted_cdf"``). Raises ``ValueError`` when empty."""
-    if not values:
-        raise ValueError("quantile of no values")
-    v = sorted(values)
-    return v[max(0, math.ceil(q * len(v) - 1e-9) - 1)]
 
 
 def _case_value(name: str, calls: list[Call]) -> tuple[float | None, str | None]:

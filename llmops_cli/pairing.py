@@ -140,9 +140,7 @@ def measure(metric: str, p: Paired, groups: list[list[int]] | None, counts_for) 
         def agg(sums):
             return sums[:, 0] / sums[:, 1]
     if groups is not None:
-        unit = np.empty(len(p.ids), dtype=int)
-        for g, members in enumerate(groups):
-            unit[members] = g
+        unit = _unit_index(groups, len(p.ids))
         bu, cu = np.zeros((len(groups), base.shape[1])), np.zeros((len(groups), base.shape[1]))
         np.add.at(bu, unit, base)
         np.add.at(cu, unit, cand)
@@ -160,16 +158,20 @@ def measure(metric: str, p: Paired, groups: list[list[int]] | None, counts_for) 
             "cannot_detect": constant}
 
 
+def _unit_index(groups: list[list[int]], n: int):
+    """A numpy array: the resampling unit (cluster) of each of the ``n`` cases."""
+    import numpy as np
+
+    unit = np.empty(n, dtype=int)
+    for g, members in enumerate(groups):
+        unit[members] = g
+    return unit
+
+
 def _measure_quantile(q: float, p: Paired, groups: list[list[int]] | None, counts_for) -> dict[str, Any]:
     """:func:`measure` for a quantile aggregate (``latency_p95``): the paired
     bootstrap of the change in the ``q``-quantile (:func:`stats.paired_quantile_bootstrap`)."""
-    import numpy as np
-
-    unit = None
-    if groups is not None:
-        unit = np.empty(len(p.ids), dtype=int)
-        for g, members in enumerate(groups):
-            unit[members] = g
+    unit = _unit_index(groups, len(p.ids)) if groups is not None else None
     units = len(groups) if groups is not None else len(p.ids)
     summary, b_agg, c_agg = stats.paired_quantile_bootstrap(p.b, p.c, q, counts_for(units), unit)
     return {"summary": summary.to_dict(), "baseline": b_agg, "candidate": c_agg, "se": summary.se,
@@ -196,9 +198,7 @@ def candidate_all(metric: str, candidate: RunRecord, ids: list[str] | None = Non
     if not vals:
         return None
     if sc is not None and sc.quantile is not None:
-        from .operational import quantile
-
-        return quantile(vals, sc.quantile)
+        return stats.quantile(vals, sc.quantile)
     if stats_rows:
         return sc.from_stats([math.fsum(col) for col in zip(*stats_rows)])
     return math.fsum(vals) / len(vals)

@@ -68,7 +68,7 @@ def aggregate_cases(name: str, cases: list[CaseRecord]) -> float | None:
     statistics (``bleu``), else the mean of the scored cases (None when none
     is scored). A metric not in :data:`~llmops_cli.scorers.SCORERS` (a
     judge, a check) is a mean."""
-    from .operational import quantile
+    from .stats import quantile
 
     sc = SCORERS.get(name)
     scores = [c.scores.get(name) for c in cases]

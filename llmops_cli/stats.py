@@ -126,6 +126,17 @@ def paired_bootstrap(base_units, cand_units, agg: Callable, counts) -> Bootstrap
     return BootstrapSummary(theta, se if se > 1e-12 * max(1.0, abs(theta)) else 0.0, b.shape[0])
 
 
+def quantile(values: Sequence[float], q: float) -> float:
+    """The inverted-CDF ``q``-quantile (0–1) of ``values``: the smallest value
+    whose empirical CDF reaches ``q`` (Hyndman & Fan 1996, definition 1;
+    numpy's ``method="inverted_cdf"``). Pure Python (a cached run needs no
+    numpy). Raises ``ValueError`` when empty."""
+    if not values:
+        raise ValueError("quantile of no values")
+    v = sorted(values)
+    return v[max(0, math.ceil(q * len(v) - 1e-9) - 1)]
+
+
 def _weighted_quantiles(values, weights, q: float):
     """Per row of ``weights`` (``r × n`` draw counts), the inverted-CDF
     ``q``-quantile of ``values`` (length n) weighted by that row: the
@@ -158,8 +169,7 @@ def paired_quantile_bootstrap(base: Sequence[float], cand: Sequence[float], q: f
 
     b, c = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
     weights = counts if unit is None else counts[:, unit]
-    ones = np.ones((1, len(b)))
-    b_q, c_q = float(_weighted_quantiles(b, ones, q)[0]), float(_weighted_quantiles(c, ones, q)[0])
+    b_q, c_q = float(quantile(list(base), q)), float(quantile(list(cand), q))
     reps = _weighted_quantiles(c, weights, q) - _weighted_quantiles(b, weights, q)
     theta = c_q - b_q
     se = float(reps.std(ddof=1)) if len(reps) > 1 else 0.0

@@ -17,7 +17,7 @@ from llmops_cli.cache import Cache
 from llmops_cli.cli import cli
 from llmops_cli.config import load_config
 from llmops_cli.errors import ConfigError
-from llmops_cli.operational import quantile
+from llmops_cli.stats import quantile
 from llmops_cli.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
