@@ -110,6 +110,32 @@ def check_unscored(record: RunRecord, max_unscored_share: float) -> None:
         raise RunIncomplete(bad[0][1])
 
 
+def check_baseline(record: RunRecord, path: str | Path, *, max_unscored_share: float) -> None:
+    """Refuse ``record`` as a baseline as :func:`write_baseline` refuses it;
+    ``path`` names it in errors.
+
+    Raises:
+        BaselineError, RunIncomplete: see :func:`write_baseline`.
+    """
+    if record.status != "complete":
+        raise BaselineError(path, None, f"refusing to write a baseline from a run with status {record.status!r}")
+    if record.shard is not None:
+        raise BaselineError(path, None, f"refusing to write a baseline from shard {record.shard.index}/"
+                            f"{record.shard.count} of a run; merge the shards first (llmops merge)")
+    check_unscored(record, max_unscored_share)
+
+
+def make_baseline(record: RunRecord, path: str | Path, *, max_unscored_share: float) -> RunRecord:
+    """``record`` as a baseline (:meth:`RunRecord.as_baseline`, a copy
+    without the bulky traces), refused as :func:`write_baseline` refuses it.
+
+    Raises:
+        BaselineError, RunIncomplete: see :func:`write_baseline`.
+    """
+    check_baseline(record, path, max_unscored_share=max_unscored_share)
+    return record.as_baseline()
+
+
 def write_baseline(record: RunRecord, path: str | Path, *, max_unscored_share: float) -> Path:
     """Write ``record`` as the baseline at ``path`` (atomically), without
     the bulky traces (:meth:`RunRecord.as_baseline`).
@@ -125,13 +151,8 @@ def write_baseline(record: RunRecord, path: str | Path, *, max_unscored_share: f
         RunIncomplete: a judge left too many cases unscored (exit 3);
             nothing is written.
     """
-    if record.status != "complete":
-        raise BaselineError(path, None, f"refusing to write a baseline from a run with status {record.status!r}")
-    if record.shard is not None:
-        raise BaselineError(path, None, f"refusing to write a baseline from shard {record.shard.index}/"
-                            f"{record.shard.count} of a run; merge the shards first (llmops merge)")
-    check_unscored(record, max_unscored_share)
-    return save_record(record.as_baseline(), path)
+    check_baseline(record, path, max_unscored_share=max_unscored_share)
+    return save_record(record, path, as_baseline=True)
 
 
 def promote_run(cfg: Config, run_path: str | Path) -> Path:

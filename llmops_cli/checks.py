@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from .config import Check, Config, ConfigError
@@ -102,6 +103,11 @@ def _import(target: str, cfg: Config, path, key: str) -> Callable[..., Any]:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         else:
+            local = cfg.base_dir / (where.replace(".", "/") + ".py")
+            cached = sys.modules.get(where)
+            if cached is not None and local.is_file() and getattr(cached, "__file__", None) and \
+                    Path(cached.__file__).resolve() != local.resolve():
+                del sys.modules[where]  # a module of that name from another project, imported earlier in this process
             sys.path.insert(0, str(cfg.base_dir))
             try:
                 module = importlib.import_module(where)

@@ -114,7 +114,10 @@ class Comparison:
     """Result of :func:`compare`. ``passed`` is False when a gated metric
     failed its rule, when a gated metric could not be scored (``unscored``:
     the run cannot pass, exit 3), or when ``gate.on_model_drift: fail`` and
-    the served model drifted (``drift_failed``)."""
+    the served model drifted (``drift_failed``). ``commits``: with
+    ``--baseline-ref``, the commit each side was read from, by ``"baseline"``
+    and ``"candidate"`` (e.g. ``"origin/main 1a2b3c4"``, ``"working tree at
+    5d6e7f8"`` or ``"5d6e7f8 + uncommitted changes"``); empty otherwise."""
 
     mode: str
     confidence: float
@@ -135,6 +138,7 @@ class Comparison:
     drift_failed: bool = False
     environment_changes: list[str] = field(default_factory=list)
     slices: list[MetricComparison] = field(default_factory=list)
+    commits: dict[str, str] = field(default_factory=dict)  # --baseline-ref: "baseline"/"candidate" → e.g. "origin/main 1a2b3c4"
 
     @property
     def tests(self) -> list[MetricComparison]:

@@ -48,6 +48,11 @@ class BaselineError(InputError):
     was made on another dataset."""
 
 
+class GitError(InputError):
+    """A git repository, revision or command that cannot be used: not a
+    repository, git missing, a ref that names no commit (``--baseline-ref``)."""
+
+
 class OutputError(InputError, OSError):
     """A file llmops writes (run record, report, baseline, cache) cannot be
     written: a read-only or full disk, a parent that is not a folder, or a

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import LlmopsError
 from .concurrency import DEFAULT_CAP
@@ -47,12 +47,22 @@ class EvalOptions:
     ``from_run``: promote this run record to the baseline without running.
     ``baseline``: the baseline file (default: the config's). ``plain``: gate
     on point estimates. ``allow_judge_change``: gate a judge metric graded by
-    another model than the baseline's. ``junit``/``markdown``: report files.
+    another model than the baseline's. ``junit``/``markdown``: report files;
+    ``html``: the self-contained HTML report (:func:`llmops_cli.report.html.html_report`);
+    ``comment``: the pull-request comment (the Markdown summary under a
+    marker line naming the config, :func:`llmops_cli.report.comment_body`).
     ``top``: most-changed cases kept in the comparison (at least 10).
     ``shard``: ``"k/n"`` or ``(k, n)``: run only shard k of n (see
     :mod:`llmops_cli.shards`), write its record and stop (not gated).
     ``candidate``: a run record to gate instead of running (``llmops gate``);
-    ``config`` may then be None: the config the record names."""
+    ``config`` may then be None: the config the record names. ``cache``: an
+    open cache to use instead of opening one (``use_cache``, ``cache_dir`` and
+    ``cache_url`` then unused), e.g. the private one ``eval --watch --no-cache``
+    keeps between iterations. ``baseline_ref``: a git ref (``origin/main``, a
+    sha): gate against this config as it is at that commit, run first,
+    instead of a baseline file (:mod:`llmops_cli.ref_baseline`);
+    ``allow_dataset_change``: with it, an eval set that differs at the ref is
+    compared on the cases both hold unchanged."""
 
     config: str | Path | None
     limit: int | None = None
@@ -72,9 +82,14 @@ class EvalOptions:
     allow_judge_change: bool = False
     junit: str | Path | None = None
     markdown: str | Path | None = None
+    html: str | Path | None = None
+    comment: str | Path | None = None
     top: int = 5
     shard: str | tuple[int, int] | None = None
     candidate: str | Path | None = None
+    cache: Any = None
+    baseline_ref: str | None = None
+    allow_dataset_change: bool = False
 
 
 ProgressFn = Callable[[int, int], None]
@@ -112,16 +127,21 @@ def _prepare(opts: EvalOptions):
     if opts.plain:
         cfg.gate.mode = "plain"
     bpath = Path(opts.baseline) if opts.baseline else cfg.baseline_path
+    if opts.baseline_ref or opts.allow_dataset_change:
+        from .ref_baseline import check_options
+
+        check_options(opts)
     _check_shard(opts)
     if not opts.from_run:
         files = {"--output": None if candidate else opts.record_path or record_path_for(None, "<run-id>"),
-                 "--junit": opts.junit, "--markdown": opts.markdown}
+                 "--junit": opts.junit, "--markdown": opts.markdown, "--comment": opts.comment,
+                 "--html": opts.html}
         inputs = run_inputs(cfg, bpath, opts.outputs)
         check_outputs(files, {**inputs, "the run record": opts.candidate} if candidate else inputs)
     if opts.update_baseline or opts.from_run:
         check_writable(bpath, "baseline")
         return cfg, bpath, None, [], None
-    if opts.shard:  # a shard is not gated: no baseline needed
+    if opts.shard or opts.baseline_ref:  # a shard is not gated; a ref's baseline is measured (evaluate)
         return cfg, bpath, None, [], None
     baseline = load_baseline(bpath)  # fail before paying for a run
     dhash = candidate.dataset_hash if candidate else make_plan(cfg, opts.limit, with_prompts=False).dataset_hash
@@ -149,7 +169,8 @@ def _check_shard(opts: EvalOptions) -> tuple[int, int] | None:
     if opts.update_baseline or opts.from_run:
         raise InputError(None, "--shard", "a shard is part of the eval set and cannot become the baseline: merge the "
                          "shards (llmops merge), then llmops baseline update CONFIG --from-run MERGED.json")
-    for key, given in (("--junit", opts.junit), ("--markdown", opts.markdown), ("--candidate", opts.candidate)):
+    for key, given in (("--junit", opts.junit), ("--markdown", opts.markdown), ("--comment", opts.comment),
+                       ("--html", opts.html), ("--candidate", opts.candidate)):
         if given:
             raise InputError(None, key, "a shard is not gated: gate the merged shards with llmops gate")
     return shard
@@ -159,7 +180,10 @@ def _open_cache(opts: EvalOptions, cfg):
     """The cache, opened now: one that cannot be written fails before any
     call. Redis when a URL is given (``--cache-url`` > ``$LLMOPS_CACHE_URL`` >
     ``cache.url``; unreachable: one warning and ``None``, or exit 2 with
-    ``cache.required``), else SQLite in ``opts.cache_dir``."""
+    ``cache.required``), else SQLite in ``opts.cache_dir``; ``opts.cache``
+    when given."""
+    if opts.cache is not None:
+        return opts.cache
     if not opts.use_cache:
         return None
     from .cache import open_cache, resolve_url
@@ -182,13 +206,20 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
     from .record import save_record
 
     notes: list[str] = []
-    record = rpath = None
+    record = rpath = ref = None
     try:
         cfg, bpath, baseline, notes, candidate = _prepare(opts)
         if opts.from_run:
             path = promote_run(cfg, opts.from_run)
             return Outcome("baseline written", f"baseline written: {path}", baseline_path=path, notes=notes)
         cache = _open_cache(opts, cfg)
+        if opts.baseline_ref:  # base versus head: this config as it is at the git ref runs first, as the baseline
+            from .ref_baseline import prepare_ref
+
+            ref = prepare_ref(cfg, opts, memo=cache)
+            baseline = ref.measure(lambda: _run(ref.config, opts, cache, progress),
+                                   record_path_for(opts.record_path, "-").parent)
+            bpath, notes = ref.record_path, [*notes, *ref.notes]
         if candidate is not None:  # gate a record made earlier (e.g. merged from shards)
             record, rpath = candidate, Path(opts.candidate)
         else:
@@ -204,7 +235,9 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
             return Outcome("baseline written", f"baseline written: {bpath}", record, record_path=rpath,
                            baseline_path=bpath, notes=notes)
         cmp = compare(baseline, record, cfg.gate, top=max(opts.top, 10), baseline_path=str(bpath),
-                      max_unscored_share=cfg.max_unscored_share, memo=cache)
+                      max_unscored_share=cfg.max_unscored_share, memo=cache, check_dataset=ref is None)
+        if ref is not None:
+            cmp.commits = ref.commits
         out = from_comparison(cmp, record, max_unscored_share=cfg.max_unscored_share)
         out.record_path, out.baseline_path, out.notes = rpath, bpath, notes
     except LlmopsError as err:  # Interrupted is one too
@@ -212,8 +245,11 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
         if out.record is None and record is not None:  # failed after the run was recorded (e.g. a judge left too much unscored)
             out.record, out.record_path = record, rpath
         return out
+    finally:
+        if ref is not None:  # the ref's checkout, whatever happened
+            ref.close()
     try:
-        write_reports(out, opts)
+        write_reports(out, opts, baseline)
     except LlmopsError as err:  # a report that cannot be written: exit 2, the comparison still shown
         failed = from_error(err, rpath)
         failed.record, failed.comparison, failed.notes = record, cmp, notes
@@ -248,22 +284,31 @@ def _failed(err: LlmopsError, opts: EvalOptions, notes: list[str]) -> Outcome:
     return out
 
 
-def write_reports(out: Outcome, opts: EvalOptions) -> None:
+def write_reports(out: Outcome, opts: EvalOptions, baseline=None) -> None:
     """Write the Markdown summary (``opts.markdown``, and appended to
-    ``$GITHUB_STEP_SUMMARY`` when set) and the JUnit XML (``opts.junit``).
+    ``$GITHUB_STEP_SUMMARY`` when set), the PR comment (``opts.comment``),
+    the JUnit XML (``opts.junit``) and the HTML report (``opts.html``;
+    ``baseline``: the baseline record, for its per-case table and plots).
 
     Raises:
         OutputError: a report cannot be written (names the file)."""
     from .files import append_text, atomic_write_text
-    from .report import junit_xml, markdown
+    from .report import comment_body, junit_xml, markdown
 
     md = markdown(out.comparison, out.record, opts.top)
     if opts.markdown:
         atomic_write_text(opts.markdown, md + "\n")
+    if opts.comment:
+        config = opts.config or (out.record.config_path if out.record is not None else None) or "llmops.yaml"
+        atomic_write_text(opts.comment, comment_body(out.comparison, out.record, config_path=config, top=opts.top))
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         append_text(os.environ["GITHUB_STEP_SUMMARY"], md + "\n")
     if opts.junit:
         atomic_write_text(opts.junit, junit_xml(out.comparison))
+    if opts.html:
+        from .report.html import html_report
+
+        atomic_write_text(opts.html, html_report(out.record, out.comparison, baseline=baseline, outcome=out))
 
 
 def validate(opts: EvalOptions) -> Outcome:

@@ -14,7 +14,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .errors import DatasetError, OutputError
 
@@ -162,7 +162,14 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_chunks`)."""
+    return atomic_write_chunks(path, (text,))
+
+
+def atomic_write_chunks(path: str | Path, chunks: Iterable[str]) -> Path:
+    """Write the strings ``chunks`` yields, in turn, to ``path`` atomically,
+    never holding the whole text (a 10,000-case run record is ~20 MB): a
+    temporary file in the same
     folder, flushed and fsync'd, then ``os.replace``. Creates parent folders.
     On failure the old file (if any) is left as it was and no temporary file
     remains.
@@ -181,7 +188,8 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a committed baseline should be an ordinary file
-            f.write(text)
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -255,7 +263,9 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
 def run_inputs(cfg, baseline: str | Path | None = None, outputs_file: str | Path | None = None) -> dict[str, Path | None]:
     """The files a run of ``cfg`` reads, by description: the config, the
     baseline, the eval set, the corpus, the prompt and judge template files,
-    and an ``--outputs`` file. For :func:`check_outputs`."""
+    the checks' JSON Schema and python files (a ``module:function`` module
+    only when it is a file next to the config), and an ``--outputs`` file.
+    For :func:`check_outputs` and ``eval --watch``."""
     from .dataset import dataset_path
     from .retrieval import corpus_path
 
@@ -274,6 +284,14 @@ def run_inputs(cfg, baseline: str | Path | None = None, outputs_file: str | Path
     for name, judge in cfg.judges.items():
         if judge.template_file:
             files[f"judges.{name}.template_file"] = cfg.resolve(judge.template_file)
+    for name, check in cfg.checks.items():
+        if isinstance(check.json_schema, str):
+            files[f"checks.{name}.json_schema"] = cfg.resolve(check.json_schema)
+        elif check.python:  # resolved as checks._import does
+            where = check.python.rpartition(":")[0]
+            file = cfg.resolve(where) if where.endswith(".py") else cfg.base_dir / (where.replace(".", "/") + ".py")
+            if where.endswith(".py") or file.is_file():  # else an installed module
+                files[f"checks.{name}.python"] = file
     return files
 
 

@@ -79,13 +79,17 @@ def from_comparison(cmp: Comparison, record: RunRecord | None = None, *,
                     max_unscored_share: float | None = None) -> Outcome:
     """The outcome of a comparison, with the precedence 3 > 1 > 2 > 0:
 
-    3 — the gate cannot decide: a gated metric without scored pairs, or a
-    judge (gated or not) that left more than ``max_unscored_share`` (0–1) of
+    3 — the gate cannot decide: ``record`` did not complete (its status is
+    not ``complete``), a gated metric without scored pairs, or a judge
+    (gated or not) that left more than ``max_unscored_share`` (0–1) of
     ``record``'s cases unscored;
     1 — a gated metric failed its rule, or the served model drifted under
     ``on_model_drift: fail``;
     2 — a ``require_power`` the eval set does not meet;
     0 — the gate passed."""
+    if record is not None and record.status != "complete":
+        return Outcome("incomplete", f"the run did not complete (status {record.status}); it can neither pass nor fail "
+                       "the gate", record, cmp)
     unscored = [f"{m.label}: {m.reason}" for m in cmp.unscored]
     if record is not None and max_unscored_share is not None:
         unscored += _unscored_judges(record, max_unscored_share, skip={m.metric for m in cmp.unscored})

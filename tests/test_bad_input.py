@@ -285,15 +285,16 @@ def test_run_record_is_refused_as_baseline_but_promoted_by_baseline_update(make_
 
 # -- 7. read-only or full disk ----------------------------------------------------------
 
-@pytest.mark.parametrize("option", ["-o", "--junit", "--markdown", "--cache-dir"])
+@pytest.mark.parametrize("option", ["-o", "--junit", "--markdown", "--comment", "--cache-dir"])
 def test_unwritable_output_is_exit_2_before_any_call(make_project, fake_server, option):
     """Tests run as root, which ignores permission bits: a parent that is a
     regular file stands in for a read-only folder."""
     cfg = make_project(fake_server.url)
     (cfg.parent / "somefile.txt").write_text("not a folder")
     target = cfg.parent / "somefile.txt" / ("cache" if option == "--cache-dir" else "out.x")
-    args = ["eval", cfg, option, target] + ([] if option in ("--junit", "--markdown") else ["--update-baseline"])
-    if option in ("--junit", "--markdown"):  # a gated run needs a baseline
+    gated = option in ("--junit", "--markdown", "--comment")
+    args = ["eval", cfg, option, target] + ([] if gated else ["--update-baseline"])
+    if gated:  # a gated run needs a baseline
         assert invoke(["score", cfg, "--outputs", _outputs(cfg), "--update-baseline", "-o", cfg.parent / "b.json"]).exit_code == 0
     before = snapshot_files(cfg.parent)
     line = one_line(llmops(*args, cwd=cfg.parent))
@@ -407,7 +408,7 @@ def test_cache_failing_mid_run_is_one_line_without_traceback(make_project, monke
 
 # -- 8. outputs that would overwrite an input ------------------------------------------------
 
-@pytest.mark.parametrize("option", ["-o", "--junit", "--markdown"])
+@pytest.mark.parametrize("option", ["-o", "--junit", "--markdown", "--comment"])
 @pytest.mark.parametrize("target", ["llmops.yaml", "baseline.json", "questions.jsonl", "corpus.jsonl", "outputs.json"])
 def test_output_never_overwrites_an_input(make_project, fake_server, option, target):
     cfg = make_project(fake_server.url)

@@ -112,6 +112,24 @@ checks:
     assert score is None and "not a bool or a 0–1 score" in why
 
 
+def test_a_module_check_is_the_one_next_to_its_config(tmp_path):
+    """Two projects in one process (a watch loop, --baseline-ref, a test suite) whose checks are both
+    ``samename:verdict``: each config gets the module next to it, not the one imported first."""
+    from llmops_cli.checks import prepare_checks
+
+    verdicts = {}
+    for name, value in (("a", 1.0), ("b", 0.0)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "samename_checks_mod.py").write_text(f"def verdict(output):\n    return {value}\n")
+        (d / "q.jsonl").write_text('{"id": "1", "question": "q", "answers": ["a"]}\n')
+        (d / "c.yaml").write_text('model: openai/x\nprompt: {user: "{{ question }}"}\ndataset: {path: q.jsonl, references: answers}\n'
+                                  "checks:\n  v: {python: \"samename_checks_mod:verdict\"}\n")
+        p = prepare_checks(load_config(d / "c.yaml"))
+        verdicts[name] = run_check(p["v"], "x", None, {}, [], [])[0]
+    assert verdicts == {"a": 1.0, "b": 0.0}
+
+
 # -- through a run, gated ------------------------------------------------------------------
 
 def test_checks_are_scored_through_the_http_path(make_project, litellm_loaded):

@@ -1,7 +1,7 @@
 """The ``llmops`` command (Typer): parse options, call the library, render,
 exit with the outcome's code. The work is in the library; the commands live
 in small modules — :mod:`.run` (eval, score, baseline update, validate),
-:mod:`.tools` (diff, review, cache), :mod:`.shards` (merge, gate),
+:mod:`.tools` (diff, review, cache), :mod:`.shards` (merge, gate), :mod:`.view` (report),
 :mod:`.project` (init, schema); the application itself in :mod:`.app`.
 
 Start-up stays fast (``llmops --help`` imports Typer and nothing of the
@@ -16,7 +16,7 @@ import sys
 import typer
 
 from .app import DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli  # noqa: F401  (public: tests, entry point)
-from . import run, tools, project, shards  # noqa: F401  (the commands register themselves on `cli`)
+from . import run, tools, project, shards, view  # noqa: F401  (the commands register themselves on `cli`)
 
 _terminated: list[int] = []
 

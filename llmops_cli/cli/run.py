@@ -46,10 +46,26 @@ Plain = Annotated[bool, typer.Option("--plain", help="Gate on point estimates on
 AllowJudgeChange = Annotated[bool, typer.Option("--allow-judge-change", help="Gate a judge metric even though the "
                                                 "baseline was judged by another model (refused by default).",
                                                 rich_help_panel=GATE)]
+BaselineRef = Annotated[Optional[str], typer.Option("--baseline-ref", metavar="REF", show_default=False,
+                                                    rich_help_panel=GATE,
+                                                    help="Gate against this config as it is at git REF (origin/main, "
+                                                         "a sha, HEAD~1): its config, templates, eval set and corpus "
+                                                         "are read at REF and run first (mostly from the cache), "
+                                                         "instead of a baseline file.")]
+AllowDatasetChange = Annotated[bool, typer.Option("--allow-dataset-change", rich_help_panel=GATE,
+                                                  help="With --baseline-ref: gate although the eval set differs at "
+                                                       "REF, comparing the cases both hold unchanged (refused by "
+                                                       "default).")]
 Junit = Annotated[Optional[Path], typer.Option(dir_okay=False, help="Write a JUnit XML report (one test per gated "
                                                "metric).", rich_help_panel=REPORTS)]
 Markdown = Annotated[Optional[Path], typer.Option(dir_okay=False, help="Write a Markdown summary (for a PR comment).",
                                                   rich_help_panel=REPORTS)]
+Comment = Annotated[Optional[Path], typer.Option(dir_okay=False, help="Write the pull-request comment: a hidden "
+                                                 "marker line naming CONFIG, then the Markdown summary (see action.yml).",
+                                                 rich_help_panel=REPORTS)]
+Html = Annotated[Optional[Path], typer.Option(dir_okay=False, help="Write the HTML report: one self-contained file "
+                                              "that opens offline (gate, plots, every case side by side).",
+                                              rich_help_panel=REPORTS)]
 Json = Annotated[bool, typer.Option("--json", help="Print the comparison as JSON on stdout (human output goes to "
                                     "stderr).", rich_help_panel=REPORTS)]
 Top = Annotated[int, typer.Option(min=0, help="Most-changed cases to show.", rich_help_panel=REPORTS)]
@@ -57,9 +73,16 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="For hooks: print not
                                      "only the gate table and the verdict.", rich_help_panel=REPORTS)]
 
 
-def finish(opts, *, top: int = 5, quiet: bool = False, json_out: bool = False, validate: bool = False) -> None:
-    """Run the job (``evaluate`` or ``validate``), render its outcome, exit with its code."""
+def finish(opts, *, top: int = 5, quiet: bool = False, json_out: bool = False, validate: bool = False,
+           watch: bool = False) -> None:
+    """Run the job (``evaluate`` or ``validate``, or ``evaluate`` on every save with ``watch``), render its
+    outcome, exit with its code."""
     from ..report import print_outcome, terminal
+
+    if watch:
+        from .watch import watch_eval
+
+        watch_eval(opts, top=top, quiet=quiet, json_out=json_out)
 
     console = terminal(stderr=json_out)
     if validate:
@@ -103,13 +126,18 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = Non
              max_concurrency: MaxConcurrency = DEFAULT_MAX_CONCURRENCY, retries: Retries = DEFAULT_RETRIES, outputs: Outputs = None, no_cache: NoCache = False,
              refresh: Refresh = False, cache_dir: CacheDir = None, cache_url: CacheUrl = None,
              update_baseline: UpdateBaseline = False, baseline: Baseline = None, plain: Plain = False, allow_judge_change: AllowJudgeChange = False,
-             output: Output = None, junit: Junit = None, markdown: Markdown = None, json_out: Json = False,
-             top: Top = 5, quiet: Quiet = False,
+             baseline_ref: BaselineRef = None, allow_dataset_change: AllowDatasetChange = False,
+             output: Output = None, junit: Junit = None, markdown: Markdown = None, comment: Comment = None,
+             html: Html = None, json_out: Json = False, top: Top = 5, quiet: Quiet = False,
              shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", show_default=False,
                                                           rich_help_panel=RUN,
                                                           help="Run only shard K of N (cases split by a hash of their "
                                                                "id) and write its record, not gated: merge the shards "
-                                                               "with `llmops merge`, then `llmops gate`.")] = None
+                                                               "with `llmops merge`, then `llmops gate`.")] = None,
+             watch: Annotated[bool, typer.Option("--watch", rich_help_panel=RUN,
+                                                 help="Keep running: run and gate again each time the config, a "
+                                                      "template, the eval set, the corpus or the baseline is saved "
+                                                      "(only changed requests call the model); Ctrl-C stops.")] = False
              ) -> None:
     """Run CONFIG's eval set, score it and gate it against the baseline."""
     from ..evaluate import EvalOptions
@@ -117,8 +145,9 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = Non
     finish(EvalOptions(config, limit=limit, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
                        use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url, refresh=refresh,
                        record_path=output, outputs=outputs, update_baseline=update_baseline, baseline=baseline, plain=plain,
-                       allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, top=top, shard=shard),
-           top=top, quiet=quiet, json_out=json_out)
+                       allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, comment=comment, html=html,
+                       top=top, shard=shard, baseline_ref=baseline_ref, allow_dataset_change=allow_dataset_change),
+           top=top, quiet=quiet, json_out=json_out, watch=watch)
 
 
 @cli.command("score", epilog=EXIT_CODES)
@@ -128,13 +157,15 @@ def score_cmd(config: Config,
               limit: Limit = None, cache_url: CacheUrl = None, output: Output = None,
               update_baseline: UpdateBaseline = False, baseline: Baseline = None, plain: Plain = False,
               allow_judge_change: AllowJudgeChange = False, junit: Junit = None, markdown: Markdown = None,
-              json_out: Json = False, top: Top = 5, quiet: Quiet = False) -> None:
+              comment: Comment = None, html: Html = None, json_out: Json = False, top: Top = 5,
+              quiet: Quiet = False) -> None:
     """Score outputs produced elsewhere and gate them exactly like a model run."""
     from ..evaluate import EvalOptions
 
     finish(EvalOptions(config, limit=limit, cache_url=cache_url, record_path=output, outputs=outputs,
                        update_baseline=update_baseline, baseline=baseline, plain=plain,
-                       allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, top=top),
+                       allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, comment=comment, html=html,
+                       top=top),
            top=top, quiet=quiet, json_out=json_out)
 
 
@@ -144,14 +175,15 @@ def validate_cmd(config: Config, limit: Limit = None, outputs: Outputs = None, b
                                                                help="Check for a run that writes the baseline (no "
                                                                     "baseline needed, it must be writable).")] = False,
                  no_cache: NoCache = False, cache_dir: CacheDir = None, cache_url: CacheUrl = None,
-                 output: Output = None, junit: Junit = None, markdown: Markdown = None) -> None:
+                 output: Output = None, junit: Junit = None, markdown: Markdown = None, comment: Comment = None,
+                 html: Html = None) -> None:
     """Check everything `eval` checks before its first model call — config, templates (every prompt rendered), eval
     set, corpus, output paths, baseline compatibility, credentials — and call nothing. Exit 0 or 2."""
     from ..evaluate import EvalOptions
 
     finish(EvalOptions(config, limit=limit, use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url,
                        record_path=output, outputs=outputs, update_baseline=update_baseline, baseline=baseline,
-                       junit=junit, markdown=markdown),
+                       junit=junit, markdown=markdown, comment=comment, html=html),
            validate=True)
 
 

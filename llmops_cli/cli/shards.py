@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from .app import EXIT_CODES, cli
-from .run import (REPORTS, AllowJudgeChange, Baseline, CacheDir, Json, Junit, Markdown, NoCache, Plain, Quiet,
-                  Top, finish)
+from .run import (REPORTS, AllowJudgeChange, Baseline, CacheDir, Comment, Html, Json, Junit, Markdown, NoCache, Plain,
+                  Quiet, Top, finish)
 
 
 @cli.command("merge", epilog=EXIT_CODES)
@@ -40,13 +40,15 @@ def gate_cmd(run: Annotated[Path, typer.Argument(metavar="RUN", dir_okay=False, 
                                                                    "\\[default: the config the record names].")] = None,
              baseline: Baseline = None, plain: Plain = False, allow_judge_change: AllowJudgeChange = False,
              no_cache: NoCache = False, cache_dir: CacheDir = None, junit: Junit = None, markdown: Markdown = None,
-             json_out: Json = False, top: Top = 5, quiet: Quiet = False) -> None:
+             comment: Comment = None, html: Html = None, json_out: Json = False, top: Top = 5,
+             quiet: Quiet = False) -> None:
     """Gate a run record made earlier against the baseline with CONFIG's rules, as `llmops eval` gates the run it
     makes — same table, reports and exit codes — calling no model. The record must have been made with CONFIG's
     model, parameters, prompts, retrieval and judges (its fingerprint)."""
     from ..evaluate import EvalOptions
 
     finish(EvalOptions(config, candidate=run, use_cache=not no_cache, cache_dir=cache_dir, baseline=baseline,
-                       plain=plain, allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, top=top),
+                       plain=plain, allow_judge_change=allow_judge_change, junit=junit, markdown=markdown,
+                       comment=comment, html=html, top=top),
            top=top, quiet=quiet, json_out=json_out)
 

@@ -1,6 +1,6 @@
-"""The report files: the Markdown summary (a pull-request comment), JUnit
-XML (one test case per gated metric and per slice rule) and the comparison
-as JSON."""
+"""The report files: JUnit XML (one test case per gated metric and per
+slice rule) and the comparison as JSON. The Markdown summary is
+:mod:`.markdown`."""
 
 from __future__ import annotations
 
@@ -8,59 +8,9 @@ import json
 from xml.etree import ElementTree as ET
 
 from ..comparison import Comparison
-from ..dataset import input_text
 from ..record import RunRecord
-from .text import _short, case_reason, fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, slice_cell, slice_tables, usage_line
+from .text import fmt, fmt_ci, fmt_mde, fmt_p
 
-
-def markdown(cmp: Comparison, record: RunRecord | None = None, top: int = 5) -> str:
-    """A PR-comment summary: verdicts, deltas with CIs, config changes and the
-    top changed cases."""
-    head = "✅ **llmops gate passed**" if cmp.passed else ("❌ **llmops gate failed**" if cmp.failed or cmp.drift_failed else "⚠️ **llmops gate could not decide**")
-    lines = [head, ""]
-    if record is not None:
-        lines.append(f"{len(record.cases)} cases · fingerprint `{record.fingerprint}` · dataset `{record.dataset_hash}`")
-        lines.append("")
-        lines.append(f"model: {usage_line(record.usage)}  ")
-        if record.judge_usage is not None:
-            lines.append(f"judge: {usage_line(record.judge_usage)}  ")
-            for name, m in record.metrics.items():
-                if m.info.get("judge"):
-                    lines.append(f"{name}: {m.n_unscored} unscored of {m.n_scored + m.n_unscored}  ")
-        lines.append("")
-    for line in cmp.model_drift:
-        lines += [f"⚠️ served model drift: {line}  "]
-    if cmp.environment_changes:
-        lines += ["environment changes: " + ", ".join(cmp.environment_changes) + "  "]
-    if cmp.model_drift or cmp.environment_changes:
-        lines.append("")
-    lines += ["| metric | baseline | candidate | delta | CI | p | MDE | rule | verdict |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    for m in cmp.metrics:
-        lines.append(f"| {m.metric} | {fmt(m.baseline, m.scale, unit=m.unit)} | {fmt(m.candidate, m.scale, unit=m.unit)} | {fmt(m.delta, m.scale, True, m.unit)} | "
-                     f"{fmt_ci(m)} | {fmt_p(m)} | {fmt_mde(m)} | {m.rule} | **{m.verdict}** |")
-    lines += ["", f"_{gate_rule_text(cmp)}_", ""]
-    for field, (metrics, rows) in slice_tables(cmp).items():
-        lines += [f"<details><summary>by {field}</summary>", "", f"| {field} | n | " + " | ".join(metrics) + " |",
-                  "|---|---:|" + "---:|" * len(metrics)]
-        for value, n, cells in rows:
-            lines.append(f"| {value.replace('|', chr(92) + '|')} | {n} | "
-                         + " | ".join(slice_cell(c) if c else "—" for c in cells) + " |")
-        lines += ["", "</details>", ""]
-    notes = metric_notes(cmp) + [f"⚠️ {w}" for w in cmp.power_warnings]
-    if notes:
-        lines += [f"- {n}" for n in notes] + [""]
-    if cmp.config_changes:
-        lines += ["**Config changes** (baseline → candidate):", "", "```"] + cmp.config_changes[:20] + ["```", ""]
-    changed = cmp.changed_cases[:top]
-    if changed:
-        lines += [f"**Most changed cases** ({cmp.n_worse_cases} worse, {cmp.n_improved_cases} better):", "",
-                  f"| id | question | baseline | candidate | Δ {changed[0].metric} | why |", "|---|---|---|---|---:|---|"]
-        for c in changed:
-            cells = [c.id, _short(input_text(c.inputs), 60), _short(c.baseline_output, 50), _short(c.candidate_output, 50)]
-            cells = [x.replace("|", "\\|") for x in cells]
-            lines.append("| " + " | ".join(cells) + f" | {fmt(c.delta, 1.0, True)} | {_short(case_reason(c), 60).replace('|', chr(92) + '|')} |")
-        lines.append("")
-    return "\n".join(lines)
 
 def junit_xml(cmp: Comparison, suite: str = "llmops") -> str:
     """JUnit XML: one test case per compared metric; a failure carries the

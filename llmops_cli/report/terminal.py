@@ -38,10 +38,14 @@ def print_run_summary(console, record: RunRecord) -> None:
         console.print("judge " + usage_line(record.judge_usage))
 
 def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
-    """The gate table, then config changes and the most fallen cases."""
+    """The commits compared (``--baseline-ref``), the gate table, then config
+    changes and the most fallen cases."""
     from rich.markup import escape
     from rich.table import Table
 
+    if cmp.commits:  # --baseline-ref: the commit each side was read from
+        console.print(f"[bold]baseline[/] {escape(cmp.commits.get('baseline', '?'))} · [bold]candidate[/] "
+                      f"{escape(cmp.commits.get('candidate', '?'))}", soft_wrap=True)
     for line in cmp.model_drift:
         console.print(f"[bold yellow]served model drift[/]: {line}", markup=True, highlight=False)
     if cmp.environment_changes:
