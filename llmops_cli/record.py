@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import BaselineError
-from .files import atomic_write_text
+from .files import atomic_write_chunks
 
 SCHEMA_VERSION = 1
 
@@ -210,11 +210,14 @@ class RunRecord(_Model):
 
     def as_baseline(self) -> "RunRecord":
         """A copy fit to commit: kind ``baseline``, no raw responses or
-        rendered messages."""
-        trace = {"messages": True, "calls": {"__all__": {"response"}}, "retrieval": {"chunks": {"__all__": {"text"}}},
-                 "judges": {"__all__": {"__all__": {"samples": {"__all__": {"response"}}}}}}
-        data = self.model_dump(exclude={"cases": {"__all__": trace}})  # a fresh copy, 5× faster than a deep copy
+        rendered messages (:data:`BASELINE_EXCLUDE`)."""
+        data = self.model_dump(exclude={"cases": {"__all__": BASELINE_EXCLUDE}})  # a fresh copy, 5× faster than a deep copy
         return RunRecord.model_validate({**data, "kind": "baseline"})
+
+
+# what a baseline leaves out of each case: the bulky traces
+BASELINE_EXCLUDE = {"messages": True, "calls": {"__all__": {"response"}}, "retrieval": {"chunks": {"__all__": {"text"}}},
+                    "judges": {"__all__": {"__all__": {"samples": {"__all__": {"response"}}}}}}
 
 
 def now_iso() -> str:
@@ -278,13 +281,37 @@ def served_summary(requests) -> dict[str, dict[str, int]]:
     return {model: dict(sorted(counts.items())) for model, counts in sorted(out.items())}
 
 
-def save_record(record: RunRecord, path: str | Path) -> Path:
-    """Write a run record (or baseline) as indented JSON, atomically.
+def save_record(record: RunRecord, path: str | Path, *, as_baseline: bool = False) -> Path:
+    """Write a run record (or baseline) as indented JSON, atomically, one
+    case at a time: the file is byte for byte ``record.model_dump_json(indent=1)``
+    but never held whole in memory. ``as_baseline``: write
+    :meth:`RunRecord.as_baseline` of it (kind ``baseline``, without the
+    bulky traces) without making that copy.
 
     Raises:
-        OutputError: the file cannot be written (see :func:`atomic_write_text`).
+        OutputError: the file cannot be written (see :func:`atomic_write_chunks`).
     """
-    return atomic_write_text(path, record.model_dump_json(indent=1, exclude_none=False) + "\n")
+    return atomic_write_chunks(path, record_json_chunks(record, as_baseline=as_baseline))
+
+
+def record_json_chunks(record: RunRecord, *, as_baseline: bool = False):
+    """The text of :func:`save_record`, in pieces: the record without its
+    cases, then each case (``cases`` is the record's last field)."""
+    head = record.model_copy(update={"cases": [], **({"kind": "baseline"} if as_baseline else {})})
+    text = head.model_dump_json(indent=1)
+    if not record.cases:
+        yield text + "\n"
+        return
+    tail = '\n "cases": []\n}'
+    assert text.endswith(tail), "cases must stay RunRecord's last field"
+    yield text[: -len(tail)] + '\n "cases": [\n'
+    last = len(record.cases) - 1
+    for i, case in enumerate(record.cases):
+        if as_baseline:  # as as_baseline() makes it: the traces become null
+            case = CaseRecord.model_validate(case.model_dump(exclude=BASELINE_EXCLUDE))
+        body = case.model_dump_json(indent=1)
+        yield "  " + body.replace("\n", "\n  ") + (",\n" if i < last else "\n")
+    yield " ]\n}\n"
 
 
 def load_record(path: str | Path, what: str = "run record") -> RunRecord:
@@ -295,6 +322,13 @@ def load_record(path: str | Path, what: str = "run record") -> RunRecord:
             a record that does not validate (the message names the key).
     """
     path = Path(path)
+    try:  # straight from JSON to the models (no intermediate dicts; a 10,000-case record is ~20 MB)
+        record = RunRecord.model_validate_json(path.read_bytes())
+    except (OSError, ValidationError):
+        pass  # the slower path below names what is wrong
+    else:
+        if record.schema_version == SCHEMA_VERSION and "schema_version" in record.model_fields_set:
+            return record
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

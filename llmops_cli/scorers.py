@@ -179,12 +179,37 @@ ROUGE_STEMMER = True
 _rouge_scorers: dict[str, Any] = {}
 
 
+def _rouge_scorer_module():
+    """``rouge_score.rouge_scorer``, imported without SciPy when SciPy is not
+    loaded yet.
+
+    rouge-score needs only NLTK's Porter stemmer, but ``import nltk`` runs
+    NLTK's whole package, whose optional SciPy imports (``nltk.metrics``,
+    ``nltk.translate.gale_church``, ``nltk.parse``; each inside ``try: …
+    except ImportError``) add about 62 MB of RSS and 0.5 s. With
+    ``sys.modules["scipy"] = None`` for the length of that import (the
+    import system's documented way to make an import fail), NLTK takes its
+    own no-SciPy path; SciPy stays importable afterwards for whoever needs
+    it (the gate's Holm correction through statsmodels)."""
+    import sys
+
+    if "rouge_score.rouge_scorer" in sys.modules or "scipy" in sys.modules:
+        from rouge_score import rouge_scorer
+
+        return rouge_scorer
+    sys.modules["scipy"] = None  # type: ignore[assignment]
+    try:
+        from rouge_score import rouge_scorer
+    finally:
+        if sys.modules.get("scipy", 0) is None:
+            del sys.modules["scipy"]
+    return rouge_scorer
+
+
 def _rouge(rouge_type: str):
     def fn(outputs: Outputs, references: References) -> MetricResult:
         if rouge_type not in _rouge_scorers:
-            from rouge_score import rouge_scorer
-
-            _rouge_scorers[rouge_type] = rouge_scorer.RougeScorer([rouge_type], use_stemmer=ROUGE_STEMMER)
+            _rouge_scorers[rouge_type] = _rouge_scorer_module().RougeScorer([rouge_type], use_stemmer=ROUGE_STEMMER)
         scorer = _rouge_scorers[rouge_type]
         res = _per_case(rouge_type, outputs, references, lambda o, refs: scorer.score_multi(list(refs), o)[rouge_type].fmeasure)
         res.info = {"use_stemmer": ROUGE_STEMMER, "package": "rouge-score"}

@@ -344,3 +344,47 @@ def test_served_model_drift_is_shown_and_can_fail(tmp_path, litellm_loaded, poli
     else:
         assert res.exit_code == 1, res.output
         assert "served model drift (gate.on_model_drift: fail)" in res.output
+
+
+def test_holm_equals_statsmodels_multipletests():
+    """stats.holm is statsmodels' Holm (kept out of the run for its ~100 MB import): same rejections and adjusted
+    p-values on random families, ties and p-values exactly on a step's threshold included."""
+    import random
+
+    from statsmodels.stats.multitest import multipletests
+
+    from llmops_cli import stats
+
+    rng = random.Random(7)
+    families = [[rng.random() ** rng.choice([1, 3, 8]) for _ in range(rng.randint(1, 12))] for _ in range(2000)]
+    families += [[0.01, 0.01, 0.02, 0.9], [0.025 / 2, 0.025, 0.5], [0.0, 1.0, 0.0125], [0.3] * 5, [0.025]]
+    for ps in families:
+        for alpha in (0.025, 0.05):
+            want_reject, want_adj, _, _ = multipletests(ps, alpha=alpha, method="holm")
+            reject, adjusted = stats.holm(ps, alpha)
+            assert reject == [bool(r) for r in want_reject], (ps, alpha)
+            assert adjusted == pytest.approx([float(a) for a in want_adj], abs=1e-15), (ps, alpha)
+
+
+def test_streamed_bootstrap_draws_equal_the_kept_matrix(monkeypatch):
+    """Above KEEP_ENTRIES the draws are drawn again block by block (a 10,000-case gate would otherwise hold 160 MB):
+    the same replicates, so the same SE and quantile intervals, as the whole matrix kept in memory."""
+    from llmops_cli import stats
+
+    rng = np.random.default_rng(3)
+    base, cand = rng.random((301, 2)), rng.random((301, 2))
+    lat_b, lat_c = list(rng.random(301)), list(rng.random(301) + 0.1)
+
+    def agg(sums):
+        return sums[:, 0] / sums[:, 1]
+
+    def measured():
+        return (stats.paired_bootstrap(base, cand, agg, stats.resample_counts(301, 999, 5)),
+                stats.paired_quantile_bootstrap(lat_b, lat_c, 0.95, stats.resample_counts(301, 999, 5))[0])
+
+    kept = measured()
+    monkeypatch.setattr(stats.ResampleCounts, "KEEP_ENTRIES", 0)
+    monkeypatch.setattr(stats.ResampleCounts, "BLOCK_ENTRIES", 301 * 64)
+    counts = stats.resample_counts(301, 999, 5)
+    assert [len(b) for b in counts.blocks()] == [64] * 15 + [39]
+    assert measured() == kept
