@@ -17,7 +17,6 @@ would get that far.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -249,6 +248,8 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
         if ref is not None:  # the ref's checkout, whatever happened
             ref.close()
     try:
+        from .report.files import write_reports
+
         write_reports(out, opts, baseline)
     except LlmopsError as err:  # a report that cannot be written: exit 2, the comparison still shown
         failed = from_error(err, rpath)
@@ -282,33 +283,6 @@ def _failed(err: LlmopsError, opts: EvalOptions, notes: list[str]) -> Outcome:
     out = from_error(err, path)
     out.notes = notes
     return out
-
-
-def write_reports(out: Outcome, opts: EvalOptions, baseline=None) -> None:
-    """Write the Markdown summary (``opts.markdown``, and appended to
-    ``$GITHUB_STEP_SUMMARY`` when set), the PR comment (``opts.comment``),
-    the JUnit XML (``opts.junit``) and the HTML report (``opts.html``;
-    ``baseline``: the baseline record, for its per-case table and plots).
-
-    Raises:
-        OutputError: a report cannot be written (names the file)."""
-    from .files import append_text, atomic_write_text
-    from .report import comment_body, junit_xml, markdown
-
-    md = markdown(out.comparison, out.record, opts.top)
-    if opts.markdown:
-        atomic_write_text(opts.markdown, md + "\n")
-    if opts.comment:
-        config = opts.config or (out.record.config_path if out.record is not None else None) or "llmops.yaml"
-        atomic_write_text(opts.comment, comment_body(out.comparison, out.record, config_path=config, top=opts.top))
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        append_text(os.environ["GITHUB_STEP_SUMMARY"], md + "\n")
-    if opts.junit:
-        atomic_write_text(opts.junit, junit_xml(out.comparison))
-    if opts.html:
-        from .report.html import html_report
-
-        atomic_write_text(opts.html, html_report(out.record, out.comparison, baseline=baseline, outcome=out))
 
 
 def validate(opts: EvalOptions) -> Outcome:

@@ -1,10 +1,12 @@
 """The report files: JUnit XML (one test case per gated metric and per
-slice rule) and the comparison as JSON. The Markdown summary is
-:mod:`.markdown`."""
+slice rule) and the comparison as JSON, and :func:`write_reports`, which
+writes every report a run asked for (the Markdown summary is
+:mod:`.markdown`, the HTML report :mod:`.html`)."""
 
 from __future__ import annotations
 
 import json
+import os
 from xml.etree import ElementTree as ET
 
 from ..comparison import Comparison
@@ -41,3 +43,31 @@ def comparison_json(cmp: Comparison, record: RunRecord | None = None) -> str:
         d["run"] = {"run_id": record.run_id, "fingerprint": record.fingerprint, "dataset_hash": record.dataset_hash,
                     "usage": record.usage.model_dump()}
     return json.dumps(d, indent=1, ensure_ascii=False, default=str)
+
+
+def write_reports(out, opts, baseline=None) -> None:
+    """For an :class:`~llmops_cli.outcome.Outcome` ``out`` and the
+    :class:`~llmops_cli.evaluate.EvalOptions` ``opts``: write the Markdown summary (``opts.markdown``, and appended to
+    ``$GITHUB_STEP_SUMMARY`` when set), the PR comment (``opts.comment``),
+    the JUnit XML (``opts.junit``) and the HTML report (``opts.html``;
+    ``baseline``: the baseline record, for its per-case table and plots).
+
+    Raises:
+        OutputError: a report cannot be written (names the file)."""
+    from ..files import append_text, atomic_write_text
+    from .markdown import comment_body, markdown
+
+    md = markdown(out.comparison, out.record, opts.top)
+    if opts.markdown:
+        atomic_write_text(opts.markdown, md + "\n")
+    if opts.comment:
+        config = opts.config or (out.record.config_path if out.record is not None else None) or "llmops.yaml"
+        atomic_write_text(opts.comment, comment_body(out.comparison, out.record, config_path=config, top=opts.top))
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        append_text(os.environ["GITHUB_STEP_SUMMARY"], md + "\n")
+    if opts.junit:
+        atomic_write_text(opts.junit, junit_xml(out.comparison))
+    if opts.html:
+        from .html import html_report
+
+        atomic_write_text(opts.html, html_report(out.record, out.comparison, baseline=baseline, outcome=out))
