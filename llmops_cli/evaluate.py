@@ -231,8 +231,8 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
                            record_path=rpath, notes=notes)
         if opts.update_baseline:
             write_baseline(record, bpath, max_unscored_share=cfg.max_unscored_share)
-            return Outcome("baseline written", f"baseline written: {bpath}", record, record_path=rpath,
-                           baseline_path=bpath, notes=notes)
+            return _with_html(Outcome("baseline written", f"baseline written: {bpath}", record, record_path=rpath,
+                                      baseline_path=bpath, notes=notes), opts)
         cmp = compare(baseline, record, cfg.gate, top=max(opts.top, 10), baseline_path=str(bpath),
                       max_unscored_share=cfg.max_unscored_share, memo=cache, check_dataset=ref is None)
         if ref is not None:
@@ -243,7 +243,7 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
         out = _failed(err, opts, notes)
         if out.record is None and record is not None:  # failed after the run was recorded (e.g. a judge left too much unscored)
             out.record, out.record_path = record, rpath
-        return out
+        return _with_html(out, opts)
     finally:
         if ref is not None:  # the ref's checkout, whatever happened
             ref.close()
@@ -255,6 +255,23 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
         failed = from_error(err, rpath)
         failed.record, failed.comparison, failed.notes = record, cmp, notes
         return failed
+    return out
+
+
+def _with_html(out: Outcome, opts: EvalOptions) -> Outcome:
+    """``out`` after writing ``opts.html`` for a run that was not gated — the
+    baseline written, or a run that could not complete (its partial record):
+    the run alone, with that outcome. A report that cannot be written becomes
+    a note (the outcome already happened: a baseline written stays written)."""
+    if not opts.html or out.record is None:
+        return out
+    from .files import atomic_write_text
+    from .report.html import html_report
+
+    try:
+        atomic_write_text(opts.html, html_report(out.record, outcome=out))
+    except LlmopsError as err:
+        out.notes = [*out.notes, f"HTML report not written: {err}"]
     return out
 
 

@@ -255,6 +255,24 @@ def test_passed_run_report(project):
     assert data["compared"] and len(data["cases"]) == N and not any("d" in c for c in data["cases"])
 
 
+def test_a_run_that_is_not_gated_still_gets_its_report(project, monkeypatch):
+    """--html with --update-baseline reports the run alone under "baseline written"; a run that cannot complete
+    (provider errors) reports its partial record as incomplete, exit 3 — never as a pass."""
+    cfg, srv = project
+    res = run(["eval", cfg, "--update-baseline", "--html", "baseline.html", "-o", "first.json"])
+    assert res.exit_code == 0, res.output
+    page = parse(cfg.parent / "baseline.html")
+    assert_self_contained(page.raw, page)
+    assert "baseline written" in page.text("verdict") and "exit code 0" in page.text("verdict")
+    assert len(page.cases()["cases"]) == N
+
+    srv.fail_every = {1: 500}  # every request fails
+    res = run(["eval", cfg, "--no-cache", "--retries", "0", "--html", "failed.html", "-o", "failed.json"])
+    assert res.exit_code == 3, res.output
+    verdict = parse(cfg.parent / "failed.html").text("verdict")
+    assert "incomplete" in verdict and "exit code 3" in verdict and "passed" not in verdict
+
+
 def test_report_is_deterministic(project):
     cfg, _ = project
     MODE["answer"] = "worse"
