@@ -103,11 +103,8 @@ def _import(target: str, cfg: Config, path, key: str) -> Callable[..., Any]:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         else:
-            local = cfg.base_dir / (where.replace(".", "/") + ".py")
-            cached = sys.modules.get(where)
-            if cached is not None and local.is_file() and getattr(cached, "__file__", None) and \
-                    Path(cached.__file__).resolve() != local.resolve():
-                del sys.modules[where]  # a module of that name from another project, imported earlier in this process
+            if (cfg.base_dir / (where.replace(".", "/") + ".py")).is_file():
+                _forget_foreign(where.split(".")[0], cfg.base_dir)
             sys.path.insert(0, str(cfg.base_dir))
             try:
                 module = importlib.import_module(where)
@@ -121,6 +118,24 @@ def _import(target: str, cfg: Config, path, key: str) -> Callable[..., Any]:
     if not callable(fn):
         raise ConfigError(path, key, f"{where} has no function {attr!r}")
     return fn
+
+
+def _forget_foreign(top: str, base_dir) -> None:
+    """Drop from ``sys.modules`` the module ``top`` and its submodules when
+    they were imported from anywhere but ``base_dir`` — another project's
+    module of the same name, imported earlier in this process (``eval
+    --watch``, ``--baseline-ref``'s checkout, a test suite) — so that a
+    ``module:function`` check next to a config is that config's own."""
+    import sys
+
+    base = Path(base_dir).resolve()
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if (name != top and not name.startswith(top + ".")) or not file:
+            continue
+        own = base.joinpath(*name.split("."))
+        if Path(file).resolve() not in (own.with_suffix(".py"), own / "__init__.py"):
+            del sys.modules[name]
 
 
 # -- values rendered per case (at planning, before any call) -------------------------------

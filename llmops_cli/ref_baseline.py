@@ -21,8 +21,6 @@ note and listed as unpaired (:class:`DatasetChange`).
 
 from __future__ import annotations
 
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -192,8 +190,7 @@ def prepare_ref(cfg, opts, memo=None) -> RefBaseline:
             raise InputError(path, key, f"{ref} ({sha}) has no {rel}: the config did not exist there "
                              "(gate against a baseline file instead)")
         try:
-            with _own_imports(cfg, checkout.path):
-                at.config = load_config(checkout.path / rel)
+            at.config = load_config(checkout.path / rel)  # its module:function checks are REF's own (checks._import)
             cases_at_ref = make_plan(at.config, opts.limit, with_prompts=False).cases
         except InputError as e:
             raise at._named(e) from None
@@ -263,31 +260,3 @@ def read_files(cfg) -> list[Path]:
         elif where:  # a module next to the config: its file, or its package's folder
             files += [cfg.base_dir / (where.replace(".", "/") + ".py"), cfg.base_dir / where.split(".")[0]]
     return files
-
-
-@contextmanager
-def _own_imports(cfg, tree: Path):
-    """While REF's config loads, its ``module:function`` checks import from
-    REF's checkout, not the working tree's modules already imported under
-    the same names; afterwards the modules imported from the checkout are
-    forgotten again (their functions stay bound to REF's config)."""
-    modules = [(s.python or "").rpartition(":")[0] for s in cfg.checks.values()]
-    names = {m.split(".")[0] for m in modules if m and not m.endswith(".py")} - {"llmops_cli"}
-    base = cfg.base_dir.resolve()
-    hidden = {n: m for n, m in sys.modules.items() if n.split(".")[0] in names and _under(m, base)}
-    for n in hidden:
-        del sys.modules[n]
-    try:
-        yield
-    finally:
-        for n in [n for n, m in sys.modules.items() if _under(m, tree.resolve())]:
-            del sys.modules[n]
-        sys.modules.update(hidden)
-
-
-def _under(module, folder: Path) -> bool:
-    file = getattr(module, "__file__", None)
-    try:
-        return bool(file) and Path(file).resolve().is_relative_to(folder)
-    except (OSError, ValueError):
-        return False

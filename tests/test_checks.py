@@ -122,12 +122,16 @@ def test_a_module_check_is_the_one_next_to_its_config(tmp_path):
         d = tmp_path / name
         d.mkdir()
         (d / "samename_checks_mod.py").write_text(f"def verdict(output):\n    return {value}\n")
+        (d / "samename_checks_pkg").mkdir()  # a package too: its submodule must not come from the first project
+        (d / "samename_checks_pkg" / "__init__.py").write_text("")
+        (d / "samename_checks_pkg" / "sub.py").write_text(f"def verdict(output):\n    return {value}\n")
         (d / "q.jsonl").write_text('{"id": "1", "question": "q", "answers": ["a"]}\n')
         (d / "c.yaml").write_text('model: openai/x\nprompt: {user: "{{ question }}"}\ndataset: {path: q.jsonl, references: answers}\n'
-                                  "checks:\n  v: {python: \"samename_checks_mod:verdict\"}\n")
+                                  "checks:\n  v: {python: \"samename_checks_mod:verdict\"}\n"
+                                  "  w: {python: \"samename_checks_pkg.sub:verdict\"}\n")
         p = prepare_checks(load_config(d / "c.yaml"))
-        verdicts[name] = run_check(p["v"], "x", None, {}, [], [])[0]
-    assert verdicts == {"a": 1.0, "b": 0.0}
+        verdicts[name] = (run_check(p["v"], "x", None, {}, [], [])[0], run_check(p["w"], "x", None, {}, [], [])[0])
+    assert verdicts == {"a": (1.0, 1.0), "b": (0.0, 0.0)}
 
 
 # -- through a run, gated ------------------------------------------------------------------
