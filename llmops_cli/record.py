@@ -117,6 +117,11 @@ class CaseRecord(_Model):
     judges: dict[str, list[JudgeResult]] = {}
     reasons: dict[str, str] = {}
 
+    def without_traces(self) -> "CaseRecord":
+        """A fresh copy as a baseline keeps it: without the bulky traces
+        (:data:`BASELINE_EXCLUDE`; they become null)."""
+        return CaseRecord.model_validate(self.model_dump(exclude=BASELINE_EXCLUDE))
+
 
 class MetricSummary(_Model):
     """Aggregate of one metric. ``scale`` is the top of its range (1 or 100)."""
@@ -211,8 +216,8 @@ class RunRecord(_Model):
     def as_baseline(self) -> "RunRecord":
         """A copy fit to commit: kind ``baseline``, no raw responses or
         rendered messages (:data:`BASELINE_EXCLUDE`)."""
-        data = self.model_dump(exclude={"cases": {"__all__": BASELINE_EXCLUDE}})  # a fresh copy, 5× faster than a deep copy
-        return RunRecord.model_validate({**data, "kind": "baseline"})
+        data = self.model_dump(exclude={"cases"})  # a fresh copy, 5× faster than a deep copy
+        return RunRecord.model_validate({**data, "kind": "baseline", "cases": [c.without_traces() for c in self.cases]})
 
 
 # what a baseline leaves out of each case: the bulky traces
@@ -307,9 +312,7 @@ def record_json_chunks(record: RunRecord, *, as_baseline: bool = False):
     yield text[: -len(tail)] + '\n "cases": [\n'
     last = len(record.cases) - 1
     for i, case in enumerate(record.cases):
-        if as_baseline:  # as as_baseline() makes it: the traces become null
-            case = CaseRecord.model_validate(case.model_dump(exclude=BASELINE_EXCLUDE))
-        body = case.model_dump_json(indent=1)
+        body = (case.without_traces() if as_baseline else case).model_dump_json(indent=1)
         yield "  " + body.replace("\n", "\n  ") + (",\n" if i < last else "\n")
     yield " ]\n}\n"
 
