@@ -246,17 +246,15 @@ def _working_tree(repo: Path, cfg) -> str:
 
 def read_files(cfg) -> list[Path]:
     """The files a run of ``cfg`` reads: the config, eval set, corpus,
-    prompt and judge templates (:func:`~llmops_cli.files.run_inputs`, less
-    the baseline), and its checks' JSON schemas and python modules."""
+    prompt and judge templates, the checks' JSON schemas and python files
+    (:func:`~llmops_cli.files.run_inputs`, less the baseline) — and for a
+    ``module:function`` check its module's file even when deleted, and its
+    package's folder (any file of it may have changed)."""
     from .files import run_inputs
 
     files = [p for what, p in run_inputs(cfg).items() if p is not None and what != "the baseline"]
     for spec in cfg.checks.values():
-        if isinstance(spec.json_schema, str):
-            files.append(cfg.resolve(spec.json_schema))
         where = (spec.python or "").rpartition(":")[0]
-        if where.endswith(".py"):
-            files.append(cfg.resolve(where))
-        elif where:  # a module next to the config: its file, or its package's folder
+        if where and not where.endswith(".py"):
             files += [cfg.base_dir / (where.replace(".", "/") + ".py"), cfg.base_dir / where.split(".")[0]]
     return files
