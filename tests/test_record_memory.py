@@ -1,0 +1,94 @@
+"""Run records held compactly in memory (raw responses as JSON text, one
+shared fields-set per model class) yet unchanged on disk."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import pytest
+
+from llmops_cli.errors import BaselineError
+from llmops_cli.record import Call, CaseRecord, RawJSON, RunRecord, load_record, save_record
+
+
+def _response(i: int) -> dict:
+    """What LiteLLM's ``ModelResponse.model_dump(mode="json")`` gives for a short chat answer."""
+    return {"id": f"chatcmpl-{i:024x}", "created": 1795333064 + i, "model": "gpt-4o-mini-2024-07-18",
+            "object": "chat.completion", "system_fingerprint": "fp_44709d6fcb",
+            "choices": [{"finish_reason": "stop", "index": 0,
+                         "message": {"content": f"Denver Broncos {i} — ünïcode", "role": "assistant", "tool_calls": None,
+                                     "function_call": None, "provider_specific_fields": {"refusal": None}},
+                         "provider_specific_fields": {}}],
+            "usage": {"completion_tokens": 7, "prompt_tokens": 143, "total_tokens": 150,
+                      "completion_tokens_details": {"reasoning_tokens": 0}, "prompt_tokens_details": None},
+            "service_tier": None, "score": 0.1 + i / 3}
+
+
+def _record(n: int) -> RunRecord:
+    cases = [CaseRecord(id=f"q{i}", inputs={"question": f"Who won Super Bowl {i}?"}, references=[f"team {i}"],
+                        messages=[{"role": "user", "content": f"Who won Super Bowl {i}?"}],
+                        calls=[Call(output=f"Denver Broncos {i} — ünïcode", response=_response(i), prompt_tokens=143,
+                                    completion_tokens=7, latency_s=0.25, served_model="gpt-4o-mini-2024-07-18")],
+                        output=f"Denver Broncos {i} — ünïcode", scores={"token_f1": 0.5, "exact_match": 0.0},
+                        stats={"bleu": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]})
+             for i in range(n)]
+    return RunRecord(run_id="r", dataset_hash="d", fingerprint="f", cases=cases)
+
+
+def test_a_raw_response_reads_as_the_object_and_is_written_as_one(tmp_path):
+    rec = _record(3)
+    call = rec.cases[1].calls[0]
+    assert isinstance(call.response, RawJSON)
+    assert call.response == _response(1)
+    assert call.response["choices"][0]["message"]["content"] == call.output
+    assert call.response.get("model") == "gpt-4o-mini-2024-07-18" and call.response.get("absent") is None
+    assert call.model_dump()["response"] == _response(1)
+    path = save_record(rec, tmp_path / "run.json")
+    on_disk = json.loads(path.read_text(encoding="utf-8"))
+    assert on_disk["cases"][1]["calls"][0]["response"] == _response(1)
+    # read back and written again: the same bytes
+    again = save_record(load_record(path), tmp_path / "again.json")
+    assert again.read_bytes() == path.read_bytes()
+    # a baseline leaves the raw responses out, as before
+    base = save_record(rec, tmp_path / "baseline.json", as_baseline=True)
+    assert all(c["calls"][0]["response"] is None for c in json.loads(base.read_text(encoding="utf-8"))["cases"])
+
+
+def test_a_response_that_is_not_an_object_is_bad_input(tmp_path):
+    path = save_record(_record(2), tmp_path / "run.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["cases"][1]["calls"][0]["response"] = ["not", "an", "object"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(BaselineError, match=r"cases\.1\.calls\.0\.response.*expected a JSON object"):
+        load_record(path)
+
+
+def test_fields_of_a_loaded_case_can_be_set_and_copied(tmp_path):
+    path = save_record(_record(2), tmp_path / "run.json")
+    rec = load_record(path)
+    case = rec.cases[0]
+    case.scores["token_f1"] = 1.0
+    case.error = "late failure"
+    case.calls[0].cached = True
+    copy = case.model_copy(update={"output": "other"})
+    assert copy.output == "other" and case.output != "other"
+    assert rec.cases[1].error is None and not rec.cases[1].calls[0].cached  # nothing leaked into the other case
+    back = load_record(save_record(rec, tmp_path / "edited.json"))
+    assert back.cases[0].error == "late failure" and back.cases[0].scores["token_f1"] == 1.0
+    assert back.cases[0].calls[0].cached and back.cases[1].error is None
+
+
+def test_a_loaded_record_holds_under_6_kb_per_case():
+    """2,000 cases with a raw response each: ~5.1 KB per case; the parsed
+    response dicts and a fields-set per model object made it ~8.8 KB."""
+    text = _record(2000).model_dump_json()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rec = RunRecord.model_validate_json(text)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(rec.cases) == 2000
+    assert held / 2000 < 6144, f"{held / 2000:.0f} bytes per case"
