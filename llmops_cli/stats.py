@@ -108,8 +108,8 @@ class ResampleCounts:
     seed (the same numbers: numpy's bounded integers consume the stream
     alike whether drawn in one call or in blocks of an even size)."""
 
-    KEEP_ENTRIES = 4_000_000  # 32 MB of float64
-    BLOCK_ENTRIES = 1 << 20  # 8 MB per block (and as much for the draws)
+    KEEP_ENTRIES = 1 << 20  # 8 MB of float64
+    BLOCK_ENTRIES = 1 << 18  # 2 MB per block (and as much for the draws)
 
     def __init__(self, units: int, resamples: int, seed: int):
         self.units, self.resamples, self.seed = units, resamples, seed
