@@ -112,7 +112,17 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
     from .deployments import routers
 
     routed.update(routers(litellm, keys, config_path))
-    tasks = [asyncio.ensure_future(one(r)) for r in todo]
+    queues: dict[tuple, list[Request]] = {}
+    for r in todo:
+        queues.setdefault(r.endpoint.route, []).append(r)
+
+    async def worker(queue) -> None:
+        for req in queue:  # shared by the route's workers: each request is taken once, in plan order
+            await one(req)
+
+    # per route as many workers as its limit's cap, not a task per request: 10,000 waiting tasks held ~10 MB
+    tasks = [asyncio.ensure_future(worker(queue)) for route, requests in queues.items() for queue in [iter(requests)]
+             for _ in range(min(limits[route].cap, len(requests)))]
     try:
         await asyncio.gather(*tasks)
     finally:  # also when interrupted (Ctrl-C, SIGTERM) or a call raised: no coroutine left unawaited
