@@ -51,6 +51,13 @@ class Plan:
     check_values: list[dict[str, Any]] = field(default_factory=list)
     shard: ShardInfo | None = None
 
+    def drop_recorded(self) -> None:
+        """Forget what the run record now holds — the cases, their retrieval
+        traces and rendered messages, and the requests with their calls —
+        keeping what scoring still reads (``chunk_vars``, ``check_values``,
+        the hashes): ~1.1 KB per case (11 MB of a 10,000-case run)."""
+        self.cases, self.retrievals, self.messages, self.requests = [], [], [], []
+
 
 def model_endpoint(cfg: Config) -> Endpoint:
     """The endpoint of the model under test; it asks for the output tokens'

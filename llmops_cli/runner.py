@@ -120,6 +120,7 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
     except KeyboardInterrupt:
         raise interrupted() from None
     record = build_record(cfg, plan)
+    plan.drop_recorded()
     provider = cfg.model + (f" at {cfg.api_base}" if cfg.api_base else "")
     if cfg.deployments:
         provider += f" through {len(cfg.deployments)} deployment{'s' if len(cfg.deployments) > 1 else ''}"
@@ -190,6 +191,7 @@ def score_outputs(cfg: Config, outputs: dict[str, str], *, limit: int | None = N
         call = Call(output=out) if isinstance(out, str) else Call(error=f"no output for case {case.id!r} in {name}")
         plan.requests.append(Request(i, 0, [], "", call=call))
     record = build_record(cfg, plan, source="outputs")
+    plan.drop_recorded()
     record.config = {**record.config, "model": f"outputs:{name}"}
     record.fingerprint = fingerprint(record.config, plan.corpus_hash)
     check_errors(cfg, record, f"in {name}", t0)
