@@ -179,37 +179,41 @@ ROUGE_STEMMER = True
 _rouge_scorers: dict[str, Any] = {}
 
 
-def _rouge_scorer_module():
-    """``rouge_score.rouge_scorer``, imported without SciPy when SciPy is not
-    loaded yet.
+# Optional imports of the scoring libraries' dependencies that cost memory and that scoring never uses:
+# NLTK (under rouge-score) tries SciPy in nltk.metrics, nltk.translate.gale_church and nltk.parse (62 MB of RSS
+# and 0.5 s); portalocker (under sacrebleu and NLTK) tries redis for its RedisLock (6 MB).
+LEAN_BLOCKED = ("scipy", "redis")
 
-    rouge-score needs only NLTK's Porter stemmer, but ``import nltk`` runs
-    NLTK's whole package, whose optional SciPy imports (``nltk.metrics``,
-    ``nltk.translate.gale_church``, ``nltk.parse``; each inside ``try: …
-    except ImportError``) add about 62 MB of RSS and 0.5 s. With
-    ``sys.modules["scipy"] = None`` for the length of that import (the
-    import system's documented way to make an import fail), NLTK takes its
-    own no-SciPy path; SciPy stays importable afterwards for whoever needs
-    it (the gate's Holm correction through statsmodels)."""
+
+def import_lean(name: str):
+    """Import module ``name`` (or return it, when loaded) with each package
+    of :data:`LEAN_BLOCKED` that is not loaded yet made unimportable for the
+    length of that import: ``sys.modules[pkg] = None``, the import system's
+    documented way to make an import fail, so the libraries take their own
+    ``except ImportError`` path. Those packages stay importable afterwards
+    for whoever needs them (SciPy for statsmodels, redis for a Redis cache;
+    one already loaded is not blocked)."""
+    import importlib
     import sys
 
-    if "rouge_score.rouge_scorer" in sys.modules or "scipy" in sys.modules:
-        from rouge_score import rouge_scorer
-
-        return rouge_scorer
-    sys.modules["scipy"] = None  # type: ignore[assignment]
+    if name in sys.modules:
+        return sys.modules[name]
+    blocked = [pkg for pkg in LEAN_BLOCKED if pkg not in sys.modules]
+    for pkg in blocked:
+        sys.modules[pkg] = None  # type: ignore[assignment]
     try:
-        from rouge_score import rouge_scorer
+        return importlib.import_module(name)
     finally:
-        if sys.modules.get("scipy", 0) is None:
-            del sys.modules["scipy"]
-    return rouge_scorer
+        for pkg in blocked:
+            if sys.modules.get(pkg, 0) is None:
+                del sys.modules[pkg]
 
 
 def _rouge(rouge_type: str):
     def fn(outputs: Outputs, references: References) -> MetricResult:
         if rouge_type not in _rouge_scorers:
-            _rouge_scorers[rouge_type] = _rouge_scorer_module().RougeScorer([rouge_type], use_stemmer=ROUGE_STEMMER)
+            rouge_scorer = import_lean("rouge_score.rouge_scorer")
+            _rouge_scorers[rouge_type] = rouge_scorer.RougeScorer([rouge_type], use_stemmer=ROUGE_STEMMER)
         scorer = _rouge_scorers[rouge_type]
         res = _per_case(rouge_type, outputs, references, lambda o, refs: scorer.score_multi(list(refs), o)[rouge_type].fmeasure)
         res.info = {"use_stemmer": ROUGE_STEMMER, "package": "rouge-score"}
@@ -230,8 +234,7 @@ _bleu_objs: dict[str, Any] = {}
 
 def _bleu_obj(kind: str):
     if kind not in _bleu_objs:
-        from sacrebleu.metrics import BLEU
-
+        BLEU = import_lean("sacrebleu.metrics").BLEU
         _bleu_objs[kind] = BLEU(effective_order=True) if kind == "sentence" else BLEU()
     return _bleu_objs[kind]
 

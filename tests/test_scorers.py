@@ -211,3 +211,24 @@ def test_empty_output_is_scored_zero_not_unscored():
         assert res[name].per_case[0] == 0.0, name
         assert res[name].per_case[1] == pytest.approx(res[name].scale), name
     assert res["token_f1"].aggregate == pytest.approx(0.5)
+
+
+def test_scoring_libraries_load_without_their_optional_scipy_and_redis_which_stay_importable():
+    """rouge-score (through NLTK) and sacrebleu (through portalocker) try to
+    import SciPy and redis; scoring blocks both for the length of those
+    imports (62 + 6 MB of RSS), and they import normally afterwards."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from llmops_cli.scorers import score_all\n"
+        "r = score_all(['bleu', 'rougeL'], ['the cat sat'], [['the cat sat on']])\n"
+        "print(round(r['bleu'].per_case[0], 4), round(r['rougeL'].per_case[0], 4))\n"
+        "print('scipy' in sys.modules, 'redis' in sys.modules)\n"
+        "import redis, scipy.stats\n"
+        "print(redis.Redis is not None, scipy.stats.norm.cdf(0))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "71.6531 0.8571"
+    assert out[1] == "False False"
+    assert out[2] == "True 0.5"
