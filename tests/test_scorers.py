@@ -232,3 +232,16 @@ def test_scoring_libraries_load_without_their_optional_scipy_and_redis_which_sta
     assert out[0] == "71.6531 0.8571"
     assert out[1] == "False False"
     assert out[2] == "True 0.5"
+
+
+def test_bleu_leaves_no_tokenized_lines_memoised():
+    """sacrebleu memoises up to 65,536 tokenized lines per tokenizer class;
+    after scoring, none of the run's outputs and references stay held."""
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    from sacrebleu.tokenizers.tokenizer_re import TokenizerRegexp
+
+    outs = [f"answer number {i}" for i in range(50)]
+    r = score_all(["bleu"], outs, [[f"the answer number {i}"] for i in range(50)])
+    assert all(v is not None and v > 0 for v in r["bleu"].per_case)
+    assert Tokenizer13a.__call__.cache_info().currsize == 0
+    assert TokenizerRegexp.__call__.cache_info().currsize == 0
