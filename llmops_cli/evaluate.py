@@ -143,6 +143,7 @@ def _prepare(opts: EvalOptions):
     if opts.shard or opts.baseline_ref:  # a shard is not gated; a ref's baseline is measured (evaluate)
         return cfg, bpath, None, [], None
     baseline = load_baseline(bpath)  # fail before paying for a run
+    baseline.release_traces(calls=True)  # gated on scores and outputs; its calls are never read
     dhash = candidate.dataset_hash if candidate else make_plan(cfg, opts.limit, with_prompts=False).dataset_hash
     check_dataset(baseline, dhash, bpath)
     check_before_run(baseline, cfg.gate, cfg.all_metrics, str(bpath))
@@ -224,6 +225,8 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
         else:
             record = _run(cfg, opts, cache, progress)
             rpath = save_record(record, record_path_for(opts.record_path, record.run_id))
+            if not opts.update_baseline and record.shard is None:
+                record.release_traces()  # saved whole; the gate and its reports never read them
         if record.shard is not None:
             s = record.shard
             return Outcome("shard written", f"shard {s.index}/{s.count} written: {rpath} ({len(record.cases)} of "

@@ -278,6 +278,23 @@ class RunRecord(_Model):
     def case_map(self) -> dict[str, CaseRecord]:
         return {c.id: c for c in self.cases}
 
+    def release_traces(self, *, calls: bool = False) -> None:
+        """Drop, in place, what a gate and its reports never read: each
+        case's rendered messages and raw responses (judge replies' too) — and
+        with ``calls`` the model calls themselves (tokens, latencies, who
+        served them; the usage totals and ``served`` stay). For a record
+        already saved, or a baseline being gated: ~1.2 KB per case."""
+        for case in self.cases:
+            case.messages = None
+            if calls:
+                case.calls = []
+            for call in case.calls:
+                call.response = None
+            for results in case.judges.values():
+                for result in results:
+                    for sample in result.samples:
+                        sample.response = None
+
     def as_baseline(self) -> "RunRecord":
         """A copy fit to commit: kind ``baseline``, no raw responses or
         rendered messages (:data:`BASELINE_EXCLUDE`)."""

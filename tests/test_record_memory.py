@@ -9,7 +9,8 @@ import tracemalloc
 import pytest
 
 from llmops_cli.errors import BaselineError
-from llmops_cli.record import Call, CaseRecord, RawJSON, RunRecord, load_record, save_record
+from llmops_cli.record import (Call, CaseRecord, JudgeResult, JudgeSample, RawJSON, RunRecord, load_record,
+                                save_record)
 
 
 def _response(i: int) -> dict:
@@ -92,3 +93,36 @@ def test_a_loaded_record_holds_under_6_kb_per_case():
         tracemalloc.stop()
     assert len(rec.cases) == 2000
     assert held / 2000 < 6144, f"{held / 2000:.0f} bytes per case"
+
+
+def test_release_traces_drops_messages_and_raw_responses_and_on_request_the_calls():
+    rec = _record(3)
+    rec.cases[0].judges = {"correct": [JudgeResult(verdict="C", value=1.0,
+                                                   samples=[JudgeSample(output="GRADE: C", response={"id": "j"})])]}
+    rec.release_traces()
+    case = rec.cases[0]
+    assert case.messages is None and case.calls[0].response is None and case.judges["correct"][0].samples[0].response is None
+    assert case.calls[0].latency_s == 0.25 and case.output and case.scores  # what the gate and reports read stays
+    assert case.judges["correct"][0].samples[0].output == "GRADE: C"
+    rec.release_traces(calls=True)
+    assert all(c.calls == [] and c.output for c in rec.cases)
+
+
+@pytest.mark.usefixtures("litellm_loaded")
+def test_a_gated_run_keeps_its_traces_in_the_record_file(make_project, tmp_path, monkeypatch):
+    """The gate lets the traces go once the record is saved: the file has
+    every message and raw response; the outcome's record (reports) does not."""
+    from llmops_cli.evaluate import EvalOptions, evaluate
+    from llmops_cli.testing import FakeOpenAI
+
+    monkeypatch.chdir(tmp_path)
+    with FakeOpenAI(reply=lambda m, b: "Denver Broncos") as srv:
+        cfg = make_project(srv.url)
+        assert evaluate(EvalOptions(cfg, update_baseline=True, use_cache=False)).exit_code == 0
+        out = evaluate(EvalOptions(cfg, use_cache=False, record_path=tmp_path / "run.json"))
+    assert out.exit_code == 0 and out.status == "passed"
+    saved = load_record(tmp_path / "run.json")
+    assert all(c.messages and c.calls[0].response["choices"][0]["message"]["content"] == "Denver Broncos"
+               for c in saved.cases)
+    assert all(c.messages is None and c.calls[0].response is None for c in out.record.cases)
+    assert [c.output for c in out.record.cases] == [c.output for c in saved.cases]
