@@ -109,7 +109,7 @@ class ResampleCounts:
     alike whether drawn in one call or in blocks of an even size)."""
 
     KEEP_ENTRIES = 1 << 20  # 8 MB of float64
-    BLOCK_ENTRIES = 1 << 18  # 2 MB per block (and as much for the draws)
+    BLOCK_ENTRIES = 1 << 16  # 512 KB per block (and as much for the draws)
 
     def __init__(self, units: int, resamples: int, seed: int):
         self.units, self.resamples, self.seed = units, resamples, seed
