@@ -120,7 +120,7 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
         for req in queue:  # shared by the route's workers: each request is taken once, in plan order
             await one(req)
 
-    # per route as many workers as its limit's cap, not a task per request: 10,000 waiting tasks held ~10 MB
+    # per route as many workers as its limit's cap, not a task per request (10,000 waiting tasks held 3 MB)
     tasks = [asyncio.ensure_future(worker(queue)) for route, requests in queues.items() for queue in [iter(requests)]
              for _ in range(min(limits[route].cap, len(requests)))]
     try:

@@ -55,7 +55,7 @@ class Plan:
         """Forget what the run record now holds — the cases, their retrieval
         traces and rendered messages, and the requests with their calls —
         keeping what scoring still reads (``chunk_vars``, ``check_values``,
-        the hashes): ~1.1 KB per case (11 MB of a 10,000-case run)."""
+        the hashes): 6 MB less peak RSS in a 10,000-case run."""
         self.cases, self.retrievals, self.messages, self.requests = [], [], [], []
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import pydantic_core
@@ -32,11 +32,12 @@ class _Model(BaseModel):
 
 
 class RawJSON(Mapping):
-    """A JSON object kept as its compact JSON text: a provider's raw response
-    is ~600 bytes so, against ~2.6 KB as nested dicts (20 MB of a
-    10,000-case run). Reads as a read-only mapping (``raw["choices"][0]``,
-    ``raw.get("model")``), each read parsing the text; serialises as the
-    object it holds, so records are unchanged on disk. ``text``: bytes."""
+    """A JSON object kept as its compact JSON text (``text``, bytes): a
+    provider's raw response takes ~600 bytes so, against ~2.6 KB as nested
+    dicts (8 MB less peak RSS in a 10,000-case run). Reads as a read-only
+    mapping (``raw["choices"][0]``, ``raw.get("model")``), each read parsing
+    the text; serialises as the object it holds, so records are unchanged on
+    disk."""
 
     __slots__ = ("text",)
 
@@ -55,6 +56,11 @@ class RawJSON(Mapping):
 
     def __len__(self) -> int:
         return len(self.data())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self.data() == (other.data() if isinstance(other, RawJSON) else dict(other))
 
     def __repr__(self) -> str:
         return f"RawJSON({self.text.decode(errors='replace')})"
@@ -283,7 +289,8 @@ class RunRecord(_Model):
         case's rendered messages and raw responses (judge replies' too) — and
         with ``calls`` the model calls themselves (tokens, latencies, who
         served them; the usage totals and ``served`` stay). For a record
-        already saved, or a baseline being gated: ~1.2 KB per case."""
+        already saved, or a baseline being gated: together 6 MB less peak
+        RSS in a gated 10,000-case run."""
         for case in self.cases:
             case.messages = None
             if calls:
