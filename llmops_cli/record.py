@@ -13,94 +13,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import pydantic_core
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError, model_validator
+from pydantic import ValidationError
 
+from .compact import CompactObject, RecordModel, PerCaseModel
 from .errors import BaselineError
 from .files import atomic_write_chunks
 
 SCHEMA_VERSION = 1
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", protected_namespaces=())
-
-
-class RawJSON(Mapping):
-    """A JSON object kept as its compact JSON text (``text``, bytes): a
-    provider's raw response takes ~600 bytes so, against ~2.6 KB as nested
-    dicts (8 MB less peak RSS in a 10,000-case run). Reads as a read-only
-    mapping (``raw["choices"][0]``, ``raw.get("model")``), each read parsing
-    the text; serialises as the object it holds, so records are unchanged on
-    disk."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, value: Mapping | bytes):
-        self.text = value if isinstance(value, bytes) else pydantic_core.to_json(dict(value))
-
-    def data(self) -> dict[str, Any]:
-        """The object, parsed afresh (a new dict each call)."""
-        return json.loads(self.text)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data()[key]
-
-    def __iter__(self):
-        return iter(self.data())
-
-    def __len__(self) -> int:
-        return len(self.data())
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Mapping):
-            return NotImplemented
-        return self.data() == (other.data() if isinstance(other, RawJSON) else dict(other))
-
-    def __repr__(self) -> str:
-        return f"RawJSON({self.text.decode(errors='replace')})"
-
-
-def _raw_json(value: Any) -> RawJSON | None:
-    if value is None or isinstance(value, RawJSON):
-        return value
-    if isinstance(value, Mapping):
-        return RawJSON(value)
-    raise ValueError("expected a JSON object")
-
-
-# a JSON object held as RawJSON: validated from a mapping, dumped (python or JSON) as a plain dict
-CompactObject = Annotated[Any, BeforeValidator(_raw_json),
-                          PlainSerializer(lambda v: v.data() if isinstance(v, RawJSON) else v)]
-
-
-class _PerCase(_Model):
-    """A model there is one of (or several) per case. Every instance shares
-    one ``__pydantic_fields_set__`` naming all its fields, instead of a set
-    of its own (~730 bytes each, two or more per case in each record: 29 MB
-    less peak RSS in a gated 10,000-case run). Records are always dumped whole
-    (nothing here uses ``exclude_unset``), so "every field set" loses
-    nothing; assigning a field adds a name already in the set."""
-
-    @model_validator(mode="after")
-    def _share_fields_set(self):
-        cls = type(self)
-        shared = _ALL_FIELDS.get(cls)
-        if shared is None:
-            shared = _ALL_FIELDS[cls] = set(cls.model_fields)
-        object.__setattr__(self, "__pydantic_fields_set__", shared)
-        return self
-
-
-_ALL_FIELDS: dict[type, set[str]] = {}
-
-
-class Call(_PerCase):
+class Call(PerCaseModel):
     """One model call for one case (one per repeat). Tokens are counts,
     ``latency_s`` seconds (for a cache hit: the latency recorded when it was
     first answered), ``cost_usd`` US dollars (None
@@ -143,7 +69,7 @@ class JudgeSample(Call):
     value: float | None = None
 
 
-class JudgeResult(_PerCase):
+class JudgeResult(PerCaseModel):
     """A judge's reduced verdict on one output: ``value`` 0–1 or None
     (unscored), ``agreement`` share of parsed samples agreeing with the most
     common verdict, ``spread`` max − min of sample values."""
@@ -155,7 +81,7 @@ class JudgeResult(_PerCase):
     samples: list[JudgeSample] = []
 
 
-class RetrievedChunk(_PerCase):
+class RetrievedChunk(PerCaseModel):
     """A retrieved chunk: id, BM25 score, and its text (dropped in baselines)."""
 
     id: str
@@ -163,12 +89,12 @@ class RetrievedChunk(_PerCase):
     text: str | None = None
 
 
-class RetrievedContext(_PerCase):
+class RetrievedContext(PerCaseModel):
     query: str
     chunks: list[RetrievedChunk]
 
 
-class CaseRecord(_PerCase):
+class CaseRecord(PerCaseModel):
     """One case: its inputs, references, retrieval trace, rendered messages,
     calls, the (first) output, per-metric scores (None = unscored), and why a
     check failed or was not scored (``reasons``: check name → one line).
@@ -194,7 +120,7 @@ class CaseRecord(_PerCase):
         return CaseRecord.model_validate(self.model_dump(exclude=BASELINE_EXCLUDE))
 
 
-class MetricSummary(_Model):
+class MetricSummary(RecordModel):
     """Aggregate of one metric. ``scale`` is the top of its range (1 or 100)."""
 
     aggregate: float | None
@@ -204,7 +130,7 @@ class MetricSummary(_Model):
     info: dict[str, Any] = {}
 
 
-class Usage(_Model):
+class Usage(RecordModel):
     """Totals for the run: tokens, USD, calls, cache hits/misses, errors,
     retries, and wall time in seconds; ``concurrency_peak``: the most calls
     in flight at once (None when nothing was called), ``throttled``: 429
@@ -230,7 +156,7 @@ class Usage(_Model):
     deployments: dict[str, int] = {}
 
 
-class ShardInfo(_Model):
+class ShardInfo(RecordModel):
     """Which part of the eval set a shard's run holds (``llmops eval --shard
     k/n``; see :mod:`llmops_cli.shards`): ``index`` k (1-based) of ``count``
     n, ``total`` cases in the whole eval set, and ``positions``: each of the
@@ -242,7 +168,7 @@ class ShardInfo(_Model):
     positions: list[int] = []
 
 
-class RunRecord(_Model):
+class RunRecord(RecordModel):
     """A whole run. ``status``: ``complete``, ``incomplete`` (too many errors)
     or ``interrupted`` (Ctrl-C).
 

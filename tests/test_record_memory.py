@@ -9,8 +9,8 @@ import tracemalloc
 import pytest
 
 from llmops_cli.errors import BaselineError
-from llmops_cli.record import (Call, CaseRecord, JudgeResult, JudgeSample, RawJSON, RunRecord, load_record,
-                                save_record)
+from llmops_cli.compact import RawJSON
+from llmops_cli.record import Call, CaseRecord, JudgeResult, JudgeSample, RunRecord, load_record, save_record
 
 
 def _response(i: int) -> dict:

@@ -1,0 +1,91 @@
+"""How the run record's per-case models are held compactly in memory, while
+their JSON stays as it was: a raw response as its compact JSON text
+(:class:`RawJSON`), and one fields-set shared by every instance of a model
+(:class:`PerCaseModel`). At 10,000 cases these took a loaded case from 8.8 to
+5.1 KB and a gated run's peak RSS down by 37 MB.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import pydantic_core
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, model_validator
+
+
+class RecordModel(BaseModel):
+    """The base of the run record's models: unknown keys ignored (records
+    written by a newer llmops still load)."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+
+class RawJSON(Mapping):
+    """A JSON object kept as its compact JSON text (``text``, bytes): a
+    provider's raw response takes ~600 bytes so, against ~2.6 KB as nested
+    dicts (8 MB less peak RSS in a 10,000-case run). Reads as a read-only
+    mapping (``raw["choices"][0]``, ``raw.get("model")``), each read parsing
+    the text; serialises as the object it holds, so records are unchanged on
+    disk."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: Mapping | bytes):
+        self.text = value if isinstance(value, bytes) else pydantic_core.to_json(dict(value))
+
+    def data(self) -> dict[str, Any]:
+        """The object, parsed afresh (a new dict each call)."""
+        return json.loads(self.text)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data()[key]
+
+    def __iter__(self):
+        return iter(self.data())
+
+    def __len__(self) -> int:
+        return len(self.data())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self.data() == (other.data() if isinstance(other, RawJSON) else dict(other))
+
+    def __repr__(self) -> str:
+        return f"RawJSON({self.text.decode(errors='replace')})"
+
+
+def _raw_json(value: Any) -> RawJSON | None:
+    if value is None or isinstance(value, RawJSON):
+        return value
+    if isinstance(value, Mapping):
+        return RawJSON(value)
+    raise ValueError("expected a JSON object")
+
+
+# a JSON object held as RawJSON: validated from a mapping, dumped (python or JSON) as a plain dict
+CompactObject = Annotated[Any, BeforeValidator(_raw_json),
+                          PlainSerializer(lambda v: v.data() if isinstance(v, RawJSON) else v)]
+
+
+class PerCaseModel(RecordModel):
+    """A model there is one of (or several) per case. Every instance shares
+    one ``__pydantic_fields_set__`` naming all its fields, instead of a set
+    of its own (~730 bytes each, two or more per case in each record: 29 MB
+    less peak RSS in a gated 10,000-case run). Records are always dumped whole
+    (nothing here uses ``exclude_unset``), so "every field set" loses
+    nothing; assigning a field adds a name already in the set."""
+
+    @model_validator(mode="after")
+    def _share_fields_set(self):
+        cls = type(self)
+        shared = _ALL_FIELDS.get(cls)
+        if shared is None:
+            shared = _ALL_FIELDS[cls] = set(cls.model_fields)
+        object.__setattr__(self, "__pydantic_fields_set__", shared)
+        return self
+
+
+_ALL_FIELDS: dict[type, set[str]] = {}
