@@ -86,6 +86,18 @@ def _validator(schema: dict[str, Any] | str, cfg: Config, path, key: str):
     return cls(schema)
 
 
+def module_file(target: str, cfg: Config) -> Path | None:
+    """The file of a python check's ``path.py:function`` (resolved against
+    the config's folder) or ``module:function`` when that module is a
+    ``.py`` file next to the config; None for a module imported from
+    elsewhere (installed)."""
+    where = target.rpartition(":")[0]
+    if where.endswith(".py"):
+        return cfg.resolve(where)
+    file = cfg.base_dir / (where.replace(".", "/") + ".py")
+    return file if file.is_file() else None
+
+
 def _import(target: str, cfg: Config, path, key: str) -> Callable[..., Any]:
     """``module:function`` (importable, or a module next to the config) or
     ``path.py:function`` (relative to the config's folder)."""
@@ -103,7 +115,7 @@ def _import(target: str, cfg: Config, path, key: str) -> Callable[..., Any]:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         else:
-            if (cfg.base_dir / (where.replace(".", "/") + ".py")).is_file():
+            if module_file(target, cfg) is not None:
                 _forget_foreign(where.split(".")[0], cfg.base_dir)
             sys.path.insert(0, str(cfg.base_dir))
             try:

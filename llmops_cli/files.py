@@ -266,6 +266,7 @@ def run_inputs(cfg, baseline: str | Path | None = None, outputs_file: str | Path
     the checks' JSON Schema and python files (a ``module:function`` module
     only when it is a file next to the config), and an ``--outputs`` file.
     For :func:`check_outputs` and ``eval --watch``."""
+    from .checks import module_file
     from .dataset import dataset_path
     from .retrieval import corpus_path
 
@@ -287,11 +288,8 @@ def run_inputs(cfg, baseline: str | Path | None = None, outputs_file: str | Path
     for name, check in cfg.checks.items():
         if isinstance(check.json_schema, str):
             files[f"checks.{name}.json_schema"] = cfg.resolve(check.json_schema)
-        elif check.python:  # resolved as checks._import does
-            where = check.python.rpartition(":")[0]
-            file = cfg.resolve(where) if where.endswith(".py") else cfg.base_dir / (where.replace(".", "/") + ".py")
-            if where.endswith(".py") or file.is_file():  # else an installed module
-                files[f"checks.{name}.python"] = file
+        elif check.python and (file := module_file(check.python, cfg)) is not None:  # else an installed module
+            files[f"checks.{name}.python"] = file
     return files
 
 
