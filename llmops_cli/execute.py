@@ -121,8 +121,10 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
             await one(req)
 
     # per route as many workers as its limit's cap, not a task per request (10,000 waiting tasks held 3 MB)
-    tasks = [asyncio.ensure_future(worker(queue)) for route, requests in queues.items() for queue in [iter(requests)]
-             for _ in range(min(limits[route].cap, len(requests)))]
+    tasks = []
+    for route, requests in queues.items():
+        queue = iter(requests)
+        tasks += [asyncio.ensure_future(worker(queue)) for _ in range(min(limits[route].cap, len(requests)))]
     try:
         await asyncio.gather(*tasks)
     finally:  # also when interrupted (Ctrl-C, SIGTERM) or a call raised: no coroutine left unawaited
