@@ -86,16 +86,17 @@ def _validator(schema: dict[str, Any] | str, cfg: Config, path, key: str):
     return cls(schema)
 
 
-def module_file(target: str, cfg: Config) -> Path | None:
+def module_file(target: str, cfg: Config, *, existing: bool = True) -> Path | None:
     """The file of a python check's ``path.py:function`` (resolved against
     the config's folder) or ``module:function`` when that module is a
     ``.py`` file next to the config; None for a module imported from
-    elsewhere (installed)."""
+    elsewhere (installed). ``existing=False``: for a ``module:function``,
+    the file it would be next to the config, whether or not it is there."""
     where = target.rpartition(":")[0]
     if where.endswith(".py"):
         return cfg.resolve(where)
     file = cfg.base_dir / (where.replace(".", "/") + ".py")
-    return file if file.is_file() else None
+    return file if file.is_file() or not existing else None
 
 
 def _import(target: str, cfg: Config, path, key: str) -> Callable[..., Any]:

@@ -250,11 +250,12 @@ def read_files(cfg) -> list[Path]:
     (:func:`~llmops_cli.files.run_inputs`, less the baseline) — and for a
     ``module:function`` check its module's file even when deleted, and its
     package's folder (any file of it may have changed)."""
+    from .checks import module_file
     from .files import run_inputs
 
     files = [p for what, p in run_inputs(cfg).items() if p is not None and what != "the baseline"]
     for spec in cfg.checks.values():
         where = (spec.python or "").rpartition(":")[0]
         if where and not where.endswith(".py"):
-            files += [cfg.base_dir / (where.replace(".", "/") + ".py"), cfg.base_dir / where.split(".")[0]]
+            files += [module_file(spec.python, cfg, existing=False), cfg.base_dir / where.split(".")[0]]
     return files
