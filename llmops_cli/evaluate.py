@@ -142,8 +142,7 @@ def _prepare(opts: EvalOptions):
         return cfg, bpath, None, [], None
     if opts.shard or opts.baseline_ref:  # a shard is not gated; a ref's baseline is measured (evaluate)
         return cfg, bpath, None, [], None
-    baseline = load_baseline(bpath)  # fail before paying for a run
-    baseline.release_traces(calls=True)  # gated on scores and outputs; its calls are never read
+    baseline = load_baseline(bpath, gated=True)  # fail before paying for a run
     dhash = candidate.dataset_hash if candidate else make_plan(cfg, opts.limit, with_prompts=False).dataset_hash
     check_dataset(baseline, dhash, bpath)
     check_before_run(baseline, cfg.gate, cfg.all_metrics, str(bpath))

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from .compact import CompactObject, RecordModel, PerCaseModel
+from .compact import CompactObject, PerCaseModel, RecordModel, SharedFloat
 from .errors import BaselineError
 from .files import atomic_write_chunks
 
@@ -109,8 +109,8 @@ class CaseRecord(PerCaseModel):
     calls: list[Call] = []
     output: str | None = None
     error: str | None = None
-    scores: dict[str, float | None] = {}
-    stats: dict[str, list[float]] = {}
+    scores: dict[str, SharedFloat | None] = {}
+    stats: dict[str, list[SharedFloat]] = {}
     judges: dict[str, list[JudgeResult]] = {}
     reasons: dict[str, str] = {}
 
@@ -210,17 +210,12 @@ class RunRecord(RecordModel):
     def case_map(self) -> dict[str, CaseRecord]:
         return {c.id: c for c in self.cases}
 
-    def release_traces(self, *, calls: bool = False) -> None:
+    def release_traces(self) -> None:
         """Drop, in place, what a gate and its reports never read: each
-        case's rendered messages and raw responses (judge replies' too) — and
-        with ``calls`` the model calls themselves (tokens, latencies, who
-        served them; the usage totals and ``served`` stay). For a record
-        already saved, or a baseline being gated: together 6 MB less peak
-        RSS in a gated 10,000-case run."""
+        case's rendered messages and raw responses (judge replies' too), for
+        a record already saved."""
         for case in self.cases:
             case.messages = None
-            if calls:
-                case.calls = []
             for call in case.calls:
                 call.response = None
             for results in case.judges.values():
@@ -332,8 +327,9 @@ def record_json_chunks(record: RunRecord, *, as_baseline: bool = False):
     yield " ]\n}\n"
 
 
-def load_record(path: str | Path, what: str = "run record") -> RunRecord:
-    """Read a run record or baseline.
+def load_record(path: str | Path, what: str = "run record", model: type[RunRecord] = RunRecord) -> RunRecord:
+    """Read a run record or baseline, as ``model`` (a :class:`RunRecord`
+    or a subclass holding less of each case).
 
     Raises:
         BaselineError: missing file, invalid JSON, another schema version, or
@@ -341,7 +337,7 @@ def load_record(path: str | Path, what: str = "run record") -> RunRecord:
     """
     path = Path(path)
     try:  # straight from JSON to the models (no intermediate dicts; a 10,000-case record is ~20 MB)
-        record = RunRecord.model_validate_json(path.read_bytes())
+        record = model.model_validate_json(path.read_bytes())
     except (OSError, ValidationError):
         pass  # the slower path below names what is wrong
     else:
@@ -361,7 +357,7 @@ def load_record(path: str | Path, what: str = "run record") -> RunRecord:
     if version != SCHEMA_VERSION:
         raise BaselineError(path, "schema_version", f"is {version!r}; this llmops reads schema version {SCHEMA_VERSION}")
     try:
-        return RunRecord.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         key = ".".join(str(x) for x in first["loc"])

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import __version__
 from .cache import Cache, memoised
+from .compact import shared_float
 from .config import Config
 from .fingerprint import canonical_json, sha256_text
 from .environment import installed_version
@@ -49,9 +50,10 @@ def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int,
     for name in metrics:
         for i, case in enumerate(records):
             st_rows = [r[name].stats[i] for r in per_repeat if r[name].stats and r[name].stats[i] is not None]
-            case.scores[name] = mean([r[name].per_case[i] for r in per_repeat])
+            value = mean([r[name].per_case[i] for r in per_repeat])
+            case.scores[name] = None if value is None else shared_float(value)
             if st_rows:
-                case.stats[name] = [sum(col) / len(st_rows) for col in zip(*st_rows)]
+                case.stats[name] = [shared_float(sum(col) / len(st_rows)) for col in zip(*st_rows)]
         # one repeat: the scorer's own aggregate (the same value; no scorer library imported on a memoised re-run)
         summaries[name] = case_summary(name, records, info=per_repeat[0][name].info,
                                        value=per_repeat[0][name].aggregate if repeats == 1 else _AGGREGATE)

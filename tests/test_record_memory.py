@@ -95,7 +95,7 @@ def test_a_loaded_record_holds_under_6_kb_per_case():
     assert held / 2000 < 6144, f"{held / 2000:.0f} bytes per case"
 
 
-def test_release_traces_drops_messages_and_raw_responses_and_on_request_the_calls():
+def test_release_traces_drops_messages_and_raw_responses():
     rec = _record(3)
     rec.cases[0].judges = {"correct": [JudgeResult(verdict="C", value=1.0,
                                                    samples=[JudgeSample(output="GRADE: C", response={"id": "j"})])]}
@@ -104,8 +104,6 @@ def test_release_traces_drops_messages_and_raw_responses_and_on_request_the_call
     assert case.messages is None and case.calls[0].response is None and case.judges["correct"][0].samples[0].response is None
     assert case.calls[0].latency_s == 0.25 and case.output and case.scores  # what the gate and reports read stays
     assert case.judges["correct"][0].samples[0].output == "GRADE: C"
-    rec.release_traces(calls=True)
-    assert all(c.calls == [] and c.output for c in rec.cases)
 
 
 @pytest.mark.usefixtures("litellm_loaded")
@@ -126,3 +124,95 @@ def test_a_gated_run_keeps_its_traces_in_the_record_file(make_project, tmp_path,
                for c in saved.cases)
     assert all(c.messages is None and c.calls[0].response is None for c in out.record.cases)
     assert [c.output for c in out.record.cases] == [c.output for c in saved.cases]
+
+
+def _scored_pair(tmp_path, n: int = 300):
+    """A baseline file and a candidate record scored by the real scorers
+    (token_f1, exact_match, corpus BLEU with its per-case statistics)."""
+    from llmops_cli.record import MetricSummary
+    from llmops_cli.scorers import SCORERS, score_all
+
+    metrics = ["token_f1", "exact_match", "bleu"]
+    refs = [[f"the {i % 7} river crossing"] for i in range(n)]
+
+    def run(outputs, kind):
+        results = score_all(metrics, outputs, refs)
+        cases = [CaseRecord(id=f"c{i}", inputs={"question": f"where {i}?"}, references=refs[i], output=outputs[i],
+                            scores={m: results[m].per_case[i] for m in metrics},
+                            stats={m: results[m].stats[i] for m in metrics if results[m].stats})
+                 for i in range(n)]
+        summaries = {m: MetricSummary(aggregate=results[m].aggregate, scale=SCORERS[m].scale, n_scored=n) for m in metrics}
+        return RunRecord(kind=kind, run_id=kind, dataset_hash="d", fingerprint="f", metrics=summaries, cases=cases)
+
+    base = run([f"the {i % 7} river crossing" if i % 4 else f"a {i} road" for i in range(n)], "baseline")
+    cand = run([f"the {i % 7} river crossing" if i % 2 else f"a {i} road" for i in range(n)], "run")  # half wrong, not a quarter
+    return save_record(base, tmp_path / "baseline.json", as_baseline=True), cand
+
+
+def test_a_baseline_loaded_to_gate_holds_only_what_the_gate_reads_and_gates_alike(tmp_path):
+    """``load_baseline(gated=True)``: each case only its output, error,
+    scores, statistics and retrieval; the comparison is the same as against
+    the whole baseline, at about half the memory per case."""
+    from llmops_cli.baseline import GatedBaseline, GatedCase, load_baseline
+    from llmops_cli.config import Gate, GateRule
+    from llmops_cli.gate import compare
+
+    path, cand = _scored_pair(tmp_path)
+    sizes = {}
+    for gated in (False, True):
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            loaded = load_baseline(path, gated=gated)
+            sizes[gated] = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        if gated:
+            slim = loaded
+        else:
+            whole = loaded
+    assert isinstance(slim, GatedBaseline) and all(type(c) is GatedCase for c in slim.cases)
+    assert not hasattr(slim.cases[0], "inputs") and not hasattr(slim.cases[0], "references")
+    assert [(c.id, c.output, c.error, c.scores, c.stats) for c in slim.cases] == \
+           [(c.id, c.output, c.error, c.scores, c.stats) for c in whole.cases]
+    assert slim.metrics == whole.metrics and slim.dataset_hash == whole.dataset_hash
+    assert sizes[True] < 0.75 * sizes[False], sizes
+
+    gate = Gate(metrics={"token_f1": GateRule(max_drop=0.01), "bleu": GateRule(max_drop=1.0)})
+    a, b = compare(whole, cand, gate), compare(slim, cand, gate)
+    assert [(m.metric, m.verdict, m.delta, m.ci_low, m.ci_high, m.p_value) for m in a.metrics] == \
+           [(m.metric, m.verdict, m.delta, m.ci_low, m.ci_high, m.p_value) for m in b.metrics]
+    assert {m.verdict for m in a.metrics} == {"regressed"}
+    assert [(c.id, c.delta, c.baseline_output) for c in a.changed_cases] == \
+           [(c.id, c.delta, c.baseline_output) for c in b.changed_cases]
+
+
+def test_a_malformed_baseline_case_is_still_bad_input_when_loaded_to_gate(tmp_path):
+    from llmops_cli.baseline import load_baseline
+
+    path, _ = _scored_pair(tmp_path, 5)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["cases"][2]["scores"]["token_f1"] = "high"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(BaselineError, match=r"cases\.2\.scores\.token_f1"):
+        load_baseline(path, gated=True)
+
+
+def test_scores_and_statistics_hold_one_float_object_per_value(tmp_path):
+    """Equal scores and BLEU statistics share one float object, whether
+    scored in this process or loaded from a file; -0.0 and NaN are kept as
+    they are, and the file is unchanged."""
+    import math
+
+    from llmops_cli.compact import shared_float
+
+    path, cand = _scored_pair(tmp_path, 50)
+    back = load_record(path)
+    for rec in (cand, back):
+        ones = [c.scores["exact_match"] for c in rec.cases if c.scores["exact_match"] == 1.0]
+        assert len(ones) > 10 and all(x is ones[0] for x in ones)
+        first = [c.stats["bleu"][0] for c in rec.cases if c.stats["bleu"][0] == rec.cases[0].stats["bleu"][0]]
+        assert len(first) > 1 and all(type(x) is float and x is first[0] for x in first)
+    assert math.copysign(1.0, shared_float(-0.0)) < 0 and shared_float(0.0) == 0.0
+    assert math.isnan(shared_float(float("nan")))
+    assert save_record(back, tmp_path / "again.json", as_baseline=True).read_bytes() == path.read_bytes()
