@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,8 +232,10 @@ def _cost(response) -> float | None:
 
 
 def str_or_none(value: Any) -> str | None:
-    """``value`` when it is a non-empty string, else ``None``."""
-    return value if isinstance(value, str) and value else None
+    """``value`` when it is a non-empty string, else ``None``; interned (the
+    served model and system fingerprint repeat over every call: one string
+    each, not one per case)."""
+    return sys.intern(value) if isinstance(value, str) and value else None
 
 
 def _output_text(message) -> str:
