@@ -25,6 +25,7 @@ from .errors import LlmopsError
 from .concurrency import DEFAULT_CAP
 from .execute import DEFAULT_RETRIES
 from .outcome import Outcome, from_comparison, from_error
+from .shards import check_shard_option
 
 RUNS_DIR = Path(".llmops/runs")
 
@@ -130,7 +131,7 @@ def _prepare(opts: EvalOptions):
         from .ref_baseline import check_options
 
         check_options(opts)
-    _check_shard(opts)
+    check_shard_option(opts)
     if not opts.from_run:
         files = {"--output": None if candidate else opts.record_path or record_path_for(None, "<run-id>"),
                  "--junit": opts.junit, "--markdown": opts.markdown, "--comment": opts.comment,
@@ -150,29 +151,6 @@ def _prepare(opts: EvalOptions):
     if candidate is not None:
         check_candidate(candidate, cfg, opts.candidate)
     return cfg, bpath, baseline, notes, candidate
-
-
-def _check_shard(opts: EvalOptions) -> tuple[int, int] | None:
-    """``opts.shard`` as ``(k, n)`` (None without one).
-
-    Raises:
-        InputError: not ``k/n`` in range, or with an option a shard cannot
-            take: ``update_baseline``/``from_run`` (a shard is not the eval
-            set), ``junit``/``markdown`` (a shard is not gated), a candidate."""
-    if not opts.shard:
-        return None
-    from .errors import InputError
-    from .shards import parse_shard
-
-    shard = parse_shard(opts.shard)
-    if opts.update_baseline or opts.from_run:
-        raise InputError(None, "--shard", "a shard is part of the eval set and cannot become the baseline: merge the "
-                         "shards (llmops merge), then llmops baseline update CONFIG --from-run MERGED.json")
-    for key, given in (("--junit", opts.junit), ("--markdown", opts.markdown), ("--comment", opts.comment),
-                       ("--html", opts.html), ("--candidate", opts.candidate)):
-        if given:
-            raise InputError(None, key, "a shard is not gated: gate the merged shards with llmops gate")
-    return shard
 
 
 def _open_cache(opts: EvalOptions, cfg):
@@ -281,7 +259,7 @@ def _run(cfg, opts: EvalOptions, cache, progress: ProgressFn | None):
     from .runner import load_outputs, run_eval, score_outputs
 
     kw = dict(limit=opts.limit, concurrency=opts.concurrency, max_concurrency=opts.max_concurrency, cache=cache,
-              retries=opts.retries, progress=progress, refresh=opts.refresh, shard=_check_shard(opts))
+              retries=opts.retries, progress=progress, refresh=opts.refresh, shard=check_shard_option(opts))
     if opts.outputs:
         return score_outputs(cfg, load_outputs(opts.outputs), name=Path(opts.outputs).name, **kw)
     return run_eval(cfg, **kw)

@@ -35,7 +35,8 @@ from .errors import ConfigError
 from .plan import Plan, Request
 from .prompt import check_template, render
 from .provider import Endpoint
-from .record import CaseRecord, JudgeResult, JudgeSample, MetricSummary, usage_of
+from .record import CaseRecord, JudgeResult, JudgeSample, MetricSummary
+from .usage import usage_of
 from .scorers import mean
 
 GRADE_VALUES = {"C": 1.0, "P": 0.5, "I": 0.0}

@@ -237,7 +237,7 @@ def sum_usage(usages: Sequence[Usage]) -> Usage:
 
 def sum_counts(blocks: Sequence[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
     """Served-model summaries (``{model: {label: calls}}``) added up, sorted
-    like :func:`llmops_cli.record.served_summary`'s."""
+    like :func:`llmops_cli.usage.served_summary`'s."""
     out: dict[str, dict[str, int]] = {}
     for block in blocks:
         for model, counts in block.items():

@@ -21,7 +21,8 @@ from .concurrency import DEFAULT_CAP
 from .execute import DEFAULT_RETRIES, Progress, allowed_failures, execute
 from .fingerprint import fingerprint
 from .plan import Plan, Request, make_plan
-from .record import Call, CaseRecord, RunRecord, Usage, new_run_id, now_iso, served_summary, usage_of
+from .record import Call, CaseRecord, RunRecord, Usage, new_run_id, now_iso
+from .usage import served_summary, usage_of
 from .score import score_run
 
 NOT_RUN = "not run"  # a case's error when its call was never made (interrupted, or the run stopped early)

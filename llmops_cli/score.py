@@ -19,7 +19,8 @@ from .environment import installed_version
 from .concurrency import DEFAULT_CAP
 from .execute import Progress, execute
 from .plan import Plan
-from .record import CaseRecord, MetricSummary, RunRecord, served_summary, usage_of
+from .record import CaseRecord, MetricSummary, RunRecord
+from .usage import served_summary, usage_of
 from .scorers import SCORERS, aggregate, answer_field, mean, score_all
 
 SCORER_VERSION = f"{__version__}/1"  # bump when a scorer's definition changes: memoised scores are keyed by it

@@ -68,3 +68,24 @@ def select(cases: Sequence[Case], index: int, count: int) -> tuple[list[Case], S
     positions = [i for i, c in enumerate(cases) if shard_of(c.id, count) == index]
     info = ShardInfo(index=index, count=count, total=len(cases), positions=positions)
     return [cases[i] for i in positions], info
+
+
+def check_shard_option(opts) -> tuple[int, int] | None:
+    """An eval's ``opts.shard`` (:class:`~llmops_cli.evaluate.EvalOptions`) as
+    ``(k, n)`` (None without one).
+
+    Raises:
+        InputError: not ``k/n`` in range, or with an option a shard cannot
+            take: ``update_baseline``/``from_run`` (a shard is not the eval
+            set), ``junit``/``markdown`` (a shard is not gated), a candidate."""
+    if not opts.shard:
+        return None
+    shard = parse_shard(opts.shard)
+    if opts.update_baseline or opts.from_run:
+        raise InputError(None, "--shard", "a shard is part of the eval set and cannot become the baseline: merge the "
+                         "shards (llmops merge), then llmops baseline update CONFIG --from-run MERGED.json")
+    for key, given in (("--junit", opts.junit), ("--markdown", opts.markdown), ("--comment", opts.comment),
+                       ("--html", opts.html), ("--candidate", opts.candidate)):
+        if given:
+            raise InputError(None, key, "a shard is not gated: gate the merged shards with llmops gate")
+    return shard
