@@ -46,9 +46,10 @@ def _cached_call(value: dict[str, Any], repeat: int) -> Call:
     and the latency recorded when it was first answered (None for answers
     cached before latencies were kept)."""
     call = Call.model_validate({**value, "repeat": repeat})
-    if "served_model" not in value and call.response is not None:  # cached before served_model was kept
-        call.served_model = str_or_none(call.response.get("model"))
-        call.system_fingerprint = str_or_none(call.response.get("system_fingerprint"))
+    raw = value.get("response")  # the cached dict itself: reading call.response would parse its JSON text per key
+    if "served_model" not in value and isinstance(raw, dict):  # cached before served_model was kept
+        call.served_model = str_or_none(raw.get("model"))
+        call.system_fingerprint = str_or_none(raw.get("system_fingerprint"))
     call.cached = True
     call.retries = 0
     return call

@@ -216,3 +216,12 @@ def test_scores_and_statistics_hold_one_float_object_per_value(tmp_path):
     assert math.copysign(1.0, shared_float(-0.0)) < 0 and shared_float(0.0) == 0.0
     assert math.isnan(shared_float(float("nan")))
     assert save_record(back, tmp_path / "again.json", as_baseline=True).read_bytes() == path.read_bytes()
+
+
+def test_an_answer_cached_before_served_model_was_kept_reads_it_from_its_raw_response():
+    from llmops_cli.execute import _cached_call
+
+    call = _cached_call({"output": "Denver Broncos", "response": _response(4)}, 1)
+    assert call.cached and call.repeat == 1 and isinstance(call.response, RawJSON)
+    assert call.served_model == "gpt-4o-mini-2024-07-18" and call.system_fingerprint == "fp_44709d6fcb"
+    assert _cached_call({"output": "x", "response": None}, 0).served_model is None
