@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import string
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -194,7 +195,6 @@ def import_lean(name: str):
     for whoever needs them (SciPy for statsmodels, redis for a Redis cache;
     one already loaded is not blocked)."""
     import importlib
-    import sys
 
     if name in sys.modules:
         return sys.modules[name]
@@ -283,8 +283,6 @@ def _forget_tokenized() -> None:
     output and reference of a run, tokenized, after scoring (~4 entries per
     case: 7 MB of peak RSS at 10,000 short cases). Within one :func:`bleu` call
     the memo still serves the lines tokenized twice (sentence and corpus)."""
-    import sys
-
     for name, module in list(sys.modules.items()):
         if name.startswith("sacrebleu.tokenizers.") and module is not None:
             for obj in vars(module).values():
