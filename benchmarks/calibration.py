@@ -17,9 +17,9 @@ candidate with ``exact_match``, ``token_f1``, ``bleu`` and ``rougeL`` at
   metric is printed next to the power the gate predicted for that drop.
 
 Each system's outputs are scored once through the library
-(``llmops_cli.runner.score_outputs``); a draw picks, per case, the scored case
+(``llmops_cli.jobs.runner.score_outputs``); a draw picks, per case, the scored case
 record of the chosen system, so every comparison goes through
-``llmops_cli.gate.compare`` exactly as ``llmops score`` does.
+``llmops_cli.gate.rules.compare`` exactly as ``llmops score`` does.
 
 Usage::
 
@@ -44,9 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmops_cli.config import Gate, GateRule, load_config  # noqa: E402
-from llmops_cli.gate import compare  # noqa: E402
-from llmops_cli.record import CaseRecord, MetricSummary, RunRecord  # noqa: E402
-from llmops_cli.runner import score_outputs  # noqa: E402
+from llmops_cli.gate.rules import compare  # noqa: E402
+from llmops_cli.record.schema import CaseRecord, MetricSummary, RunRecord  # noqa: E402
+from llmops_cli.jobs.runner import score_outputs  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "squad-predictions"
 METRICS = ["exact_match", "token_f1", "bleu", "rougeL"]

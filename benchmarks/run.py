@@ -69,8 +69,8 @@ max_error_share: 0.0
 
 def bench_concurrency(n: int, c: int, latency: float) -> dict:
     from llmops_cli.config import load_config
-    from llmops_cli.provider import import_litellm
-    from llmops_cli.runner import run_eval
+    from llmops_cli.run.provider import import_litellm
+    from llmops_cli.jobs.runner import run_eval
 
     litellm = import_litellm()
     with FakeOpenAI(reply=lambda m, b: "alpha beta", latency_s=latency) as srv, tempfile.TemporaryDirectory() as tmp:
@@ -159,8 +159,8 @@ def bench_10k(n: int) -> dict:
             out[phase] = {"wall_s": time.perf_counter() - t, "peak_rss_mb": usage.ru_maxrss / 1024,
                           "exit_code": os.waitstatus_to_exitcode(status)}
         script = (
-            "import sys, time\nfrom llmops_cli.config import load_config\nfrom llmops_cli.record import load_record\n"
-            "from llmops_cli.score import score_cases\n"
+            "import sys, time\nfrom llmops_cli.config import load_config\nfrom llmops_cli.record.schema import load_record\n"
+            "from llmops_cli.measure.score import score_cases\n"
             f"cfg = load_config({str(cfg)!r}); rec = load_record({str(Path(tmp) / 'run-gated.json')!r})\n"
             "for c in rec.cases: c.scores.clear(); c.stats.clear()\n"
             "t = time.perf_counter(); score_cases(cfg.metrics, rec.cases, 1); print(time.perf_counter() - t, "
@@ -175,7 +175,7 @@ def bench_10k(n: int) -> dict:
 
 def bench_faults(n: int) -> dict:
     from llmops_cli.config import load_config
-    from llmops_cli.runner import run_eval
+    from llmops_cli.jobs.runner import run_eval
 
     with FakeOpenAI(reply=lambda m, b: "alpha", fail_every={5: 429, 7: 500}) as srv, tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(write_project(Path(tmp), srv.url, n, "[token_f1]"))

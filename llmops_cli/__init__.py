@@ -3,29 +3,28 @@
 Public API (imported lazily, so ``llmops --help`` stays fast)::
 
     from llmops_cli import load_config, run_eval, compare, load_record
+
+The packages, in the order data flows through them (each imports only those
+before it; ``lint-imports`` checks it): :mod:`.core` → :mod:`.config` →
+:mod:`.record` → :mod:`.plan` → :mod:`.run` → :mod:`.measure` → :mod:`.gate` →
+:mod:`.report` → :mod:`.jobs` → :mod:`.cli`. See ARCHITECTURE.md.
 """
 
-__version__ = "0.1.0"
+from llmops_cli.core import __version__
+from llmops_cli.core.exports import lazy_exports
 
 _EXPORTS = {
-    "load_config": "config", "Config": "config", "config_diff": "fingerprint", "fingerprint": "fingerprint",
-    "load_dataset": "dataset", "Case": "dataset",
-    "run_eval": "runner", "score_outputs": "runner", "make_plan": "plan", "Plan": "plan",
-    "SCORERS": "scorers", "register": "scorers", "score_all": "scorers",
-    "RunRecord": "record", "load_record": "record", "save_record": "record",
-    "Cache": "cache",
-    "compare": "gate", "Comparison": "comparison",
-    "evaluate": "evaluate", "validate": "evaluate", "EvalOptions": "evaluate", "Outcome": "outcome",
-    "LlmopsError": "errors", "InputError": "errors", "RunIncomplete": "errors",
+    "load_config": "config", "Config": "config", "config_diff": "core.fingerprint", "fingerprint": "core.fingerprint",
+    "load_dataset": "plan.dataset", "Case": "plan.dataset",
+    "run_eval": "jobs.runner", "score_outputs": "jobs.runner", "make_plan": "plan.requests", "Plan": "plan.requests",
+    "prepare": "measure.prepare",
+    "SCORERS": "measure.scorers", "register": "measure.scorers", "score_all": "measure.scorers",
+    "RunRecord": "record.schema", "load_record": "record.schema", "save_record": "record.schema",
+    "Cache": "core.cache",
+    "compare": "gate.rules", "Comparison": "gate.comparison",
+    "evaluate": "jobs.evaluate", "validate": "jobs.evaluate", "EvalOptions": "jobs.evaluate", "Outcome": "gate.outcome",
+    "LlmopsError": "core.errors", "InputError": "core.errors", "RunIncomplete": "core.errors",
 }
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(name)
-
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *sorted(_EXPORTS)]

@@ -88,7 +88,7 @@ def litellm_loaded():
     call imports more), once per session, outside any single test's body."""
     import asyncio
 
-    from llmops_cli.provider import import_litellm
+    from llmops_cli.run.provider import import_litellm
 
     litellm = import_litellm()
     with FakeOpenAI() as srv:

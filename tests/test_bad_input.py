@@ -31,7 +31,7 @@ from llmops_cli.cli import cli
 from llmops_cli.config import Dataset as DatasetSpec
 from llmops_cli.config import Retrieval as RetrievalSpec
 from llmops_cli.config import load_config
-from llmops_cli.errors import BaselineError, ConfigError, DatasetError, InputError, OutputError
+from llmops_cli.core.errors import BaselineError, ConfigError, DatasetError, InputError, OutputError
 from llmops_cli.testing import FakeOpenAI
 
 
@@ -125,7 +125,7 @@ def test_yaml_merge_keys_may_still_be_overridden_and_safe_load_is_kept(tmp_path)
 # -- 2. CSV line breaks, JSONL line separators, byte-order marks ---------------
 
 def test_csv_quoted_multiline_field_is_read_intact(tmp_path):
-    from llmops_cli.dataset import load_dataset
+    from llmops_cli.plan.dataset import load_dataset
 
     (tmp_path / "q.csv").write_bytes(b'id,question,reference\r\n1,"first line\nsecond line",x\r\n'
                                      b'2,"with\r\ncrlf inside",y\r\n3,plain,z\r\n')
@@ -135,7 +135,7 @@ def test_csv_quoted_multiline_field_is_read_intact(tmp_path):
 
 
 def test_corpus_csv_with_multiline_text(tmp_path):
-    from llmops_cli.retrieval import load_corpus
+    from llmops_cli.plan.retrieval import load_corpus
 
     (tmp_path / "c.csv").write_text('id,text\nd1,"para one\n\npara two"\nd2,other\n', encoding="utf-8")
     chunks, _ = load_corpus(RetrievalSpec(corpus="c.csv"), tmp_path)
@@ -144,7 +144,7 @@ def test_corpus_csv_with_multiline_text(tmp_path):
 
 @pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\u0085"])
 def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path, sep):
-    from llmops_cli.files import read_records
+    from llmops_cli.core.files import read_records
 
     rows = [{"id": "a", "question": f"one{sep}two", "reference": "x"}, {"id": "b", "question": "q", "reference": "y"}]
     p = tmp_path / "q.jsonl"
@@ -159,7 +159,7 @@ def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path, sep):
     ("q.json", '[{"id": "1", "question": "Who?", "reference": "x"}]'),
 ])
 def test_utf8_bom_is_accepted(tmp_path, name, body):
-    from llmops_cli.dataset import load_dataset
+    from llmops_cli.plan.dataset import load_dataset
 
     (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
     (case,) = load_dataset(DatasetSpec(path=name), tmp_path)
@@ -167,7 +167,7 @@ def test_utf8_bom_is_accepted(tmp_path, name, body):
 
 
 def test_csv_row_with_more_cells_than_the_header(tmp_path):
-    from llmops_cli.files import read_records
+    from llmops_cli.core.files import read_records
 
     p = tmp_path / "q.csv"
     p.write_text("id,question,reference\n1,a,b\n2,a,b,extra\n")
@@ -229,7 +229,7 @@ def test_duplicate_corpus_id_is_exit_2_naming_the_row(make_project, fake_server)
 
 
 def test_empty_corpus_id_is_an_error(tmp_path):
-    from llmops_cli.retrieval import load_corpus
+    from llmops_cli.plan.retrieval import load_corpus
 
     write_jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "t"}, {"id": "", "text": "u"}])
     with pytest.raises(DatasetError, match="row 2.id: empty id"):
@@ -253,7 +253,7 @@ def test_template_runtime_error_is_exit_2_before_any_call(make_project, fake_ser
 
 
 def test_render_wraps_any_exception():
-    from llmops_cli.prompt import render
+    from llmops_cli.plan.prompt import render
 
     with pytest.raises(ConfigError) as ei:
         render("{{ 1/0 }}", {}, "cfg.yaml", "prompt.user")
@@ -263,7 +263,7 @@ def test_render_wraps_any_exception():
 # -- 6. a run record given as the baseline -------------------------------------------
 
 def test_run_record_is_refused_as_baseline_but_promoted_by_baseline_update(make_project, litellm_loaded, tmp_path):
-    from llmops_cli.baseline import load_baseline
+    from llmops_cli.gate.baseline import load_baseline
 
     with FakeOpenAI() as srv:
         cfg = make_project(srv.url)
@@ -318,7 +318,7 @@ def test_unwritable_baseline_is_exit_2_before_any_call(make_project, fake_server
 
 
 def test_full_disk_while_writing_is_an_output_error(tmp_path, monkeypatch):
-    from llmops_cli.files import atomic_write_text
+    from llmops_cli.core.files import atomic_write_text
 
     target = tmp_path / "baseline.json"
     target.write_text("old baseline\n")
@@ -353,7 +353,7 @@ def test_full_disk_for_the_run_record_and_reports_is_exit_2(make_project, monkey
 
 
 def test_cache_that_cannot_be_written(tmp_path, monkeypatch):
-    from llmops_cli.cache import Cache
+    from llmops_cli.core.cache import Cache
 
     (tmp_path / "somefile.txt").write_text("x")
     with pytest.raises(OutputError, match="somefile.txt is not a folder"):
@@ -377,7 +377,7 @@ def test_cache_that_cannot_be_written(tmp_path, monkeypatch):
     for message in ("attempt to write a readonly database", "database or disk is full", "unable to open database file"):
         cache = Cache(tmp_path / "ok")
         with monkeypatch.context() as m:
-            m.setattr(sqlite3, "connect", lambda *a, **k: Conn(message))
+            m.setattr(sqlite3, "connect", lambda *a, **k: Conn(message))  # noqa: B023  (used within the iteration)
             with pytest.raises(OutputError) as ei:
                 cache.open()
         assert str(ei.value).startswith(f"{cache.path}: cache: cannot use the response cache: {message}")
@@ -390,7 +390,7 @@ def test_cache_that_cannot_be_written(tmp_path, monkeypatch):
 
 
 def test_cache_failing_mid_run_is_one_line_without_traceback(make_project, monkeypatch, litellm_loaded):
-    from llmops_cli.cache import Cache
+    from llmops_cli.core.cache import Cache
 
     def put(self, key, model, value):
         with self._guard():
@@ -479,7 +479,7 @@ def test_settle_cancels_late_tasks_and_closes_orphaned_coroutines():
     and a coroutine returned by an executor job whose awaiting task was
     cancelled meanwhile (LiteLLM's ``acompletion``). Without :func:`settle`
     the second is "never awaited"; with it, neither is."""
-    from llmops_cli.aio import ClosingExecutor, settle
+    from llmops_cli.run.aio import ClosingExecutor, settle
 
     async def hook():
         await asyncio.sleep(0)
@@ -536,8 +536,9 @@ def test_interrupt_mid_run_prints_one_line_and_no_unawaited_coroutine(make_proje
 # -- 11. a data file larger than memory -------------------------------------------------------
 
 def test_file_larger_than_the_memory_bound_is_refused(tmp_path, monkeypatch):
-    from llmops_cli import dataset, files
-    from llmops_cli.retrieval import load_corpus
+    from llmops_cli.plan import dataset
+    from llmops_cli.core import files
+    from llmops_cli.plan.retrieval import load_corpus
 
     write_jsonl(tmp_path / "q.jsonl", QUESTIONS)
     write_jsonl(tmp_path / "c.jsonl", CORPUS)
@@ -552,7 +553,7 @@ def test_file_larger_than_the_memory_bound_is_refused(tmp_path, monkeypatch):
 
 
 def test_memory_bound_is_exit_2_before_any_call(make_project, fake_server, monkeypatch):
-    from llmops_cli import files
+    from llmops_cli.core import files
 
     cfg = make_project(fake_server.url)
     monkeypatch.setattr(files, "max_file_bytes", lambda: 100)
@@ -563,7 +564,7 @@ def test_memory_bound_is_exit_2_before_any_call(make_project, fake_server, monke
 
 
 def test_available_memory_is_known_here():
-    from llmops_cli.files import available_memory, max_file_bytes
+    from llmops_cli.core.files import available_memory, max_file_bytes
 
     avail = available_memory()
     assert avail is not None and avail > 0 and max_file_bytes() == avail // 2
@@ -573,8 +574,8 @@ def test_records_are_read_once_from_the_open_file(tmp_path, monkeypatch):
     """No whole-file read_text()/read_bytes() copy that is then split into a
     second one: JSONL and CSV are iterated line by line; the corpus hash is
     streamed."""
-    from llmops_cli.files import read_records
-    from llmops_cli.retrieval import load_corpus
+    from llmops_cli.core.files import read_records
+    from llmops_cli.plan.retrieval import load_corpus
 
     write_jsonl(tmp_path / "c.jsonl", CORPUS)
     (tmp_path / "q.csv").write_text("id,question,reference\n1,a,b\n")

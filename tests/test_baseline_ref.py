@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from conftest import QUESTIONS, write_jsonl
 from llmops_cli.cli import cli
-from llmops_cli.evaluate import EvalOptions, evaluate
+from llmops_cli.jobs.evaluate import EvalOptions, evaluate
 from llmops_cli.testing import FakeOpenAI
 
 N = len(QUESTIONS)

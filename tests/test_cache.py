@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from conftest import QUESTIONS
-from llmops_cli.cache import Cache
+from llmops_cli.core.cache import Cache
 from llmops_cli.config import load_config
-from llmops_cli.files import atomic_write_text
-from llmops_cli.runner import run_eval
+from llmops_cli.core.files import atomic_write_text
+from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
 

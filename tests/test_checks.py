@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from conftest import ANSWERS, QUESTIONS
 from llmops_cli.cli import cli
 from llmops_cli.config import Check, load_config
-from llmops_cli.checks import Prepared, run_check
-from llmops_cli.errors import ConfigError
-from llmops_cli.runner import run_eval
+from llmops_cli.measure.checks import Prepared, run_check
+from llmops_cli.core.errors import ConfigError
+from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
 
@@ -96,7 +96,7 @@ checks:
   weird: {python: "my_checks.py:weird"}
 """)
     cfg = load_config(tmp_path / "c.yaml")
-    from llmops_cli.checks import prepare_checks
+    from llmops_cli.measure.checks import prepare_checks
 
     p = prepare_checks(cfg)
     assert run_check(p["shaped"], '{"answer": "x"}', None, {}, [], []) == (1.0, None)
@@ -115,7 +115,7 @@ checks:
 def test_a_module_check_is_the_one_next_to_its_config(tmp_path):
     """Two projects in one process (a watch loop, --baseline-ref, a test suite) whose checks are both
     ``samename:verdict``: each config gets the module next to it, not the one imported first."""
-    from llmops_cli.checks import prepare_checks
+    from llmops_cli.measure.checks import prepare_checks
 
     verdicts = {}
     for name, value in (("a", 1.0), ("b", 0.0)):

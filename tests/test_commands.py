@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from conftest import QUESTIONS, write_jsonl
 from llmops_cli.cli import cli
-from llmops_cli.errors import BaselineError, ConfigError, InputError, Interrupted, RunIncomplete
-from llmops_cli.evaluate import EvalOptions, validate
-from llmops_cli.outcome import Outcome, from_comparison, from_error
+from llmops_cli.core.errors import BaselineError, ConfigError, InputError, Interrupted, RunIncomplete
+from llmops_cli.jobs.evaluate import EvalOptions, validate
+from llmops_cli.gate.outcome import Outcome, from_comparison, from_error
 from llmops_cli.testing import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,7 +237,7 @@ def test_baseline_update_quiet_prints_nothing(project):
 # -- llmops schema ---------------------------------------------------------------------
 
 def test_schema_prints_the_committed_schema():
-    from llmops_cli.config.json_schema import schema_text
+    from llmops_cli.jobs.config_schema import schema_text
 
     res = run(["schema"])
     assert res.exit_code == 0 and res.stderr == ""
@@ -313,7 +313,7 @@ def test_from_comparison_precedence_3_1_2_0(kw, status, code):
 
 
 def test_validate_reads_the_outputs_file(tmp_path):
-    from llmops_cli.evaluate import EvalOptions, validate
+    from llmops_cli.jobs.evaluate import EvalOptions, validate
 
     (tmp_path / "q.jsonl").write_text('{"id": "1", "question": "q", "answers": ["a"]}\n')
     (tmp_path / "c.yaml").write_text('model: local/smollm2-135m\nprompt: {user: "{{ question }}"}\n'

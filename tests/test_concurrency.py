@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from conftest import ANSWERS
 from llmops_cli.cli import cli
-from llmops_cli.concurrency import AdaptiveLimit, Skipped
+from llmops_cli.run.concurrency import AdaptiveLimit, Skipped
 from llmops_cli.config import load_config
-from llmops_cli.runner import run_eval
+from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
 

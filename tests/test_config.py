@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from llmops_cli.config import Config, load_config, parse_config
-from llmops_cli.fingerprint import config_diff, fingerprint
-from llmops_cli.errors import ConfigError, InputError
+from llmops_cli.core.fingerprint import config_diff, fingerprint
+from llmops_cli.core.errors import ConfigError, InputError
 
 URL = "http://127.0.0.1:9/v1"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from llmops_cli.config import Dataset as DatasetSpec
-from llmops_cli.dataset import Case, dataset_hash, load_dataset
-from llmops_cli.files import read_records
-from llmops_cli.errors import DatasetError, InputError
+from llmops_cli.plan.dataset import Case, dataset_hash, load_dataset
+from llmops_cli.core.files import read_records
+from llmops_cli.core.errors import DatasetError, InputError
 
 from conftest import write_jsonl
 

@@ -14,15 +14,15 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ANSWERS, PLANTED_KEY
-from llmops_cli.cache import Cache
+from llmops_cli.core.cache import Cache
 from llmops_cli.cli import cli
 from llmops_cli.config import ConfigError, load_config, parse_config
-from llmops_cli.config.json_schema import config_schema
-from llmops_cli.errors import RunIncomplete
-from llmops_cli.fingerprint import config_diff, fingerprint
-from llmops_cli.merge import sum_usage
-from llmops_cli.record import Usage
-from llmops_cli.runner import run_eval
+from llmops_cli.jobs.config_schema import config_schema
+from llmops_cli.core.errors import RunIncomplete
+from llmops_cli.core.fingerprint import config_diff, fingerprint
+from llmops_cli.jobs.merge import sum_usage
+from llmops_cli.record.schema import Usage
+from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
 SECOND_KEY = "sk-llmops-test-SECOND-PLANTED-9876543210"
@@ -102,7 +102,7 @@ def test_each_router_is_unhooked_from_litellm_after_the_run(project, litellm_loa
 
 
 def test_all_deployments_cooling_down_is_retried_after_the_cooldown():
-    from llmops_cli.provider import congestion_signal, import_litellm, is_retryable, retry_after_s
+    from llmops_cli.run.provider import congestion_signal, import_litellm, is_retryable, retry_after_s
 
     import_litellm()
     from litellm.types.router import RouterRateLimitError

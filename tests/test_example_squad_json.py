@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from conftest import needs_local_model
 from llmops_cli.cli import cli
 from llmops_cli.config import load_config
-from llmops_cli.dataset import dataset_hash, load_dataset
+from llmops_cli.plan.dataset import dataset_hash, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "squad-json"

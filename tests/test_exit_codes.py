@@ -274,8 +274,8 @@ def test_failed_cases_within_max_error_share_are_gated_on_the_rest(make_project,
 
 
 def test_cli_defaults_are_the_library_defaults():
-    from llmops_cli.concurrency import DEFAULT_CAP
-    from llmops_cli.execute import DEFAULT_RETRIES
+    from llmops_cli.run.concurrency import DEFAULT_CAP
+    from llmops_cli.run.execute import DEFAULT_RETRIES
 
     from llmops_cli import cli as cli_module
 

@@ -1,4 +1,4 @@
-"""The gate (llmops_cli.gate.compare): verdicts on constructed runs, the
+"""The gate (llmops_cli.gate.rules.compare): verdicts on constructed runs, the
 paired bootstrap checked against independent implementations (numpy here,
 sacrebleu's own paired bootstrap for corpus BLEU), unpaired cases, dataset
 mismatch, the cluster bootstrap and the MDE."""
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from llmops_cli.config import Gate, GateRule
-from llmops_cli.errors import BaselineError
-from llmops_cli.gate import compare
-from llmops_cli.record import CaseRecord, MetricSummary, RunRecord
-from llmops_cli.scorers import SCORERS, aggregate, score_all
+from llmops_cli.core.errors import BaselineError
+from llmops_cli.gate.rules import compare
+from llmops_cli.record.schema import CaseRecord, MetricSummary, RunRecord
+from llmops_cli.measure.scorers import SCORERS, aggregate, score_all
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT / "examples" / "squad-rag" / "data" / "questions.jsonl"
@@ -130,8 +130,8 @@ def test_hand_computed_example():
 
 
 def test_memoised_intervals_equal_computed_ones_and_follow_the_scores(tmp_path, monkeypatch):
-    import llmops_cli.pairing as pairing_module
-    from llmops_cli.cache import Cache
+    import llmops_cli.gate.pairing as pairing_module
+    from llmops_cli.core.cache import Cache
 
     memo = Cache(tmp_path / "cache")
     b, c = pair(BASE5, CAND5)

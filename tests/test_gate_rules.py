@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from llmops_cli.cli import cli
 from llmops_cli.config import Gate, GateRule, PowerRequirement
-from llmops_cli.errors import BaselineError
-from llmops_cli.gate import compare
-from llmops_cli.power import check_before_run
-from llmops_cli.outcome import from_comparison as outcome
-from llmops_cli.record import CaseRecord
-from llmops_cli.scorers import SCORERS, score_all
+from llmops_cli.core.errors import BaselineError
+from llmops_cli.gate.rules import compare
+from llmops_cli.gate.power import check_before_run
+from llmops_cli.gate.outcome import from_comparison as outcome
+from llmops_cli.record.schema import CaseRecord
+from llmops_cli.measure.scorers import score_all
 from llmops_cli.testing import FakeOpenAI
 from test_gate import make_record, pair
 
@@ -353,7 +353,7 @@ def test_holm_equals_statsmodels_multipletests():
 
     from statsmodels.stats.multitest import multipletests
 
-    from llmops_cli import stats
+    from llmops_cli.gate import stats
 
     rng = random.Random(7)
     families = [[rng.random() ** rng.choice([1, 3, 8]) for _ in range(rng.randint(1, 12))] for _ in range(2000)]
@@ -369,7 +369,7 @@ def test_holm_equals_statsmodels_multipletests():
 def test_streamed_bootstrap_draws_equal_the_kept_matrix(monkeypatch):
     """Above KEEP_ENTRIES the draws are drawn again block by block (a 10,000-case gate would otherwise hold 160 MB):
     the same replicates, so the same SE and quantile intervals, as the whole matrix kept in memory."""
-    from llmops_cli import stats
+    from llmops_cli.gate import stats
 
     rng = np.random.default_rng(3)
     base, cand = rng.random((301, 2)), rng.random((301, 2))

@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 from conftest import QUESTIONS, run_in_fresh_process, write_jsonl
 from llmops_cli.cli import cli
 from llmops_cli.config import load_config
-from llmops_cli.gate import compare
-from llmops_cli.pairing import case_changes
-from llmops_cli.record import load_record
+from llmops_cli.gate.rules import compare
+from llmops_cli.gate.pairing import case_changes
+from llmops_cli.record.schema import load_record
 from llmops_cli.report import fmt, fmt_ci
 from llmops_cli.report.case_table import script_json
 from llmops_cli.report.html import html_report

@@ -22,18 +22,18 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ANSWERS, QUESTIONS, run_in_fresh_process
-from llmops_cli import score as scoring
-from llmops_cli.baseline import check_judges, write_baseline
-from llmops_cli.cache import Cache
+from llmops_cli.measure import score as scoring
+from llmops_cli.gate.baseline import check_judges, write_baseline
+from llmops_cli.core.cache import Cache
 from llmops_cli.cli import cli
 from llmops_cli.config import load_config
-from llmops_cli.fingerprint import config_diff, fingerprint
-from llmops_cli.errors import BaselineError, ConfigError, RunIncomplete
-from llmops_cli.environment import environment_changes
-from llmops_cli.record import load_record
-from llmops_cli.plan import make_plan
-from llmops_cli.runner import run_eval
-from llmops_cli.score import scorer_versions
+from llmops_cli.core.fingerprint import config_diff, fingerprint
+from llmops_cli.core.errors import BaselineError, ConfigError, RunIncomplete
+from llmops_cli.record.environment import environment_changes
+from llmops_cli.record.schema import load_record
+from llmops_cli.plan.requests import make_plan
+from llmops_cli.jobs.runner import run_eval
+from llmops_cli.measure.score import scorer_versions
 from llmops_cli.testing import FakeOpenAI
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
@@ -94,7 +94,7 @@ def run_cli(*args):
 
 
 def packaged_sha(kind: str = "correctness") -> str:
-    text = resources.files("llmops_cli").joinpath("templates", f"{kind}.j2").read_text(encoding="utf-8")
+    text = resources.files("llmops_cli.measure").joinpath("templates", f"{kind}.j2").read_text(encoding="utf-8")
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

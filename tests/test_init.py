@@ -1,4 +1,4 @@
-"""``llmops init``: the starter project (:func:`llmops_cli.starter.create_project`)
+"""``llmops init``: the starter project (:func:`llmops_cli.jobs.starter.create_project`)
 is written whole or not at all, never overwrites a file, appends ``.llmops/``
 to an existing ``.gitignore`` only when needed, loads as a valid config and
 eval set — and, end to end in a child process as a new user would run it,
@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_local_model
-from llmops_cli import starter
+from llmops_cli.jobs import starter
 from llmops_cli.config import load_config
-from llmops_cli.dataset import load_dataset
-from llmops_cli.errors import InputError, OutputError
-from llmops_cli.prompt import render_messages
-from llmops_cli.starter import create_project
+from llmops_cli.plan.dataset import load_dataset
+from llmops_cli.core.errors import InputError, OutputError
+from llmops_cli.plan.prompt import render_messages
+from llmops_cli.jobs.starter import create_project
 
 SCHEMA_LINE = ("# yaml-language-server: $schema="
                "https://raw.githubusercontent.com/llmops-cli/llmops-cli/main/schema/llmops.schema.json")
@@ -218,7 +218,7 @@ def test_a_failed_gitignore_append_leaves_it_as_it_was(tmp_path, monkeypatch):
 
 
 def test_importing_the_module_stays_light():
-    code = ("import sys; import llmops_cli.starter; "
+    code = ("import sys; import llmops_cli.jobs.starter; "
             "heavy = [m for m in ('litellm', 'yaml', 'pydantic', 'jinja2', 'llama_cpp') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

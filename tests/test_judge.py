@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from llmops_cli.cache import Cache
+from llmops_cli.core.cache import Cache
 from llmops_cli.cli import cli
 from llmops_cli.config import Judge, load_config
-from llmops_cli.judge import fence_for, parse_verdict, reduce_samples
-from llmops_cli.record import load_record
-from llmops_cli.review import cohen_kappa
-from llmops_cli.runner import run_eval
+from llmops_cli.measure.judge import fence_for, parse_verdict, reduce_samples
+from llmops_cli.record.schema import load_record
+from llmops_cli.jobs.review import cohen_kappa
+from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
 from conftest import ANSWERS, QUESTIONS
@@ -725,7 +725,7 @@ def test_gate_on_a_judge_metric(make_project, tmp_path, monkeypatch):
     """A judge is gated like any metric: a judge-only drop fails the gate."""
     monkeypatch.chdir(tmp_path)
     state = {"grade": "C"}
-    reply = lambda messages, body: (f"ok\nGRADE: {state['grade']}" if "GRADE: X" in messages[-1]["content"]
+    reply = lambda messages, body: (f"ok\nGRADE: {state['grade']}" if "GRADE: X" in messages[-1]["content"]  # noqa: E731
                                     else "The Denver Broncos")
     with FakeOpenAI(reply=reply) as srv:
         cfg = make_project(srv.url, extra="judges:\n  correctness: {}\n")

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from conftest import ANSWERS
 from llmops_cli.cli import cli
-from llmops_cli.comparison import CaseChange, Comparison, MetricComparison
-from llmops_cli.outcome import Outcome
-from llmops_cli.record import CaseRecord, JudgeResult, JudgeSample, RunRecord, load_record
+from llmops_cli.gate.comparison import CaseChange, Comparison, MetricComparison
+from llmops_cli.gate.outcome import Outcome
+from llmops_cli.record.schema import CaseRecord, JudgeResult, JudgeSample, RunRecord, load_record
 from llmops_cli.report import MARKER_PREFIX, comment_body, comment_marker, markdown, no_verdict_comment
 from llmops_cli.report.markdown import COMMENT_LIMIT, MARKDOWN_BUDGET, escape
 from llmops_cli.testing import FakeOpenAI

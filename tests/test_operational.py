@@ -12,13 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ANSWERS, PLANTED_KEY
-from llmops_cli import stats
-from llmops_cli.cache import Cache
+from llmops_cli.gate import stats
+from llmops_cli.core.cache import Cache
 from llmops_cli.cli import cli
 from llmops_cli.config import load_config
-from llmops_cli.errors import ConfigError
-from llmops_cli.stats import quantile
-from llmops_cli.runner import run_eval
+from llmops_cli.core.errors import ConfigError
+from llmops_cli.gate.stats import quantile
+from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
 OPS = "[exact_match, latency_s, latency_p95, prompt_tokens, completion_tokens, cost_usd]"

@@ -13,13 +13,14 @@ import urllib.request
 import pytest
 
 from conftest import ANSWERS, needs_local_model
-from llmops_cli.cache import Cache, cache_key
+from llmops_cli.core.cache import Cache, cache_key
 from llmops_cli.config import load_config
-from llmops_cli.perplexity import FROM_FILE, NO_LOGPROBS, NO_TOKENS, logprob_totals, score_perplexity
-from llmops_cli.plan import make_plan, model_endpoint
-from llmops_cli.record import Call, CaseRecord
-from llmops_cli.runner import run_eval, score_outputs
-from llmops_cli.scorers import SCORERS
+from llmops_cli.measure.perplexity import FROM_FILE, NO_LOGPROBS, NO_TOKENS, score_perplexity
+from llmops_cli.run.provider import logprob_totals
+from llmops_cli.plan.requests import make_plan, model_endpoint
+from llmops_cli.record.schema import Call, CaseRecord
+from llmops_cli.jobs.runner import run_eval, score_outputs
+from llmops_cli.measure.scorers import SCORERS
 from llmops_cli.testing import FakeOpenAI
 from llmops_cli.testing.http import _pieces
 
@@ -187,8 +188,8 @@ metrics: [token_f1, perplexity]
 
 def test_the_gate_notes_perplexity_measured_under_another_model():
     from llmops_cli.config import Gate
-    from llmops_cli.gate import compare
-    from llmops_cli.record import CaseRecord, MetricSummary, RunRecord
+    from llmops_cli.gate.rules import compare
+    from llmops_cli.record.schema import CaseRecord, MetricSummary, RunRecord
 
     def rec(model: str, values: list[float]) -> RunRecord:
         cases = [CaseRecord(id=f"c{i}", inputs={"q": str(i)}, references=["x"], output="x", scores={"perplexity": v})

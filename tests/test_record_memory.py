@@ -8,9 +8,9 @@ import tracemalloc
 
 import pytest
 
-from llmops_cli.errors import BaselineError
-from llmops_cli.compact import RawJSON
-from llmops_cli.record import Call, CaseRecord, JudgeResult, JudgeSample, RunRecord, load_record, save_record
+from llmops_cli.core.errors import BaselineError
+from llmops_cli.record.compact import RawJSON
+from llmops_cli.record.schema import Call, CaseRecord, JudgeResult, JudgeSample, RunRecord, load_record, save_record
 
 
 def _response(i: int) -> dict:
@@ -110,7 +110,7 @@ def test_release_traces_drops_messages_and_raw_responses():
 def test_a_gated_run_keeps_its_traces_in_the_record_file(make_project, tmp_path, monkeypatch):
     """The gate lets the traces go once the record is saved: the file has
     every message and raw response; the outcome's record (reports) does not."""
-    from llmops_cli.evaluate import EvalOptions, evaluate
+    from llmops_cli.jobs.evaluate import EvalOptions, evaluate
     from llmops_cli.testing import FakeOpenAI
 
     monkeypatch.chdir(tmp_path)
@@ -129,8 +129,8 @@ def test_a_gated_run_keeps_its_traces_in_the_record_file(make_project, tmp_path,
 def _scored_pair(tmp_path, n: int = 300):
     """A baseline file and a candidate record scored by the real scorers
     (token_f1, exact_match, corpus BLEU with its per-case statistics)."""
-    from llmops_cli.record import MetricSummary
-    from llmops_cli.scorers import SCORERS, score_all
+    from llmops_cli.record.schema import MetricSummary
+    from llmops_cli.measure.scorers import SCORERS, score_all
 
     metrics = ["token_f1", "exact_match", "bleu"]
     refs = [[f"the {i % 7} river crossing"] for i in range(n)]
@@ -153,9 +153,9 @@ def test_a_baseline_loaded_to_gate_holds_only_what_the_gate_reads_and_gates_alik
     """``load_baseline(gated=True)``: each case only its output, error,
     scores, statistics and retrieval; the comparison is the same as against
     the whole baseline, at about half the memory per case."""
-    from llmops_cli.baseline import GatedBaseline, GatedCase, load_baseline
+    from llmops_cli.gate.baseline import GatedBaseline, GatedCase, load_baseline
     from llmops_cli.config import Gate, GateRule
-    from llmops_cli.gate import compare
+    from llmops_cli.gate.rules import compare
 
     path, cand = _scored_pair(tmp_path)
     sizes = {}
@@ -188,7 +188,7 @@ def test_a_baseline_loaded_to_gate_holds_only_what_the_gate_reads_and_gates_alik
 
 
 def test_a_malformed_baseline_case_is_still_bad_input_when_loaded_to_gate(tmp_path):
-    from llmops_cli.baseline import load_baseline
+    from llmops_cli.gate.baseline import load_baseline
 
     path, _ = _scored_pair(tmp_path, 5)
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -204,7 +204,7 @@ def test_scores_and_statistics_hold_one_float_object_per_value(tmp_path):
     they are, and the file is unchanged."""
     import math
 
-    from llmops_cli.compact import shared_float
+    from llmops_cli.record.compact import shared_float
 
     path, cand = _scored_pair(tmp_path, 50)
     back = load_record(path)
@@ -219,7 +219,7 @@ def test_scores_and_statistics_hold_one_float_object_per_value(tmp_path):
 
 
 def test_an_answer_cached_before_served_model_was_kept_reads_it_from_its_raw_response():
-    from llmops_cli.execute import _cached_call
+    from llmops_cli.run.execute import _cached_call
 
     call = _cached_call({"output": "Denver Broncos", "response": _response(4)}, 1)
     assert call.cached and call.repeat == 1 and isinstance(call.response, RawJSON)

@@ -18,13 +18,13 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import QUESTIONS, run_in_fresh_process
-from llmops_cli.cache import open_cache
-from llmops_cli.cache.redis import CacheUnavailable, RedisCache, redact_url
+from llmops_cli.core.cache import open_cache
+from llmops_cli.core.cache.redis import CacheUnavailable, RedisCache, redact_url
 from llmops_cli.cli import cli
 from llmops_cli.config import load_config
-from llmops_cli.errors import ConfigError, InputError
-from llmops_cli.fingerprint import fingerprint
-from llmops_cli.record import load_record
+from llmops_cli.core.errors import ConfigError, InputError
+from llmops_cli.core.fingerprint import fingerprint
+from llmops_cli.record.schema import load_record
 from llmops_cli.testing import FakeOpenAI
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -62,7 +62,7 @@ class RedisServer:
             except redis.ConnectionError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.kill()
-                    raise RuntimeError(f"redis-server did not start: {(folder / 'redis.log').read_text()}")
+                    raise RuntimeError(f"redis-server did not start: {(folder / 'redis.log').read_text()}") from None
                 time.sleep(0.02)
 
     @property
@@ -156,8 +156,8 @@ def test_two_cache_dirs_sharing_one_redis_make_no_second_call(make_project, lite
 
 
 def test_same_keys_as_the_sqlite_cache(make_project, litellm_loaded, redis_server, tmp_path):
-    from llmops_cli.cache import Cache
-    from llmops_cli.runner import run_eval
+    from llmops_cli.core.cache import Cache
+    from llmops_cli.jobs.runner import run_eval
 
     with FakeOpenAI(reply=right_answer) as srv:
         cfg = load_config(make_project(srv.url))

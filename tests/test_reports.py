@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from llmops_cli.cli import cli
 from llmops_cli.config import Gate, GateRule
-from llmops_cli.gate import compare
-from llmops_cli.record import CaseRecord, MetricSummary, RunRecord, load_record
+from llmops_cli.gate.rules import compare
+from llmops_cli.record.schema import CaseRecord, MetricSummary, RunRecord, load_record
 from llmops_cli.report import comparison_json, junit_xml, markdown
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ import pytest
 
 from llmops_cli.config import Chunking
 from llmops_cli.config import Retrieval as RetrievalSpec
-from llmops_cli.errors import DatasetError
-from llmops_cli.cache import Cache
-from llmops_cli.retrieval import BM25Retriever, Chunk, chunk_documents, chunk_variables, load_corpus, retrieve
+from llmops_cli.core.errors import DatasetError
+from llmops_cli.core.cache import Cache
+from llmops_cli.plan.retrieval import BM25Retriever, Chunk, chunk_documents, chunk_variables, load_corpus, retrieve
 
 from conftest import CORPUS, write_jsonl
 

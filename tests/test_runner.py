@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from llmops_cli.cache import Cache
+from llmops_cli.core.cache import Cache
 from llmops_cli.config import load_config
-from llmops_cli.errors import ConfigError, RunIncomplete
-from llmops_cli.record import load_record, save_record
-from llmops_cli.runner import run_eval, score_outputs
-from llmops_cli.scorers import score_all
+from llmops_cli.core.errors import ConfigError, RunIncomplete
+from llmops_cli.record.schema import load_record, save_record
+from llmops_cli.jobs.runner import run_eval, score_outputs
+from llmops_cli.measure.scorers import score_all
 from llmops_cli.testing import FakeOpenAI
 
 from conftest import ANSWERS, CORPUS, PLANTED_KEY, QUESTIONS
@@ -223,7 +223,7 @@ def test_down_server_raises_run_incomplete(make_project):
 
 
 def test_early_stop_bound_agrees_with_the_error_share_check():
-    from llmops_cli.execute import allowed_failures as _allowed_failures
+    from llmops_cli.run.execute import allowed_failures as _allowed_failures
 
     for n in range(1, 120):
         for share in (0.0, 0.01, 0.05, 0.1, 0.2, 0.29, 0.3, 0.7, 1.0):

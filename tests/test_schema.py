@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from llmops_cli.config import ConfigError, load_config, parse_config
-from llmops_cli.config.json_schema import SCHEMA_ID, config_schema, schema_text
+from llmops_cli.jobs.config_schema import SCHEMA_ID, config_schema, schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "schema" / "llmops.schema.json"
-REGENERATE = "python -m llmops_cli.config.json_schema > schema/llmops.schema.json"
+REGENERATE = "python -m llmops_cli.jobs.config_schema > schema/llmops.schema.json"
 EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.yaml")
                   if "ci" not in p.relative_to(ROOT / "examples").parts[:1]
                   and isinstance(d := yaml.safe_load(p.read_text(encoding="utf-8")), dict) and "model" in d)
@@ -84,7 +84,7 @@ def test_schema_text_is_stable_json_with_the_header():
 
 
 def test_metric_names_are_suggested_not_enforced():
-    from llmops_cli.scorers import SCORERS
+    from llmops_cli.measure.scorers import SCORERS
 
     metrics = config_schema()["properties"]["metrics"]
     assert metrics["items"]["examples"] == sorted(SCORERS) and "enum" not in metrics["items"]

@@ -9,16 +9,8 @@ import math
 import pytest
 import sacrebleu
 
-from llmops_cli import scorers
-from llmops_cli.scorers import (
-    SCORERS,
-    aggregate,
-    exact_match_score,
-    get_scorer,
-    normalize_answer,
-    score_all,
-    token_f1_score,
-)
+from llmops_cli.measure import scorers
+from llmops_cli.measure.scorers import SCORERS, aggregate, exact_match_score, get_scorer, normalize_answer, score_all, token_f1_score
 
 
 # -- SQuAD normalisation -----------------------------------------------------
@@ -222,7 +214,7 @@ def test_scoring_libraries_load_without_their_optional_scipy_and_redis_which_sta
 
     script = (
         "import sys\n"
-        "from llmops_cli.scorers import score_all\n"
+        "from llmops_cli.measure.scorers import score_all\n"
         "r = score_all(['bleu', 'rougeL'], ['the cat sat'], [['the cat sat on']])\n"
         "print(round(r['bleu'].per_case[0], 4), round(r['rougeL'].per_case[0], 4))\n"
         "print('scipy' in sys.modules, 'redis' in sys.modules)\n"

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from conftest import QUESTIONS
 from llmops_cli.cli import cli
-from llmops_cli.dataset import Case
-from llmops_cli.errors import InputError
-from llmops_cli.record import load_record
-from llmops_cli.shards import parse_shard, select, shard_of
+from llmops_cli.plan.dataset import Case
+from llmops_cli.core.errors import InputError
+from llmops_cli.record.schema import load_record
+from llmops_cli.plan.shards import parse_shard, select, shard_of
 from llmops_cli.testing import FakeOpenAI
 
 KINDS = {"q1": "who", "q2": "where", "q3": "who", "q4": "who", "q5": "who", "q6": "which"}

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import ANSWERS
-from llmops_cli.cache import Cache
+from llmops_cli.core.cache import Cache
 from llmops_cli.config import load_config
-from llmops_cli.errors import ConfigError
-from llmops_cli.runner import run_eval
-from llmops_cli.similarity import cosine
+from llmops_cli.core.errors import ConfigError
+from llmops_cli.jobs.runner import run_eval
+from llmops_cli.measure.similarity import cosine
 from llmops_cli.testing import FakeOpenAI
 
 

@@ -10,12 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ANSWERS, QUESTIONS
-from llmops_cli.cache import Cache
+from llmops_cli.core.cache import Cache
 from llmops_cli.cli import cli
 from llmops_cli.config import load_config
-from llmops_cli.errors import ConfigError, DatasetError
-from llmops_cli.gate import compare
-from llmops_cli.runner import run_eval
+from llmops_cli.core.errors import ConfigError, DatasetError
+from llmops_cli.gate.rules import compare
+from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
 TOPIC = {"q1": "teams", "q2": "venue", "q3": "people", "q4": "people", "q5": "people", "q6": "teams"}

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmops_cli.baseline import load_baseline
+from llmops_cli.gate.baseline import load_baseline
 from llmops_cli.config import load_config
-from llmops_cli.gate import compare
-from llmops_cli.runner import score_outputs
+from llmops_cli.gate.rules import compare
+from llmops_cli.jobs.runner import score_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "squad-predictions"

@@ -12,10 +12,10 @@ import pytest
 
 from conftest import ANSWERS, needs_local_model
 from llmops_cli.config import load_config
-from llmops_cli.fingerprint import fingerprint
-from llmops_cli.local_model import llama_response_format
-from llmops_cli.provider import _output_text
-from llmops_cli.runner import run_eval
+from llmops_cli.core.fingerprint import fingerprint
+from llmops_cli.run.local_model import llama_response_format
+from llmops_cli.run.provider import _output_text
+from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 40},
@@ -114,7 +114,7 @@ def test_the_order_of_schema_properties_reaches_the_provider_and_counts(make_pro
         rec_b = run_eval(b, cache=None)
     assert list(sent) == ["quote", "answer"]
     assert list(srv.requests[-1]["response_format"]["json_schema"]["schema"]["properties"]) == ["answer", "quote"]
-    from llmops_cli.plan import make_plan
+    from llmops_cli.plan.requests import make_plan
 
     assert make_plan(a).requests[0].key != make_plan(b).requests[0].key
     assert rec_a.fingerprint != rec_b.fingerprint

@@ -1,4 +1,4 @@
-"""`llmops eval --watch` (llmops_cli.watch): real file changes in a temporary
+"""`llmops eval --watch` (llmops_cli.jobs.watch): real file changes in a temporary
 project against the fake OpenAI-compatible server on 127.0.0.1. The watch
 runs in a thread (stopped by an event) or, for Ctrl-C, in a subprocess."""
 
@@ -18,14 +18,14 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ANSWERS, QUESTIONS
-from llmops_cli.cache import Cache, default_dir
+from llmops_cli.core.cache import Cache, default_dir
 from llmops_cli.cli import cli
-from llmops_cli.errors import InputError
-from llmops_cli.evaluate import EvalOptions, evaluate
-from llmops_cli.files import atomic_write_text
-from llmops_cli.record import MetricSummary, RunRecord
+from llmops_cli.core.errors import InputError
+from llmops_cli.jobs.evaluate import EvalOptions, evaluate
+from llmops_cli.core.files import atomic_write_text
+from llmops_cli.record.schema import MetricSummary, RunRecord
 from llmops_cli.testing import FakeOpenAI
-from llmops_cli.watch import Iteration, delta_line, watch, watched_files
+from llmops_cli.jobs.watch import Iteration, delta_line, watch, watched_files
 
 WAIT_S = 60  # generous: no timing is asserted, this only bounds a hung test
 TEMPLATE = "Context:\n{{ context }}\n\nQuestion: {{ question }}\n"

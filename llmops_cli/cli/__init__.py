@@ -15,8 +15,8 @@ import sys
 
 import typer
 
-from .app import DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli  # noqa: F401  (public: tests, entry point)
-from . import run, tools, project, shards, view  # noqa: F401  (the commands register themselves on `cli`)
+from llmops_cli.cli.app import DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli  # noqa: F401  (public: tests, entry point)
+from llmops_cli.cli import run, tools, project, shards, view  # noqa: F401  (the commands register themselves on `cli`)
 
 _terminated: list[int] = []
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     from typer._click.exceptions import ClickException
     from typer.exceptions import Abort
 
-    from ..errors import LlmopsError
+    from llmops_cli.core.errors import LlmopsError
 
     # llmops uses no pydantic plugins: skip their entry-point scan (~30 ms of every start-up)
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
@@ -92,11 +92,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug or an environment failure: never a pass, never a regression
         if os.environ.get("LLMOPS_DEBUG"):
             raise
-        from ..provider import redact
+        from llmops_cli.run.provider import redact
 
         sys.stderr.write(redact(f"llmops: internal error, the run could not complete: {type(exc).__name__}: {exc} "
                                 "(set LLMOPS_DEBUG=1 for the traceback)")[:1000] + "\n")
-        raise SystemExit(3)
+        raise SystemExit(3) from None
     if code == 130:  # Typer turns a Ctrl-C it sees into 130
         sys.stderr.write("llmops: interrupted\n")
         raise SystemExit(_interrupted_code())

@@ -1,5 +1,5 @@
 """``python -m llmops_cli.cli``: the ``llmops`` command."""
 
-from . import main
+from llmops_cli.cli import main
 
 main()

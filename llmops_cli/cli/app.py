@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-# the library's defaults (llmops_cli.execute; not imported here, to keep --help fast; a test holds them equal)
+# the library's defaults (llmops_cli.run.execute; not imported here, to keep --help fast; a test holds them equal)
 DEFAULT_MAX_CONCURRENCY = 64
 DEFAULT_RETRIES = 8
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .app import cli
+from llmops_cli.cli.app import cli
 
 
 @cli.command("init")
@@ -17,9 +17,9 @@ def init_cmd(directory: Annotated[Path, typer.Argument(metavar="[DIR]", file_oka
     """Write a starter project — llmops.yaml with the embedded model, a small eval set, a prompt template, a
     .gitignore entry for .llmops/ — that `llmops eval llmops.yaml --update-baseline` runs offline right away.
     Never overwrites a file (exit 2)."""
-    from ..errors import LlmopsError
-    from ..report import print_error, terminal
-    from ..starter import create_project
+    from llmops_cli.core.errors import LlmopsError
+    from llmops_cli.report import print_error, terminal
+    from llmops_cli.jobs.starter import create_project
 
     try:
         written = create_project(directory)
@@ -36,7 +36,7 @@ def init_cmd(directory: Annotated[Path, typer.Argument(metavar="[DIR]", file_oka
 @cli.command("schema")
 def schema_cmd() -> None:
     """Print the config's JSON Schema (for editors: `# yaml-language-server: $schema=...`)."""
-    from ..config.json_schema import schema_text
+    from llmops_cli.jobs.config_schema import schema_text
 
     typer.echo(schema_text(), nl=False)
 
@@ -45,8 +45,8 @@ def schema_cmd() -> None:
 def scorers_cmd() -> None:
     """List the metrics a config can name: the built-in scorers and those installed by other packages (entry-point
     group llmops.scorers)."""
-    from ..plugins import FAILED, load_plugins
-    from ..report import print_scorers, terminal
-    from ..scorers import SCORERS
+    from llmops_cli.measure.plugins import FAILED, load_plugins
+    from llmops_cli.report import print_scorers, terminal
+    from llmops_cli.measure.scorers import SCORERS
 
     print_scorers(terminal(), SCORERS, load_plugins(), FAILED)

@@ -1,6 +1,6 @@
 """``llmops eval``, ``score``, ``baseline update`` and ``validate``: each
-builds :class:`~llmops_cli.evaluate.EvalOptions`, calls the library, renders
-the :class:`~llmops_cli.outcome.Outcome` and exits with its code."""
+builds :class:`~llmops_cli.jobs.evaluate.EvalOptions`, calls the library, renders
+the :class:`~llmops_cli.gate.outcome.Outcome` and exits with its code."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli
+from llmops_cli.cli.app import DEFAULT_MAX_CONCURRENCY, DEFAULT_RETRIES, EXIT_CODES, cli
 
 RUN, CACHE, GATE, REPORTS = "Run", "Cache", "Gate", "Reports"
 
@@ -77,20 +77,20 @@ def finish(opts, *, top: int = 5, quiet: bool = False, json_out: bool = False, v
            watch: bool = False) -> None:
     """Run the job (``evaluate`` or ``validate``, or ``evaluate`` on every save with ``watch``), render its
     outcome, exit with its code."""
-    from ..report import print_outcome, terminal
+    from llmops_cli.report import print_outcome, terminal
 
     if watch:
-        from .watch import watch_eval
+        from llmops_cli.cli.watch import watch_eval
 
         watch_eval(opts, top=top, quiet=quiet, json_out=json_out)
 
     console = terminal(stderr=json_out)
     if validate:
-        from ..evaluate import validate as job
+        from llmops_cli.jobs.evaluate import validate as job
 
         out = job(opts)
     else:
-        from ..evaluate import evaluate
+        from llmops_cli.jobs.evaluate import evaluate
 
         with _progress(console, quiet) as update:
             out = evaluate(opts, progress=update)
@@ -140,7 +140,7 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = Non
                                                       "(only changed requests call the model); Ctrl-C stops.")] = False
              ) -> None:
     """Run CONFIG's eval set, score it and gate it against the baseline."""
-    from ..evaluate import EvalOptions
+    from llmops_cli.jobs.evaluate import EvalOptions
 
     finish(EvalOptions(config, limit=limit, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
                        use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url, refresh=refresh,
@@ -160,7 +160,7 @@ def score_cmd(config: Config,
               comment: Comment = None, html: Html = None, json_out: Json = False, top: Top = 5,
               quiet: Quiet = False) -> None:
     """Score outputs produced elsewhere and gate them exactly like a model run."""
-    from ..evaluate import EvalOptions
+    from llmops_cli.jobs.evaluate import EvalOptions
 
     finish(EvalOptions(config, limit=limit, cache_url=cache_url, record_path=output, outputs=outputs,
                        update_baseline=update_baseline, baseline=baseline, plain=plain,
@@ -179,7 +179,7 @@ def validate_cmd(config: Config, limit: Limit = None, outputs: Outputs = None, b
                  html: Html = None) -> None:
     """Check everything `eval` checks before its first model call — config, templates (every prompt rendered), eval
     set, corpus, output paths, baseline compatibility, credentials — and call nothing. Exit 0 or 2."""
-    from ..evaluate import EvalOptions
+    from llmops_cli.jobs.evaluate import EvalOptions
 
     finish(EvalOptions(config, limit=limit, use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url,
                        record_path=output, outputs=outputs, update_baseline=update_baseline, baseline=baseline,
@@ -202,7 +202,7 @@ def baseline_update(config: Config, limit: Limit = None, concurrency: Concurrenc
                     quiet: Quiet = False) -> None:
     """Run CONFIG (or take --from-run RUN) and write it as the baseline — only from a complete run whose judges scored
     enough cases (max_unscored_share), as `eval --update-baseline` does."""
-    from ..evaluate import EvalOptions
+    from llmops_cli.jobs.evaluate import EvalOptions
 
     finish(EvalOptions(config, limit=limit, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
                        use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url, refresh=refresh,

@@ -8,9 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import EXIT_CODES, cli
-from .run import (REPORTS, AllowJudgeChange, Baseline, CacheDir, Comment, Html, Json, Junit, Markdown, NoCache, Plain,
-                  Quiet, Top, finish)
+from llmops_cli.cli.app import EXIT_CODES, cli
+from llmops_cli.cli.run import REPORTS, AllowJudgeChange, Baseline, CacheDir, Comment, Html, Json, Junit, Markdown, NoCache, Plain, Quiet, Top, finish
 
 
 @cli.command("merge", epilog=EXIT_CODES)
@@ -24,8 +23,8 @@ def merge_cmd(records: Annotated[list[Path], typer.Argument(metavar="RECORD...",
     """Merge the records of a run's shards into the record the unsharded run would have written (same cases, order,
     outputs and scores; metrics re-aggregated; usage summed). Gate it with `llmops gate`. Exit 2 when the shards are not
     those of one run (fingerprint, eval set, a shard missing or given twice)."""
-    from ..evaluate import merge_runs
-    from ..report import print_outcome, terminal
+    from llmops_cli.jobs.evaluate import merge_runs
+    from llmops_cli.report import print_outcome, terminal
 
     out = merge_runs(list(records), output)
     print_outcome(terminal(), out, quiet=quiet)
@@ -45,7 +44,7 @@ def gate_cmd(run: Annotated[Path, typer.Argument(metavar="RUN", dir_okay=False, 
     """Gate a run record made earlier against the baseline with CONFIG's rules, as `llmops eval` gates the run it
     makes — same table, reports and exit codes — calling no model. The record must have been made with CONFIG's
     model, parameters, prompts, retrieval and judges (its fingerprint)."""
-    from ..evaluate import EvalOptions
+    from llmops_cli.jobs.evaluate import EvalOptions
 
     finish(EvalOptions(config, candidate=run, use_cache=not no_cache, cache_dir=cache_dir, baseline=baseline,
                        plain=plain, allow_judge_change=allow_judge_change, junit=junit, markdown=markdown,

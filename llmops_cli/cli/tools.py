@@ -7,14 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import cli
+from llmops_cli.cli.app import cli
 
 CacheDir = Annotated[Optional[Path], typer.Option(file_okay=False, help="Cache folder \\[default: $LLMOPS_CACHE_DIR or "
                                                   ".llmops/cache].")]
 
 
 def _failing(err) -> None:
-    from ..report import print_error
+    from llmops_cli.report import print_error
 
     print_error(str(err))
     raise SystemExit(err.exit_code)
@@ -27,13 +27,13 @@ def diff_cmd(run_a: Annotated[Path, typer.Argument(metavar="RUN_A", dir_okay=Fal
                                                                       "have].")] = None,
              top: Annotated[int, typer.Option(min=0, help="Most-changed cases to show.")] = 10) -> None:
     """Compare any two run records (or baselines) case by case."""
-    from ..errors import LlmopsError
-    from ..report import print_changed_cases, print_comparison, terminal
+    from llmops_cli.core.errors import LlmopsError
+    from llmops_cli.report import print_changed_cases, print_comparison, terminal
 
     try:
-        from ..config import Gate
-        from ..gate import compare
-        from ..record import load_record
+        from llmops_cli.config import Gate
+        from llmops_cli.gate.rules import compare
+        from llmops_cli.record.schema import load_record
 
         a, b = load_record(run_a), load_record(run_b)
         cmp = compare(a, b, Gate(), metrics=list(metric or []) or None, top=top, baseline_path=str(run_a),
@@ -58,13 +58,13 @@ def review_sample(run: Annotated[Path, typer.Argument(metavar="RUN", dir_okay=Fa
                   ) -> None:
     """Write a reproducible random sample of RUN's cases for a person to label: fill the *_human columns (C/P/I, or
     the rubric score)."""
-    from ..errors import LlmopsError
-    from ..report import terminal
+    from llmops_cli.core.errors import LlmopsError
+    from llmops_cli.report import terminal
 
     try:
-        from ..files import check_outputs
-        from ..record import load_record
-        from ..review import sample_rows, write_rows
+        from llmops_cli.core.files import check_outputs
+        from llmops_cli.record.schema import load_record
+        from llmops_cli.jobs.review import sample_rows, write_rows
 
         check_outputs({"--output": output}, {"the run record": run})
         rows = sample_rows(load_record(run), n, seed)
@@ -77,11 +77,11 @@ def review_sample(run: Annotated[Path, typer.Argument(metavar="RUN", dir_okay=Fa
 @review_app.command("import")
 def review_import(file: Annotated[Path, typer.Argument(metavar="FILE", dir_okay=False, show_default=False)]) -> None:
     """Read human labels back and report judge-vs-human agreement (accuracy and Cohen's kappa) per judge."""
-    from ..errors import LlmopsError
-    from ..report import print_agreement, terminal
+    from llmops_cli.core.errors import LlmopsError
+    from llmops_cli.report import print_agreement, terminal
 
     try:
-        from ..review import agreement
+        from llmops_cli.jobs.review import agreement
 
         rows = agreement(file)
     except LlmopsError as err:
@@ -102,13 +102,13 @@ Prefix = Annotated[str, typer.Option(help="The Redis keys' namespace (the config
 def _cache(cache_dir: Optional[Path], cache_url: Optional[str], prefix: str):
     """The SQLite cache in ``cache_dir``, or the Redis one at ``--cache-url``
     or ``$LLMOPS_CACHE_URL`` (not opened: ``info`` and ``clear`` connect)."""
-    from ..cache import Cache, resolve_url
+    from llmops_cli.core.cache import Cache, resolve_url
 
     url, where = resolve_url(cache_url, None)
     if not url:
         return Cache(cache_dir)
-    from ..cache.redis import RedisCache, check_url
-    from ..errors import InputError
+    from llmops_cli.core.cache.redis import RedisCache, check_url
+    from llmops_cli.core.errors import InputError
 
     problem = check_url(url)
     if problem:
@@ -119,8 +119,8 @@ def _cache(cache_dir: Optional[Path], cache_url: Optional[str], prefix: str):
 @cache_app.command("info")
 def cache_info(cache_dir: CacheDir = None, cache_url: CacheUrl = None, prefix: Prefix = "llmops") -> None:
     """Show the cache's location, size and entries per model."""
-    from ..errors import LlmopsError
-    from ..report import print_cache_info, terminal
+    from llmops_cli.core.errors import LlmopsError
+    from llmops_cli.report import print_cache_info, terminal
 
     try:
         info = _cache(cache_dir, cache_url, prefix).info()
@@ -132,8 +132,8 @@ def cache_info(cache_dir: CacheDir = None, cache_url: CacheUrl = None, prefix: P
 @cache_app.command("clear")
 def cache_clear(cache_dir: CacheDir = None, cache_url: CacheUrl = None, prefix: Prefix = "llmops") -> None:
     """Delete every cached answer and memoised result (in Redis: only the keys under the prefix)."""
-    from ..errors import LlmopsError
-    from ..report import terminal
+    from llmops_cli.core.errors import LlmopsError
+    from llmops_cli.report import terminal
 
     try:
         n = _cache(cache_dir, cache_url, prefix).clear()

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import cli
-from .run import REPORTS
+from llmops_cli.cli.app import cli
+from llmops_cli.cli.run import REPORTS
 
 REPORT_EPILOG = """\
 [bold]Exit codes[/]
@@ -32,9 +32,9 @@ def report_cmd(run: Annotated[Path, typer.Argument(metavar="RUN", dir_okay=False
     """Write the HTML report of RUN — verdict, gate table with a forest plot, config and environment changes, score
     distributions, slices, every case side by side with the baseline, run statistics — as one file that opens offline.
     Calls no model."""
-    from ..errors import LlmopsError
-    from ..report import print_error, terminal
-    from ..view import write_html_report
+    from llmops_cli.core.errors import LlmopsError
+    from llmops_cli.report import print_error, terminal
+    from llmops_cli.jobs.view import write_html_report
 
     try:
         path, outcome = write_html_report(run, html, baseline=baseline, config=config)

@@ -1,5 +1,5 @@
 """``llmops eval --watch``: render each iteration of
-:func:`llmops_cli.watch.watch` — the gate table against the baseline, the
+:func:`llmops_cli.jobs.watch.watch` — the gate table against the baseline, the
 one-line change since the previous run, what is watched — and exit 130 on
 Ctrl-C (143 on SIGTERM, mapped by :func:`llmops_cli.cli.main`)."""
 
@@ -9,14 +9,14 @@ from typing import NoReturn
 
 
 def watch_eval(opts, *, top: int = 5, quiet: bool = False, json_out: bool = False) -> NoReturn:
-    """Watch ``opts`` (:class:`~llmops_cli.evaluate.EvalOptions`) until
+    """Watch ``opts`` (:class:`~llmops_cli.jobs.evaluate.EvalOptions`) until
     Ctrl-C. An option a watch cannot take (``json_out`` included) is one
     line and exit 2 before anything runs."""
-    from ..errors import InputError, LlmopsError
-    from ..evaluate import _shown, evaluate
-    from ..report import print_error, print_outcome, terminal
-    from ..watch import check_options, watch
-    from .run import _progress
+    from llmops_cli.core.errors import InputError, LlmopsError
+    from llmops_cli.jobs.evaluate import _shown, evaluate
+    from llmops_cli.report import print_error, print_outcome, terminal
+    from llmops_cli.jobs.watch import check_options, watch
+    from llmops_cli.cli.run import _progress
 
     try:
         if json_out:

@@ -5,14 +5,14 @@
   (judges, checks, embedding, gate);
 * :mod:`.load` — reading the file (:func:`load_config`, :func:`parse_config`).
 
-The fingerprint and config diff live in :mod:`llmops_cli.fingerprint`.
+The fingerprint and config diff live in :mod:`llmops_cli.core.fingerprint`.
 """
 
-from ..errors import ConfigError
-from .load import load_config, parse_config
-from .answer import MAX_TIMEOUT_S, Chunking, Dataset, Params, Prompt, Retrieval
-from .measure import Check, Embedding, Gate, GateRule, Judge, JudgeParams, LengthRule, PowerRequirement
-from .models import MAX_REPEATS, SCHEMA_VERSION, CacheSettings, Config
+from llmops_cli.core.errors import ConfigError
+from llmops_cli.config.load import load_config, parse_config
+from llmops_cli.config.answer import MAX_TIMEOUT_S, Chunking, Dataset, Params, Prompt, Retrieval
+from llmops_cli.config.measure import Check, Embedding, Gate, GateRule, Judge, JudgeParams, LengthRule, PowerRequirement
+from llmops_cli.config.models import MAX_REPEATS, SCHEMA_VERSION, CacheSettings, Config
 
 __all__ = ["ConfigError", "load_config", "parse_config", "MAX_REPEATS", "MAX_TIMEOUT_S", "SCHEMA_VERSION", "CacheSettings", "Check", "Chunking", "Embedding", "LengthRule",
            "Config", "Dataset", "Gate", "GateRule", "Judge", "JudgeParams", "Params", "PowerRequirement", "Prompt",

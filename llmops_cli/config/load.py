@@ -14,19 +14,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..errors import ConfigError
-from .models import Config
-
-
-def _load_text(cfg_path: Path, key: str, rel: str) -> str:
-    p = Path(rel)
-    p = p if p.is_absolute() else cfg_path.parent / p
-    try:
-        return p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(cfg_path, key, f"file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(cfg_path, key, f"cannot read {p}: {e}") from None
+from llmops_cli.core.errors import ConfigError
+from llmops_cli.config.models import Config
 
 
 def _validation_message(err: ValidationError) -> tuple[str, str]:
@@ -48,7 +37,8 @@ def _validation_message(err: ValidationError) -> tuple[str, str]:
 
 
 def parse_config(data: Any, path: str | Path = "<config>") -> Config:
-    """Validate already-loaded YAML data. Raises :class:`ConfigError`."""
+    """Validate already-loaded YAML data: structure only (see :func:`load_config`).
+    Raises :class:`ConfigError`."""
     path = Path(path)
     if data is None:
         raise ConfigError(path, None, "the config is empty")
@@ -60,47 +50,7 @@ def parse_config(data: Any, path: str | Path = "<config>") -> Config:
         key, msg = _validation_message(e)
         raise ConfigError(path, key, msg) from None
     cfg._path = path.resolve() if path.name != "<config>" else None
-    if cfg.prompt.system_file:
-        cfg._system_text = _load_text(path, "prompt.system_file", cfg.prompt.system_file)
-    if cfg.prompt.user_file:
-        cfg._user_text = _load_text(path, "prompt.user_file", cfg.prompt.user_file)
-    from ..prompt import check_template
-
-    for key, text in (("prompt.system", cfg.system_template), ("prompt.user", cfg.user_template)):
-        if text is not None:
-            check_template(text, path, key)
-    if cfg.retrieval:
-        check_template(cfg.retrieval.query, path, "retrieval.query")
-    _check_no_references(cfg, path)
-    for name in cfg.judges:
-        cfg.judge_template(name)  # an unreadable template_file is exit 2 now, not after the model calls
-    if cfg.checks:
-        from ..checks import TEMPLATED
-
-        for name, spec in cfg.checks.items():
-            if spec.type in TEMPLATED:
-                value = getattr(spec, spec.type)
-                for v in value if isinstance(value, list) else [value]:
-                    check_template(v, path, f"checks.{name}.{spec.type}")
-        cfg.prepared_checks()  # a bad regex, schema or python import is exit 2 now
     return cfg
-
-
-def _check_no_references(cfg: Config, path: Path) -> None:
-    """The model under test must not see the gold answers: a prompt template
-    naming ``references`` (only judges get them), or a reference field listed
-    among ``dataset.inputs``, is a :class:`ConfigError`."""
-    from ..prompt import template_variables
-
-    for part, text in (("system", cfg.system_template), ("user", cfg.user_template)):
-        if text is not None and "references" in template_variables(text):
-            key = f"prompt.{part}_file" if getattr(cfg.prompt, f"{part}_file") else f"prompt.{part}"
-            raise ConfigError(path, key, "uses `references`, the gold answers: the model under test must not see them "
-                              "(only judge templates get them)")
-    leaked = [f for f in cfg.dataset.inputs or [] if f in cfg.dataset.references]
-    if leaked:
-        raise ConfigError(path, "dataset.inputs", f"{leaked[0]!r} is also a references field: the model under test "
-                          "must not see the gold answers")
 
 
 class _DuplicateKey(yaml.constructor.ConstructorError):
@@ -173,6 +123,12 @@ def load_config(path: str | Path) -> Config:
     that a key given twice in one mapping, at any level, is an error).
 
     Paths inside the config resolve relative to the config file's folder.
+
+    Structure only: no user code is imported, no plugin loaded and no file but
+    the YAML read, so it is safe on an untrusted file. What needs code or other
+    files (prompt files, templates, metric plugins, judge templates, checks) is
+    made ready by :func:`llmops_cli.measure.prepare.prepare`, which ``validate``
+    and ``eval`` call before any model call.
 
     Raises:
         ConfigError: the file is missing, not YAML, gives a key twice (named

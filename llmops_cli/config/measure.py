@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .answer import MAX_TIMEOUT_S, Params, _Strict
+from llmops_cli.config.answer import MAX_TIMEOUT_S, Params, _Strict
 
 
 class PowerRequirement(_Strict):
@@ -205,3 +205,7 @@ class Gate(_Strict):
             if not eq or not field.strip() or not value.strip():
                 raise ValueError(f"{key!r}: a slice is named field=value (or field=* for every value)")
         return v
+
+
+# check types whose values are Jinja2 templates, rendered per case while planning
+TEMPLATED = ("equals", "contains", "icontains", "not_contains", "starts_with", "regex")

@@ -15,11 +15,25 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..fingerprint import sha256_text
-from .answer import Dataset, Deployment, Fallback, Params, Prompt, Retrieval, _http_url, _Strict
-from .measure import Check, Embedding, Gate, Judge
+from llmops_cli.core.errors import ConfigError
+from llmops_cli.core.fingerprint import sha256_text
+from llmops_cli.config.answer import Dataset, Deployment, Fallback, Params, Prompt, Retrieval, _http_url, _Strict
+from llmops_cli.config.measure import Check, Embedding, Gate, Judge
 
 SCHEMA_VERSION = 1
+
+
+def _load_text(cfg: "Config", key: str, rel: str) -> str:
+    """The text of a file the config names (relative to its folder).
+    Raises :class:`ConfigError` naming ``key``."""
+    p = cfg.resolve(rel)
+    where = cfg.path or "<config>"
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(where, key, f"file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(where, key, f"cannot read {p}: {e}") from None
 MAX_REPEATS = 100  # repeats: answers per case
 
 
@@ -47,7 +61,7 @@ class CacheSettings(_Strict):
     @classmethod
     def _redis_url(cls, v):
         if v:
-            from ..cache.redis import check_url
+            from llmops_cli.core.cache.redis import check_url
 
             problem = check_url(v)
             if problem:
@@ -95,12 +109,13 @@ class Config(_Strict):
     max_unscored_share: float = Field(0.1, ge=0, le=1)
     cache: CacheSettings = CacheSettings()
 
-    # set by load_config, not by the YAML
+    # set by load_config (the path) and by measure.prepare, not by the YAML
     _path: Path | None = None
     _system_text: str | None = None
-    _user_text: str = ""
-    _judge_templates: dict[str, str] = {}  # judge name → template text (read at load time)
-    _checks: dict[str, Any] | None = None  # check name → checks.Prepared (compiled at load time)
+    _user_text: str | None = None
+    _judge_templates: dict[str, str] = {}  # judge name → template text (read by measure.prepare)
+    _checks: dict[str, Any] | None = None  # check name → checks.Prepared (compiled by measure.prepare)
+    _prepared: bool = False
 
     @field_validator("api_base")
     @classmethod
@@ -152,19 +167,7 @@ class Config(_Strict):
 
     @field_validator("metrics")
     @classmethod
-    def _known_metrics(cls, v):
-        from ..scorers import SCORERS
-
-        if any(name not in SCORERS for name in v):
-            from ..plugins import FAILED, load_plugins
-
-            load_plugins()  # scorers from other packages (entry points), only when a name is not built in
-            for name in v:
-                if name in FAILED:
-                    raise ValueError(f"the plugin scorer {name!r} failed to load: {FAILED[name]}")
-        for name in v:
-            if name not in SCORERS:
-                raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(SCORERS))}")
+    def _metrics_once(cls, v):  # the names are resolved (built in, or plugins) by measure.prepare
         if len(set(v)) != len(v):
             raise ValueError("a metric is listed twice")
         return v
@@ -194,18 +197,10 @@ class Config(_Strict):
         return self
 
     def _check_rule(self, where: str, name: str, rule) -> None:
-        """A gate rule names a metric of this config and points its way
-        (``max_drop`` for scores; ``max_increase``/``_pct`` for costs)."""
-        from ..scorers import SCORERS
-
+        """A gate rule names a metric of this config (whether its margin points
+        the metric's way is checked by :func:`llmops_cli.measure.prepare.check_metrics`)."""
         if name not in self.all_metrics:
             raise ValueError(f"{where}: not among the metrics, judges or checks {self.all_metrics}")
-        lower = name in SCORERS and not SCORERS[name].higher_is_better
-        if lower and rule.max_drop is not None:
-            raise ValueError(f"{where}.max_drop: {name} is lower-is-better; give max_increase (in its unit) or "
-                             "max_increase_pct")
-        if not lower and rule.margin_key in ("max_increase", "max_increase_pct"):
-            raise ValueError(f"{where}.{rule.margin_key}: {name} is higher-is-better; give max_drop")
 
     @property
     def all_metrics(self) -> list[str]:
@@ -232,10 +227,19 @@ class Config(_Strict):
 
     @property
     def system_template(self) -> str | None:
+        """The system prompt's template: ``prompt.system``, or the text of
+        ``prompt.system_file`` (read on first use). Raises :class:`ConfigError`
+        for an unreadable file."""
+        if self.prompt.system_file and self._system_text is None:
+            self._system_text = _load_text(self, "prompt.system_file", self.prompt.system_file)
         return self._system_text if self._system_text is not None else self.prompt.system
 
     @property
     def user_template(self) -> str:
+        """The user prompt's template: ``prompt.user``, or the text of
+        ``prompt.user_file`` (read on first use). Raises :class:`ConfigError`."""
+        if self.prompt.user_file and self._user_text is None:
+            self._user_text = _load_text(self, "prompt.user_file", self.prompt.user_file)
         return self._user_text or self.prompt.user or ""
 
     # -- judges ----------------------------------------------------------
@@ -255,29 +259,15 @@ class Config(_Strict):
         return bool(self.deployments) and not j.model and not j.api_base
 
     def judge_template(self, name: str) -> str:
-        """Judge ``name``'s Jinja2 template: its ``template_file`` (read by
-        :func:`parse_config`) or the packaged one for its type.
+        """Judge ``name``'s Jinja2 template, as :func:`llmops_cli.measure.prepare.prepare`
+        read it (its ``template_file``, or the packaged one for its type).
 
         Raises:
-            ConfigError: an unreadable or invalid ``template_file``."""
+            RuntimeError: the config was not prepared."""
         text = self._judge_templates.get(name)
         if text is None:
-            from ..judge import template_text
-
-            text = self._judge_templates[name] = template_text(self.judges[name], self, name)
+            raise RuntimeError(f"judges.{name}: its template is read by llmops_cli.prepare(cfg); call it first")
         return text
-
-    def prepared_checks(self) -> dict[str, Any]:
-        """The checks compiled once (regexes, JSON Schemas, imported python
-        functions; :func:`llmops_cli.checks.prepare_checks`), by name.
-
-        Raises:
-            ConfigError: a check that cannot be compiled or imported."""
-        if self._checks is None:
-            from ..checks import prepare_checks
-
-            self._checks = prepare_checks(self)
-        return self._checks
 
     def effective_judge(self, name: str) -> dict[str, Any]:
         """What actually grades for judge ``name``: ``{model, api_base,

@@ -2,7 +2,7 @@
 its baseline counterpart, as plain JSON-able data the page's script renders
 (and searches, filters and sorts) as text — never as markup.
 
-The candidate's scores are those the gate counts (:func:`~llmops_cli.pairing.counted`:
+The candidate's scores are those the gate counts (:func:`~llmops_cli.gate.pairing.counted`:
 a failed case as the metric's worst value, an unscored one as None, shown
 "—", never 0). Retrieved chunks' texts are stored once per chunk id.
 """
@@ -13,11 +13,11 @@ import json
 import math
 from typing import Any
 
-from ..comparison import CaseChange
-from ..dataset import input_text
-from ..pairing import counted, higher_is_better, scale_of, unit_of
-from ..record import CaseRecord, RunRecord
-from .text import case_reason
+from llmops_cli.gate.comparison import CaseChange
+from llmops_cli.plan.dataset import input_text
+from llmops_cli.gate.pairing import counted, higher_is_better, scale_of, unit_of
+from llmops_cli.record.schema import CaseRecord, RunRecord
+from llmops_cli.report.text import case_reason
 
 MAX_REPLY_CHARS = 2000  # a judge's reply (its reasoning) beyond this is cut, the run record keeps it whole
 
@@ -29,7 +29,7 @@ def case_table(record: RunRecord, baseline: RunRecord | None = None,
     Args:
         record: the candidate run (or the run alone).
         baseline: the baseline record; None shows the run alone.
-        changes: the changed cases (:func:`llmops_cli.pairing.case_changes`,
+        changes: the changed cases (:func:`llmops_cli.gate.pairing.case_changes`,
             all of them, not the top few): each one's ``delta`` (scaled to
             0–1, the gate's ranking) and ``metric`` set the default sort.
         default_metric: the metric the table opens on (e.g. the first gated).

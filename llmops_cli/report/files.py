@@ -9,9 +9,9 @@ import json
 import os
 from xml.etree import ElementTree as ET
 
-from ..comparison import Comparison
-from ..record import RunRecord
-from .text import fmt, fmt_ci, fmt_mde, fmt_p
+from llmops_cli.gate.comparison import Comparison
+from llmops_cli.record.schema import RunRecord
+from llmops_cli.report.text import fmt, fmt_ci, fmt_mde, fmt_p
 
 
 def junit_xml(cmp: Comparison, suite: str = "llmops") -> str:
@@ -46,16 +46,16 @@ def comparison_json(cmp: Comparison, record: RunRecord | None = None) -> str:
 
 
 def write_reports(out, opts, baseline=None) -> None:
-    """For an :class:`~llmops_cli.outcome.Outcome` ``out`` and the
-    :class:`~llmops_cli.evaluate.EvalOptions` ``opts``: write the Markdown summary (``opts.markdown``, and appended to
+    """For an :class:`~llmops_cli.gate.outcome.Outcome` ``out`` and the
+    :class:`~llmops_cli.jobs.evaluate.EvalOptions` ``opts``: write the Markdown summary (``opts.markdown``, and appended to
     ``$GITHUB_STEP_SUMMARY`` when set), the PR comment (``opts.comment``),
     the JUnit XML (``opts.junit``) and the HTML report (``opts.html``;
     ``baseline``: the baseline record, for its per-case table and plots).
 
     Raises:
         OutputError: a report cannot be written (names the file)."""
-    from ..files import append_text, atomic_write_text
-    from .markdown import comment_body, markdown
+    from llmops_cli.core.files import append_text, atomic_write_text
+    from llmops_cli.report.markdown import comment_body, markdown
 
     md = markdown(out.comparison, out.record, opts.top)
     if opts.markdown:
@@ -68,6 +68,6 @@ def write_reports(out, opts, baseline=None) -> None:
     if opts.junit:
         atomic_write_text(opts.junit, junit_xml(out.comparison))
     if opts.html:
-        from .html import html_report
+        from llmops_cli.report.html import html_report
 
         atomic_write_text(opts.html, html_report(out.record, out.comparison, baseline=baseline, outcome=out))

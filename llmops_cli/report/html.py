@@ -11,7 +11,7 @@ in the record shows as text and could not run even if it were markup.
 
 Numbers are those of the terminal and the Markdown summary (the
 :mod:`.text` helpers); the verdict and exit code, those of the gate
-(:func:`llmops_cli.outcome.from_comparison`).
+(:func:`llmops_cli.gate.outcome.from_comparison`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import hashlib
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from ..comparison import Comparison
-from ..record import RunRecord, Usage
-from .case_table import case_table, script_json
-from .text import fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, slice_cell, slice_tables
+from llmops_cli.gate.comparison import Comparison
+from llmops_cli.record.schema import RunRecord, Usage
+from llmops_cli.report.case_table import case_table, script_json
+from llmops_cli.report.text import fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, slice_cell, slice_tables
 
 if TYPE_CHECKING:
-    from ..outcome import Outcome
+    from llmops_cli.gate.outcome import Outcome
 
 _TONE = {"passed": "good", "regressed": "bad", "incomplete": "warn", "bad input": "warn", "interrupted": "warn"}
 
@@ -42,9 +42,9 @@ def html_report(record: RunRecord, comparison: Comparison | None = None, *, base
             run alone (no verdict, no exit code).
         baseline: the baseline record, for the per-case table and the score
             distributions (without it they show the candidate alone).
-        outcome: the run's :class:`~llmops_cli.outcome.Outcome`, when the
+        outcome: the run's :class:`~llmops_cli.gate.outcome.Outcome`, when the
             caller has it (its exit code and reason are shown); else derived
-            from ``comparison`` (:func:`~llmops_cli.outcome.from_comparison`:
+            from ``comparison`` (:func:`~llmops_cli.gate.outcome.from_comparison`:
             a record that did not complete is ``incomplete``, exit 3).
         title: the page title (default: the config's name).
 
@@ -62,7 +62,7 @@ def html_report(record: RunRecord, comparison: Comparison | None = None, *, base
 
 
 def _templates():
-    return resources.files("llmops_cli") / "templates"
+    return resources.files("llmops_cli.report") / "templates"
 
 
 def _asset(name: str) -> str:
@@ -77,8 +77,8 @@ def _sha256(text: str) -> str:
 def _context(record: RunRecord, cmp: Comparison | None, baseline: RunRecord | None, outcome: Outcome | None) -> dict[str, Any]:
     from markupsafe import Markup
 
-    from ..pairing import case_changes
-    from . import plots
+    from llmops_cli.gate.pairing import case_changes
+    from llmops_cli.report import plots
 
     gated = [m.metric for m in cmp.metrics if m.max_drop is not None] if cmp is not None else []
     compared = [m.metric for m in cmp.metrics] if cmp is not None else []
@@ -128,7 +128,7 @@ def _commits(cmp: Comparison | None) -> list[tuple[str, str]]:
 
 
 def _verdict(record: RunRecord, cmp: Comparison | None, outcome: Outcome | None) -> dict[str, Any] | None:
-    from ..outcome import from_comparison
+    from llmops_cli.gate.outcome import from_comparison
 
     if outcome is None and cmp is not None:
         outcome = from_comparison(cmp, record)
@@ -187,7 +187,7 @@ def _usage_rows(u: Usage, b: Usage | None) -> list[tuple[str, str, str | None]]:
 
 
 def _distributions(record: RunRecord, baseline: RunRecord | None, table: dict[str, Any]) -> list[str]:
-    from . import plots
+    from llmops_cli.report import plots
 
     out = []
     for i, m in enumerate(table["metrics"]):
@@ -202,7 +202,7 @@ def _distributions(record: RunRecord, baseline: RunRecord | None, table: dict[st
 
 
 def _latency(record: RunRecord) -> str | None:
-    from . import plots
+    from llmops_cli.report import plots
 
     calls = [c for case in record.cases for c in case.calls if c.latency_s is not None]
     return plots.latency_histogram([c.latency_s for c in calls if not c.cached], [c.latency_s for c in calls if c.cached])

@@ -19,13 +19,13 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..comparison import CaseChange, Comparison
-from ..dataset import input_text
-from .text import _short, case_reason, fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, slice_cell, slice_tables, usage_line
+from llmops_cli.gate.comparison import CaseChange, Comparison
+from llmops_cli.plan.dataset import input_text
+from llmops_cli.report.text import _short, case_reason, fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, slice_cell, slice_tables, usage_line
 
 if TYPE_CHECKING:
-    from ..outcome import Outcome
-    from ..record import RunRecord
+    from llmops_cli.gate.outcome import Outcome
+    from llmops_cli.record.schema import RunRecord
 
 MARKDOWN_BUDGET = 60_000  # characters; GitHub refuses a comment (or job summary) over 65,536
 COMMENT_LIMIT = 65_536
@@ -137,7 +137,7 @@ def no_verdict_comment(config_path: str | Path, exit_code: int, reason: str = ""
     """The PR comment of a gate that ended without a comparison (exit 2, 3,
     130 or 143): the marker line, then what happened and where to look —
     so that an earlier comment's verdict does not stay up."""
-    from ..outcome import EXIT_CODES
+    from llmops_cli.gate.outcome import EXIT_CODES
 
     status = {**{code: s for s, code in reversed(EXIT_CODES.items())}, 143: "terminated"}.get(exit_code, "failed")
     why = f": {escape(clip(reason, 2_000))}" if reason else ""

@@ -19,8 +19,8 @@ import math
 import re
 from typing import Sequence
 
-from ..comparison import MetricComparison
-from .text import fmt, fmt_ci
+from llmops_cli.gate.comparison import MetricComparison
+from llmops_cli.report.text import fmt, fmt_ci
 
 BASELINE_COLOR, CANDIDATE_COLOR = "#8c96a8", "#2f6fdb"
 BAD_COLOR, GOOD_COLOR, ZERO_COLOR = "#d23c3c", "#2e9e5b", "#555555"

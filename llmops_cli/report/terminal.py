@@ -4,11 +4,11 @@ tables of ``cache info``, ``scorers`` and ``review import``."""
 
 from __future__ import annotations
 
-from ..comparison import Comparison
-from ..dataset import input_text
-from ..record import RunRecord
-from .files import comparison_json
-from .text import _short, case_reason, fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, slice_cell, slice_tables, usage_line
+from llmops_cli.gate.comparison import Comparison
+from llmops_cli.plan.dataset import input_text
+from llmops_cli.record.schema import RunRecord
+from llmops_cli.report.files import comparison_json
+from llmops_cli.report.text import _short, case_reason, fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, slice_cell, slice_tables, usage_line
 
 VERDICT_STYLE = {"pass": "green", "improved": "bold green", "regressed": "bold red", "below min": "bold red",
                  "above max": "bold red", "unproven": "bold red", "unscored": "bold yellow", "info": "dim"}
@@ -154,7 +154,7 @@ def terminal(stderr: bool = False):
     return console
 
 def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: bool = False) -> None:
-    """Render an :class:`~llmops_cli.outcome.Outcome`: notes, the run summary
+    """Render an :class:`~llmops_cli.gate.outcome.Outcome`: notes, the run summary
     and record path, the gate table, the verdict; an error as one line on
     stderr (after the partial record's path). ``quiet`` (hooks): nothing on
     success; on failure only the gate table (if any) and the verdict.
@@ -195,7 +195,7 @@ def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: 
         console.print("[bold green]gate passed[/]")
 
 def print_agreement(console, rows) -> None:
-    """Judge-vs-human agreement (:func:`llmops_cli.review.agreement`) as a table."""
+    """Judge-vs-human agreement (:func:`llmops_cli.jobs.review.agreement`) as a table."""
     from rich.table import Table
 
     t = Table(title="judge vs human", title_justify="left")

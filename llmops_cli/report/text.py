@@ -4,7 +4,7 @@ the per-slice tables."""
 
 from __future__ import annotations
 
-from ..comparison import Comparison, MetricComparison
+from llmops_cli.gate.comparison import Comparison, MetricComparison
 
 
 def fmt(v: float | None, scale: float = 1.0, signed: bool = False, unit: str = "") -> str:

@@ -60,7 +60,7 @@ import time
 import uuid
 from typing import Any, Callable, Sequence
 
-from .http import Headers, Handler, Server, _pieces
+from llmops_cli.testing.http import Headers, Handler, Server, _pieces
 
 __all__ = ["FakeOpenAI", "Headers", "echo_last_line"]
 

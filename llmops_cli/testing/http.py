@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from . import FakeOpenAI
+    from llmops_cli.testing import FakeOpenAI
 
 _ERROR_TYPES = {
     400: ("invalid_request_error", None),

@@ -1,0 +1,303 @@
+"""Checks: per-case assertions on an output, scored 1 (pass) or 0 (fail)
+with a one-line reason, gated like every metric (the same paired statistics
+and family-wise correction; a case the model failed counts as 0).
+
+Types (see :class:`~llmops_cli.config.models.Check`): ``equals``,
+``contains``, ``icontains``, ``not_contains``, ``starts_with``, ``regex``,
+``is_json``, ``json_schema`` (the ``jsonschema`` library), ``length``,
+``python`` (a function of the user's). String values are Jinja2 templates
+over the case's inputs and ``references``, rendered when the run is planned
+(an undefined variable is exit 2 before any model call). With ``field``, the
+check looks at one field of a JSON answer; an answer that does not parse, or
+lacks the field, fails the check — it is never left out.
+
+A ``python`` check that raises, or returns something that is not a score, is
+*unscored* for that case (the reason says why), never 0 or 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from llmops_cli.config import Check, Config, ConfigError
+from llmops_cli.record.schema import CaseRecord, MetricSummary
+from llmops_cli.measure.scorers import answer_field, mean
+
+Verdict = tuple[float | None, str | None]  # (score 0–1 or None = unscored, reason or None)
+
+
+@dataclass
+class Prepared:
+    """A check ready to run: its spec, a compiled regex, a loaded JSON Schema
+    validator or an imported function, as its type needs."""
+
+    name: str
+    spec: Check
+    regex: re.Pattern | None = None
+    validator: Any = None
+    function: Callable[..., Any] | None = None
+
+
+def prepared_checks(cfg: Config) -> dict[str, Prepared]:
+    """The checks of ``cfg`` compiled once (:func:`prepare_checks`) and kept on it.
+    Raises :class:`ConfigError`."""
+    if cfg._checks is None:
+        cfg._checks = prepare_checks(cfg)
+    return cfg._checks
+
+
+def prepare_checks(cfg: Config) -> dict[str, Prepared]:
+    """Compile every check of ``cfg`` (regexes, JSON Schemas, python imports).
+
+    Raises:
+        ConfigError: an invalid regex, JSON Schema or schema file, a python
+            check that cannot be imported or is not callable (names the key).
+    """
+    path = cfg.path or "<config>"
+    out = {}
+    for name, spec in cfg.checks.items():
+        key = f"checks.{name}.{spec.type}"
+        p = Prepared(name, spec)
+        if spec.regex is not None and "{{" not in spec.regex:
+            try:
+                p.regex = re.compile(spec.regex)
+            except re.error as e:
+                raise ConfigError(path, key, f"invalid regular expression: {e}") from None
+        elif spec.json_schema is not None:
+            p.validator = _validator(spec.json_schema, cfg, path, key)
+        elif spec.python is not None:
+            p.function = _import(spec.python, cfg, path, key)
+        out[name] = p
+    return out
+
+
+def _validator(schema: dict[str, Any] | str, cfg: Config, path, key: str):
+    import jsonschema
+
+    if isinstance(schema, str):
+        file = cfg.resolve(schema)
+        try:
+            schema = json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(path, key, f"schema file not found: {file}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(path, key, f"cannot read schema {file}: {e}") from None
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise ConfigError(path, key, f"not a valid JSON Schema: {e.message}") from None
+    return cls(schema)
+
+
+def module_file(target: str, cfg: Config, *, existing: bool = True) -> Path | None:
+    """The file of a python check's ``path.py:function`` (resolved against
+    the config's folder) or ``module:function`` when that module is a
+    ``.py`` file next to the config; None for a module imported from
+    elsewhere (installed). ``existing=False``: for a ``module:function``,
+    the file it would be next to the config, whether or not it is there."""
+    where = target.rpartition(":")[0]
+    if where.endswith(".py"):
+        return cfg.resolve(where)
+    file = cfg.base_dir / (where.replace(".", "/") + ".py")
+    return file if file.is_file() or not existing else None
+
+
+def _import(target: str, cfg: Config, path, key: str) -> Callable[..., Any]:
+    """``module:function`` (importable, or a module next to the config) or
+    ``path.py:function`` (relative to the config's folder)."""
+    import importlib
+    import importlib.util
+    import sys
+
+    where, _, attr = target.rpartition(":")
+    try:
+        if where.endswith(".py"):
+            file = cfg.resolve(where)
+            spec = importlib.util.spec_from_file_location(f"llmops_check_{file.stem}", file)
+            if spec is None or not file.is_file():
+                raise ConfigError(path, key, f"file not found: {file}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            if module_file(target, cfg) is not None:
+                _forget_foreign(where.split(".")[0], cfg.base_dir)
+            sys.path.insert(0, str(cfg.base_dir))
+            try:
+                module = importlib.import_module(where)
+            finally:
+                sys.path.remove(str(cfg.base_dir))
+    except ConfigError:
+        raise
+    except Exception as e:  # the user's module failed to import: bad input, named
+        raise ConfigError(path, key, f"cannot import {where}: {type(e).__name__}: {e}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(path, key, f"{where} has no function {attr!r}")
+    return fn
+
+
+def _forget_foreign(top: str, base_dir) -> None:
+    """Drop from ``sys.modules`` the module ``top`` and its submodules when
+    they were imported from anywhere but ``base_dir`` — another project's
+    module of the same name, imported earlier in this process (``eval
+    --watch``, ``--baseline-ref``'s checkout, a test suite) — so that a
+    ``module:function`` check next to a config is that config's own."""
+    import sys
+
+    base = Path(base_dir).resolve()
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if (name != top and not name.startswith(top + ".")) or not file:
+            continue
+        own = base.joinpath(*name.split("."))
+        if Path(file).resolve() not in (own.with_suffix(".py"), own / "__init__.py"):
+            del sys.modules[name]
+
+
+# -- running a check -----------------------------------------------------------------------
+
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _target(output: str, field: str | None) -> tuple[Any, str | None]:
+    """The text a check looks at, or ``(None, reason)`` when a ``field`` was
+    asked for and the answer does not parse or has none."""
+    if field is None:
+        return output, None
+    text, why = answer_field(output, field)
+    return (None, why) if why else (text, None)
+
+
+def run_check(check: Prepared, output: str, value: Any, inputs: dict[str, Any], references: list[str],
+              chunks: list[dict[str, Any]]) -> Verdict:
+    """One check on one output: ``(1.0, None)`` on a pass, ``(0.0, reason)``
+    on a failure, ``(None, reason)`` when a python check gave no score.
+    ``value`` is the check's rendered value for this case."""
+    spec = check.spec
+    text, missing = _target(output, spec.field)
+    if missing:
+        return 0.0, missing
+    t = spec.type
+    if t == "equals":
+        return (1.0, None) if text.strip() == value.strip() else (0.0, f"{_short(text)!r} is not {_short(value)!r}")
+    if t in ("contains", "icontains"):
+        values = value if isinstance(value, list) else [value]
+        hay = text.lower() if t == "icontains" else text
+        found = [v for v in values if (v.lower() if t == "icontains" else v) in hay]
+        ok = len(found) == len(values) if spec.match == "all" else bool(found)
+        if ok:
+            return 1.0, None
+        lacking = [v for v in values if v not in found]
+        return 0.0, f"does not contain {' and '.join(map(repr, lacking)) if spec.match == 'all' else ' or '.join(map(repr, values))}"
+    if t == "not_contains":
+        values = value if isinstance(value, list) else [value]
+        found = [v for v in values if v in text]
+        return (1.0, None) if not found else (0.0, f"contains {', '.join(map(repr, found))}")
+    if t == "starts_with":
+        return (1.0, None) if text.lstrip().startswith(value) else (0.0, f"starts with {_short(text, 30)!r}, not {value!r}")
+    if t == "regex":
+        rx = check.regex or re.compile(value)
+        return (1.0, None) if rx.search(text) else (0.0, f"no match for /{value}/")
+    if t == "is_json":
+        try:
+            json.loads(text)
+        except ValueError as e:
+            return 0.0, f"not JSON: {e.msg} (char {e.pos})"
+        return 1.0, None
+    if t == "json_schema":
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            return 0.0, f"not JSON: {e.msg} (char {e.pos})"
+        err = next(iter(sorted(check.validator.iter_errors(data), key=lambda e: list(e.path))), None)
+        if err is None:
+            return 1.0, None
+        where = "/".join(map(str, err.absolute_path)) or "(root)"
+        return 0.0, f"schema: {where}: {_short(err.message, 80)}"
+    if t == "length":
+        n = len(text.split()) if spec.length.unit == "words" else len(text)
+        lo, hi = spec.length.min, spec.length.max
+        if (lo is not None and n < lo) or (hi is not None and n > hi):
+            return 0.0, f"{n} {spec.length.unit}, allowed {lo if lo is not None else 0}–{hi if hi is not None else '∞'}"
+        return 1.0, None
+    return _call(check, output if spec.field is None else text, inputs, references, chunks)
+
+
+def _call(check: Prepared, output: str, inputs, references, chunks) -> Verdict:
+    """A ``python`` check: keyword arguments the function accepts, among
+    ``output``, ``inputs``, ``references``, ``chunks``; its result read as
+    bool, 0–1 number, ``(score, reason)`` or ``{"score", "reason"}``."""
+    import inspect
+
+    args = {"output": output, "inputs": inputs, "references": references, "chunks": chunks}
+    try:
+        params = inspect.signature(check.function).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            args = {k: v for k, v in args.items() if k in params}
+        result = check.function(**args)
+    except Exception as e:  # the user's function failed on this case: unscored, with the reason
+        return None, f"{check.spec.python} raised {type(e).__name__}: {_short(str(e), 80)}"
+    reason = None
+    if isinstance(result, dict):
+        result, reason = result.get("score"), result.get("reason")
+    elif isinstance(result, tuple) and len(result) == 2:
+        result, reason = result
+    if isinstance(result, bool):
+        score = 1.0 if result else 0.0
+    elif isinstance(result, (int, float)) and 0 <= result <= 1:
+        score = float(result)
+    else:
+        return None, f"{check.spec.python} returned {_short(repr(result), 40)}, not a bool or a 0–1 score"
+    return score, (None if score == 1.0 else (str(reason) if reason else "failed"))
+
+
+# -- scoring a run -------------------------------------------------------------------------
+
+def score_checks(cfg: Config, records: list[CaseRecord], values: list[dict[str, Any]],
+                 chunks: list[list[dict[str, Any]]]) -> dict[str, MetricSummary]:
+    """Run every check on every call of every case (repeats averaged per
+    case); fills ``CaseRecord.scores`` and ``.reasons`` (the first failing
+    repeat's reason). A case without an output stays unscored here and is
+    counted as 0 by the gate. Returns one summary per check
+    (:func:`check_summary`)."""
+    prepared = prepared_checks(cfg)
+    out = {}
+    for name, check in prepared.items():
+        for i, rec in enumerate(records):
+            scores, reason = [], None
+            for call in _answered(rec):
+                score, why = run_check(check, call.output, values[i].get(name) if values else None, rec.inputs,
+                                       rec.references, chunks[i] if chunks else [])
+                scores.append(score)
+                reason = reason or why
+            rec.scores[name] = mean(scores) if scores else None
+            if reason:
+                rec.reasons[name] = reason
+        out[name] = check_summary(name, check.spec.type, records)
+    return out
+
+
+def _answered(rec: CaseRecord) -> list:
+    """The calls of a case that a check looks at: answered, with an output."""
+    return [c for c in rec.calls if c.error is None and c.output is not None]
+
+
+def check_summary(name: str, type_: str, records: list[CaseRecord]) -> MetricSummary:
+    """The summary of check ``name`` (of type ``type_``) over ``records``
+    (checked already): the pass rate (mean of the scored cases); ``info``:
+    ``{"check": True, "type": ..., "failed": cases scored below 1,
+    "unscored_by_check": answered cases the check could not score}``. Used
+    by a run and by a merge of shards (:mod:`llmops_cli.jobs.merge`)."""
+    per_case = [rec.scores.get(name) for rec in records]
+    scored = sum(v is not None for v in per_case)
+    n_failed = sum(v is not None and v < 1 for v in per_case)
+    n_unscored = sum(v is None and bool(_answered(rec)) for v, rec in zip(per_case, records))
+    return MetricSummary(aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
+                         info={"check": True, "type": type_, "failed": n_failed, "unscored_by_check": n_unscored})

@@ -1,0 +1,126 @@
+"""Prompt templates: Jinja2 with undefined variables as errors.
+
+Templates see the case's input fields by name, plus, when retrieval is on,
+``chunks`` (list of ``{id, doc_id, text, score}``) and ``context`` (the chunk
+texts joined by blank lines). Never the case's ``references`` (the gold
+answers): only judge templates see those, and a prompt template that names
+them is refused at load time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from llmops_cli.config.measure import TEMPLATED
+from llmops_cli.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llmops_cli.config import Config
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+
+@lru_cache(maxsize=64)
+def _compile(text: str) -> jinja2.Template:
+    return _env().from_string(text)
+
+
+@lru_cache(maxsize=64)
+def _globals(text: str) -> dict[str, Any]:
+    """The template's globals (Jinja2's ``range``, ``namespace``, …) as one
+    plain dict, merged once rather than on every render."""
+    return dict(_compile(text).globals)
+
+
+def check_template(text: str, path: str | Path, key: str) -> None:
+    """Raise :class:`ConfigError` naming ``path`` and ``key`` if ``text`` is
+    not valid Jinja2 syntax."""
+    try:
+        _compile(text)
+    except jinja2.TemplateSyntaxError as e:
+        raise ConfigError(path, key, f"template syntax error on line {e.lineno}: {e.message}") from None
+
+
+def template_variables(text: str) -> set[str]:
+    """The variables ``text`` reads from its context (Jinja2's
+    ``meta.find_undeclared_variables``: names it sets itself are left out).
+    ``text`` must be valid syntax (see :func:`check_template`)."""
+    from jinja2 import meta
+
+    return meta.find_undeclared_variables(_env().parse(text))
+
+
+def render(text: str, variables: dict[str, Any], path: str | Path, key: str) -> str:
+    """Render one template.
+
+    Raises:
+        ConfigError: naming ``path`` and ``key`` — the template uses a variable
+            the case does not have, or fails while rendering (``{{ 1/0 }}``, a
+            filter given the wrong type, ...).
+    """
+    try:
+        # Template.render(**variables) merges the globals' ChainMap into a new dict on every call (half of its
+        # time for short prompts: 2430 renders of a cached 810-case run cost 21 ms that way, 10 ms this way)
+        template = _compile(text)
+        context = template.new_context({**_globals(text), **variables}, shared=True)
+        return template.environment.concat(template.root_render_func(context))
+    except jinja2.UndefinedError as e:
+        raise ConfigError(path, key, f"template error: {e.message}; available: {', '.join(sorted(variables))}") from None
+    except jinja2.TemplateError as e:
+        raise ConfigError(path, key, f"template error: {e}") from None
+    except Exception as e:  # a runtime error inside the template: the template's fault, not a bug of llmops
+        raise ConfigError(path, key, f"template error: {type(e).__name__}: {e}") from None
+
+
+def render_messages(system: str | None, user: str, variables: dict[str, Any], path: str | Path) -> list[dict[str, str]]:
+    """Render the chat messages for one case: ``[{"role", "content"}, ...]``.
+    Raises :class:`ConfigError` (key ``prompt.system`` or ``prompt.user``) as
+    :func:`render` does."""
+    messages = []
+    if system:
+        messages.append({"role": "system", "content": render(system, variables, path, "prompt.system")})
+    messages.append({"role": "user", "content": render(user, variables, path, "prompt.user")})
+    return messages
+
+
+# -- check values rendered per case (at planning, before any call) ---------------------------
+
+def render_values(cfg: Config, inputs: dict[str, Any], references: list[str]) -> dict[str, Any]:
+    """Each templated check's value for one case (a string, or a list for
+    ``contains``-like checks), rendered over the case's inputs and
+    ``references``. Raises :class:`ConfigError` naming the check."""
+    variables = {**inputs, "references": references}
+    out: dict[str, Any] = {}
+    for name, spec in cfg.checks.items():
+        if spec.type not in TEMPLATED:
+            continue
+        value = getattr(spec, spec.type)
+        key = f"checks.{name}.{spec.type}"
+        if isinstance(value, list):
+            out[name] = [render(v, variables, cfg.path or "<config>", key) if "{{" in v or "{%" in v else v for v in value]
+        else:
+            out[name] = render(value, variables, cfg.path or "<config>", key) if "{{" in value or "{%" in value else value
+    return out
+
+
+def check_no_references(cfg: Config) -> None:
+    """The model under test must not see the gold answers: a prompt template
+    naming ``references`` (only judges get them), or a reference field listed
+    among ``dataset.inputs``, is a :class:`ConfigError`."""
+    path = cfg.path or "<config>"
+    for part, text in (("system", cfg.system_template), ("user", cfg.user_template)):
+        if text is not None and "references" in template_variables(text):
+            key = f"prompt.{part}_file" if getattr(cfg.prompt, f"{part}_file") else f"prompt.{part}"
+            raise ConfigError(path, key, "uses `references`, the gold answers: the model under test must not see them "
+                              "(only judge templates get them)")
+    leaked = [f for f in cfg.dataset.inputs or [] if f in cfg.dataset.references]
+    if leaked:
+        raise ConfigError(path, "dataset.inputs", f"{leaked[0]!r} is also a references field: the model under test "
+                          "must not see the gold answers")
