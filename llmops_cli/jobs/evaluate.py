@@ -128,6 +128,7 @@ def _prepare(opts: EvalOptions):
                               else recorded_config(candidate, opts.candidate)))
     if opts.plain:
         cfg.gate.mode = "plain"
+    _check_local_models(cfg)
     bpath = Path(opts.baseline) if opts.baseline else cfg.baseline_path
     if opts.baseline_ref or opts.allow_dataset_change:
         from llmops_cli.jobs.ref_baseline import check_options
@@ -153,6 +154,19 @@ def _prepare(opts: EvalOptions):
     if candidate is not None:
         check_candidate(candidate, cfg, opts.candidate)
     return cfg, bpath, baseline, notes, candidate
+
+
+def _check_local_models(cfg) -> None:
+    """An embedded model (``local/...``, the starter's default) that this
+    installation cannot run — no ``[local]`` extra — is exit 2 at once, with
+    the install command, before the baseline or anything else is looked at."""
+    from llmops_cli.core.errors import ConfigError
+    from llmops_cli.run.local_model import unavailable
+
+    models = [("model", cfg.model)] + [(f"judges.{n}.model", j.model) for n, j in cfg.judges.items() if j.model]
+    for key, model in models:
+        if model.startswith("local/") and (problem := unavailable(model)):
+            raise ConfigError(cfg.path or "<config>", key, problem)
 
 
 def _open_cache(opts: EvalOptions, cfg):

@@ -55,6 +55,20 @@ def model_path(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def unavailable(model: str) -> str | None:
+    """Why ``model`` (``local/<name>``) cannot run in this installation — the
+    ``[local]`` extra or the GGUF file is missing — with the one command that
+    fixes it; None when it can. Imports neither llama-cpp-python nor the model."""
+    name = model.split("/", 1)[1] if "/" in model else model
+    try:
+        model_path(name)
+    except LocalModelError as e:
+        return str(e)
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed: pip install 'llmops-cli[local]'"
+    return None
+
+
 def _close_all() -> None:
     for llm in _loaded.values():
         try:

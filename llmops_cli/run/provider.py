@@ -102,8 +102,12 @@ def redact(text: str, extra_env: tuple[str | None, ...] = ()) -> str:
 
 
 def _error_text(exc: BaseException, ep: Endpoint) -> str:
+    """One line for a failed call: the error's type and message, keys
+    redacted, at most 500 characters, and never a traceback (LiteLLM puts
+    a custom provider's whole traceback into its error's message)."""
     envs = (ep.api_key_env,) + tuple(t.api_key_env for t in ep.deployments)
-    return redact(" ".join(f"{type(exc).__name__}: {exc}".split()), envs)[:500]
+    text = f"{type(exc).__name__}: {exc}".split("Traceback (most recent call last)")[0]
+    return redact(" ".join(text.split()), envs)[:500]
 
 
 def api_key(ep: Endpoint, config_path: str | Path | None = None) -> str | None:
@@ -134,7 +138,14 @@ def check_credentials(ep: Endpoint, config_path: str | Path | None = None) -> No
         from llmops_cli.run.deployments import check_credentials as check_targets
 
         return check_targets(ep, config_path)
-    if api_key(ep, config_path) or ep.is_local:
+    if ep.is_local:
+        from llmops_cli.run.local_model import unavailable
+
+        problem = unavailable(ep.model)
+        if problem:
+            raise ConfigError(config_path or "<config>", "model", problem)
+        return
+    if api_key(ep, config_path):
         return
     require_provider_key(import_litellm(), ep.model, ep.api_base, config_path, "model")
 
