@@ -92,33 +92,12 @@ def finish(opts, *, top: int = 5, quiet: bool = False, json_out: bool = False, v
     else:
         from llmops_cli.jobs.evaluate import evaluate
 
-        with _progress(console, quiet) as update:
+        from llmops_cli.report.terminal import progress_bar
+
+        with progress_bar(console, quiet) as update:
             out = evaluate(opts, progress=update)
     print_outcome(console, out, top=top, quiet=quiet, json_out=json_out)
     raise SystemExit(out.exit_code)
-
-
-class _progress:
-    """A transient progress bar on a terminal; nothing in CI logs or with ``--quiet``."""
-
-    def __init__(self, console, quiet: bool):
-        self.bar = None
-        if console.is_terminal and not quiet:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            self.bar = Progress(TextColumn("answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TimeRemainingColumn(), console=console, transient=True)
-
-    def __enter__(self):
-        if self.bar is None:
-            return None
-        self.bar.__enter__()
-        task = self.bar.add_task("answering", total=None)
-        return lambda done, total: self.bar.update(task, completed=done, total=total)
-
-    def __exit__(self, *exc):
-        return self.bar.__exit__(*exc) if self.bar is not None else False
 
 
 @cli.command("eval", epilog=EXIT_CODES)

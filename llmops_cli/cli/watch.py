@@ -16,7 +16,7 @@ def watch_eval(opts, *, top: int = 5, quiet: bool = False, json_out: bool = Fals
     from llmops_cli.jobs.evaluate import _shown, evaluate
     from llmops_cli.report import print_error, print_outcome, terminal
     from llmops_cli.jobs.watch import check_options, watch
-    from llmops_cli.cli.run import _progress
+    from llmops_cli.report.terminal import progress_bar
 
     try:
         if json_out:
@@ -28,7 +28,7 @@ def watch_eval(opts, *, top: int = 5, quiet: bool = False, json_out: bool = Fals
     console = terminal()
 
     def run(o):
-        with _progress(console, quiet) as update:
+        with progress_bar(console, quiet) as update:
             return evaluate(o, progress=update)
 
     def show(it) -> None:

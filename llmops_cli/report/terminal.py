@@ -230,3 +230,26 @@ def print_scorers(console, scorers: dict, plugins: dict[str, str], failed: dict[
     console.print(t)
     for name, why in sorted(failed.items()):
         console.print(f"plugin {name} failed to load: {why}", style="yellow", markup=False)
+
+
+class progress_bar:
+    """A transient progress bar on a terminal; nothing in CI logs or with ``--quiet``."""
+
+    def __init__(self, console, quiet: bool):
+        self.bar = None
+        if console.is_terminal and not quiet:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("answering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TimeRemainingColumn(), console=console, transient=True)
+
+    def __enter__(self):
+        if self.bar is None:
+            return None
+        self.bar.__enter__()
+        task = self.bar.add_task("answering", total=None)
+        return lambda done, total: self.bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc) if self.bar is not None else False

@@ -37,7 +37,6 @@ How LiteLLM 1.106's Router is used (``litellm/router.py``):
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
@@ -47,22 +46,6 @@ if TYPE_CHECKING:
     from llmops_cli.plan.endpoint import Endpoint
 
 COOLDOWN_S = 5  # LiteLLM's default cooldown_time, stated here so the README and the Router agree
-
-
-def check_credentials(ep: Endpoint, config_path: str | Path | None = None) -> None:
-    """Every target's key is in the environment: its ``api_key_env``, else
-    what LiteLLM's ``validate_environment`` says its model needs.
-
-    Raises:
-        ConfigError: a key is missing (names the config file and the
-            target's key, e.g. ``deployments[1].api_key_env``)."""
-    from llmops_cli.run.provider import import_litellm, key_from_env, require_provider_key
-
-    litellm = None  # imported once, only when a target names no key of its own
-    for t in ep.deployments:
-        if not key_from_env(t.api_key_env, config_path, f"{t.where}.api_key_env"):
-            litellm = litellm or import_litellm()
-            require_provider_key(litellm, t.model, t.api_base, config_path, f"{t.where}.model")
 
 
 def _entry(group: str, t: Target, config_path) -> dict[str, Any]:

@@ -135,9 +135,7 @@ def check_credentials(ep: Endpoint, config_path: str | Path | None = None) -> No
     not in the environment (LiteLLM's ``validate_environment``; api-base
     settings are not required, providers have defaults)."""
     if ep.deployments:
-        from llmops_cli.run.deployments import check_credentials as check_targets
-
-        return check_targets(ep, config_path)
+        return _check_targets(ep, config_path)
     if ep.is_local:
         from llmops_cli.run.local_model import unavailable
 
@@ -148,6 +146,20 @@ def check_credentials(ep: Endpoint, config_path: str | Path | None = None) -> No
     if api_key(ep, config_path):
         return
     require_provider_key(import_litellm(), ep.model, ep.api_base, config_path, "model")
+
+
+def _check_targets(ep: Endpoint, config_path: str | Path | None = None) -> None:
+    """Every target's key is in the environment: its ``api_key_env``, else
+    what LiteLLM's ``validate_environment`` says its model needs.
+
+    Raises:
+        ConfigError: a key is missing (names the config file and the
+            target's key, e.g. ``deployments[1].api_key_env``)."""
+    litellm = None  # imported once, only when a target names no key of its own
+    for t in ep.deployments:
+        if not key_from_env(t.api_key_env, config_path, f"{t.where}.api_key_env"):
+            litellm = litellm or import_litellm()
+            require_provider_key(litellm, t.model, t.api_base, config_path, f"{t.where}.model")
 
 
 def require_provider_key(litellm, model: str, api_base: str | None, config_path: str | Path | None,
