@@ -19,6 +19,7 @@ _EXPORTS = {
     "run_eval": "jobs.runner", "score_outputs": "jobs.runner", "make_plan": "plan.requests", "Plan": "plan.requests",
     "prepare": "measure.prepare",
     "SCORERS": "measure.scorers", "register": "measure.scorers", "score_all": "measure.scorers",
+    "MetricResult": "measure.scorers", "mean": "measure.scorers",
     "RunRecord": "record.schema", "load_record": "record.schema", "save_record": "record.schema",
     "Cache": "core.cache",
     "compare": "gate.rules", "Comparison": "gate.comparison",

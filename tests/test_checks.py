@@ -11,11 +11,19 @@ from typer.testing import CliRunner
 
 from conftest import ANSWERS, QUESTIONS
 from llmops_cli.cli import cli
-from llmops_cli.config import Check, load_config
+from llmops_cli import prepare
+from llmops_cli.config import Check
+from llmops_cli.config import load_config as _load_config
 from llmops_cli.measure.checks import Prepared, run_check
 from llmops_cli.core.errors import ConfigError
 from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
+
+
+def load_config(path):
+    """The config as a run uses it: parsed, then prepared (templates, metric
+    names, judge templates, checks; :func:`llmops_cli.prepare`)."""
+    return prepare(_load_config(path))
 
 
 def question_of(messages) -> str:

@@ -6,9 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from llmops_cli.config import Config, load_config, parse_config
+from llmops_cli import prepare
+from llmops_cli.config import Config, parse_config
+from llmops_cli.config import load_config as _load_config
 from llmops_cli.core.fingerprint import config_diff, fingerprint
 from llmops_cli.core.errors import ConfigError, InputError
+
+
+def load_config(path):
+    """The config as a run uses it: parsed, then prepared (templates, metric
+    names, judge templates, checks; :func:`llmops_cli.prepare`)."""
+    return prepare(_load_config(path))
 
 URL = "http://127.0.0.1:9/v1"
 

@@ -26,7 +26,8 @@ from llmops_cli.measure import score as scoring
 from llmops_cli.gate.baseline import check_judges, write_baseline
 from llmops_cli.core.cache import Cache
 from llmops_cli.cli import cli
-from llmops_cli.config import load_config
+from llmops_cli import prepare
+from llmops_cli.config import load_config as _load_config
 from llmops_cli.core.fingerprint import config_diff, fingerprint
 from llmops_cli.core.errors import BaselineError, ConfigError, RunIncomplete
 from llmops_cli.record.environment import environment_changes
@@ -35,6 +36,12 @@ from llmops_cli.plan.requests import make_plan
 from llmops_cli.jobs.runner import run_eval
 from llmops_cli.measure.score import scorer_versions
 from llmops_cli.testing import FakeOpenAI
+
+
+def load_config(path):
+    """The config as a run uses it: parsed, then prepared (templates, metric
+    names, judge templates, checks; :func:`llmops_cli.prepare`)."""
+    return prepare(_load_config(path))
 
 pytestmark = pytest.mark.usefixtures("litellm_loaded")
 

@@ -15,11 +15,18 @@ from conftest import ANSWERS, PLANTED_KEY
 from llmops_cli.gate import stats
 from llmops_cli.core.cache import Cache
 from llmops_cli.cli import cli
-from llmops_cli.config import load_config
+from llmops_cli import prepare
+from llmops_cli.config import load_config as _load_config
 from llmops_cli.core.errors import ConfigError
 from llmops_cli.gate.stats import quantile
 from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
+
+
+def load_config(path):
+    """The config as a run uses it: parsed, then prepared (templates, metric
+    names, judge templates, checks; :func:`llmops_cli.prepare`)."""
+    return prepare(_load_config(path))
 
 OPS = "[exact_match, latency_s, latency_p95, prompt_tokens, completion_tokens, cost_usd]"
 

@@ -24,7 +24,7 @@ def install_tiny_plugin(site: Path) -> Path:
     pkg = site / "llmops_tiny"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text(textwrap.dedent('''
-        from llmops_cli.scorers import MetricResult, mean, register
+        from llmops_cli import MetricResult, mean, register
 
         def shouty(output, references):
             """1 when the answer is in capitals."""

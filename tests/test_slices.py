@@ -12,11 +12,18 @@ from typer.testing import CliRunner
 from conftest import ANSWERS, QUESTIONS
 from llmops_cli.core.cache import Cache
 from llmops_cli.cli import cli
-from llmops_cli.config import load_config
+from llmops_cli import prepare
+from llmops_cli.config import load_config as _load_config
 from llmops_cli.core.errors import ConfigError, DatasetError
 from llmops_cli.gate.rules import compare
 from llmops_cli.jobs.runner import run_eval
 from llmops_cli.testing import FakeOpenAI
+
+
+def load_config(path):
+    """The config as a run uses it: parsed, then prepared (templates, metric
+    names, judge templates, checks; :func:`llmops_cli.prepare`)."""
+    return prepare(_load_config(path))
 
 TOPIC = {"q1": "teams", "q2": "venue", "q3": "people", "q4": "people", "q5": "people", "q6": "teams"}
 PEOPLE = {"Who was the most valuable player?", "Who headlined the halftime show?", "Who sang the national anthem?"}
