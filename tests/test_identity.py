@@ -30,7 +30,7 @@ from llmops_cli import prepare
 from llmops_cli.config import load_config as _load_config
 from llmops_cli.core.fingerprint import config_diff, fingerprint
 from llmops_cli.core.errors import BaselineError, ConfigError, RunIncomplete
-from llmops_cli.record.environment import environment_changes
+from llmops_cli.record.environment import version_changes as environment_changes
 from llmops_cli.record.schema import load_record
 from llmops_cli.plan.requests import make_plan
 from llmops_cli.jobs.runner import run_eval

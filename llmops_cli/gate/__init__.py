@@ -6,7 +6,6 @@
 * :mod:`.stats` — paired bootstrap, intervals, p-values, Holm, power.
 * :mod:`.power` — the minimum detectable effect of each rule; power warnings.
 * :mod:`.rules` — :func:`compare`: the rules (drops and rises, whole run and per slice).
-* :mod:`.drift` — served-model drift and library changes between two runs.
 * :mod:`.comparison` — what a comparison says: per metric, per case, as a whole.
 * :mod:`.outcome` — :class:`Outcome`: the exit code and its reason.
 

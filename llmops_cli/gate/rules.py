@@ -45,7 +45,7 @@ from typing import Any
 from llmops_cli.gate import pairing, stats
 from llmops_cli.core.cache import memoised
 from llmops_cli.gate.comparison import Comparison, MetricComparison
-from llmops_cli.gate.drift import environment_changes, model_drift
+from llmops_cli.record.environment import environment_changes, model_drift
 from llmops_cli.config import Gate, GateRule
 from llmops_cli.core.errors import BaselineError, InputError
 from llmops_cli.core.fingerprint import config_diff

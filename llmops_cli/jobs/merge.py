@@ -54,7 +54,7 @@ def merge_records(shards: Sequence[Shard]) -> tuple[RunRecord, list[str]]:
 
     Raises:
         InputError: see :func:`check_shards` (exit 2, naming the file)."""
-    from llmops_cli.record.environment import environment_changes
+    from llmops_cli.record.environment import version_changes
     from llmops_cli.measure.score import slice_summary
 
     ordered = check_shards(shards)
@@ -74,7 +74,7 @@ def merge_records(shards: Sequence[Shard]) -> tuple[RunRecord, list[str]]:
     merged.slices = slice_summary(merged)
     notes = []
     for path, r in ordered[1:]:
-        changes = environment_changes(r0.environment, r.environment)
+        changes = version_changes(r0.environment, r.environment)
         if changes:
             notes.append(f"{path} ran with other library versions than {p0}: {', '.join(changes)}")
     return merged, notes
