@@ -84,6 +84,22 @@ def _private_name(text: str) -> str | None:
     return None
 
 
+def probe_sandbox(text: str, variables: dict[str, Any], path: str | Path, key: str) -> None:
+    """Render ``text`` once over stand-in ``variables`` only to meet the
+    sandbox early: raise :class:`ConfigError` naming ``path`` and ``key`` if
+    it refuses something (an unsafe name built while rendering); any other
+    error is left for the real render, which has the real variables. For
+    templates first rendered after the model calls (a judge's)."""
+    try:
+        template = _compile(text)
+        template.environment.concat(template.root_render_func(template.new_context({**_globals(text), **variables},
+                                                                                   shared=True)))
+    except SecurityError as e:
+        raise ConfigError(path, key, f"template error: {e} (the template sandbox refuses it)") from None
+    except Exception:  # noqa: BLE001 — not the sandbox's: the real render reports it with the real variables
+        pass
+
+
 def template_variables(text: str) -> set[str]:
     """The variables ``text`` reads from its context (Jinja2's
     ``meta.find_undeclared_variables``: names it sets itself are left out).

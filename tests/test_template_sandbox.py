@@ -3,7 +3,9 @@ judge and check-value templates render in Jinja2's sandbox, keeping
 StrictUndefined and today's variables. A server-side-template-injection
 payload is exit 2 naming the template, before any model call — at load time
 when the template names the attribute literally, when the run is planned
-when it builds the name at render time — also in the config read at
+when it builds the name at render time (a judge's template, first rendered
+once the answers are in, is rendered once at load over stand-in values for
+that) — also in the config read at
 ``--baseline-ref``'s REF."""
 
 from __future__ import annotations
@@ -87,9 +89,7 @@ def _config(make_project, url: str, where: str, payload: str):
     return cfg
 
 
-# a judge template built at render time is refused once the answers are in (the next test), not before
-CASES = [(w, p) for w in WHERE for p in (PAYLOADS[0], PAYLOADS[1], DYNAMIC[0])
-         if not (p is DYNAMIC[0] and w == "judges.grader.template_file")]
+CASES = [(w, p) for w in WHERE for p in (PAYLOADS[0], PAYLOADS[1], DYNAMIC[0])]
 
 
 @pytest.mark.parametrize("where,payload", CASES)
@@ -101,17 +101,7 @@ def test_ssti_is_exit_2_naming_the_template_before_any_model_call(where, payload
         assert srv.request_count == 0, res.output
     assert res.exit_code == 2, res.output
     assert res.stderr.count("\n") == 1, res.stderr
-    key = where.removesuffix(".template_file") if payload is DYNAMIC[0] else where
-    assert key in res.stderr and "PWNED" not in res.output and "<class" not in res.output, res.stderr
-    assert not (cfg.parent / "baseline.json").exists()
-
-
-def test_a_dynamic_payload_in_a_judge_template_is_exit_2_naming_it(make_project, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with FakeOpenAI() as srv:
-        cfg = _config(make_project, srv.url, "judges.grader.template_file", DYNAMIC[0])
-        res = CliRunner().invoke(cli, ["eval", str(cfg), "--update-baseline"])
-    assert res.exit_code == 2 and "judges.grader" in res.stderr and "unsafe" in res.stderr, res.output
+    assert where in res.stderr and "PWNED" not in res.output and "<class" not in res.output, res.stderr
     assert not (cfg.parent / "baseline.json").exists()
 
 
