@@ -6,13 +6,16 @@ with the same config *as it is at REF* (e.g. ``origin/main``): the config
 and every file it names — templates, eval set, corpus, python checks, JSON
 schemas, also outside the config's folder — are read from REF's tree,
 checked out privately (:class:`~llmops_cli.gitref.Checkout`); that
-configuration runs first — REF's python checks are imported and called, and
-its templates rendered in the same sandbox as the working tree's
-(:mod:`llmops_cli.prompt`), so REF must be a commit one would run oneself — (through the same answer cache: cache keys hold
+configuration runs first (through the same answer cache: cache keys hold
 the request, never a path, so what both sides ask alike is answered once)
 and its run becomes the baseline, in memory, exactly as
 :func:`~llmops_cli.baseline.make_baseline` makes one. The working tree's
 gate rules decide.
+
+REF's code runs: its python checks are imported and called, and its
+templates rendered (in the same sandbox as the working tree's,
+:mod:`llmops_cli.prompt`). REF must be a commit one would check out and run
+oneself.
 
 :func:`prepare_ref` does every check before any model call; the run itself
 is :meth:`RefBaseline.measure`. With ``--allow-dataset-change`` an eval set
