@@ -113,7 +113,7 @@ def test_a_regression_run_comments_the_fallen_cases_worst_first(regressed, monke
 
 def test_the_actions_gate_step_runs_llmops_and_leaves_the_exit_code_for_the_last_step(regressed, tmp_path):
     """The action's own shell, run by bash with the real llmops against the test server."""
-    env, outputs = _step_env(tmp_path, regressed.parent, PATH=f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin",
+    env, outputs = _step_env(tmp_path, regressed.parent, PATH="/usr/bin:/bin", LLMOPS_BIN=str(Path(sys.executable).parent),
                              ARGS="--no-cache")
     res = subprocess.run(["bash", "-eo", "pipefail", "-c", _step("gate")["run"]], env=env, cwd=regressed.parent,
                          capture_output=True, text=True, timeout=300)
@@ -136,13 +136,13 @@ def test_the_actions_gate_step_comments_a_run_without_a_verdict(tmp_path):
     (bin_dir / "llmops").chmod(0o755)
     (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (bin_dir / "python").chmod(0o755)
-    env, outputs = _step_env(tmp_path, ROOT, PATH=f"{bin_dir}{os.pathsep}/usr/bin:/bin", CONFIG="ex/a b.yaml",
+    env, outputs = _step_env(tmp_path, ROOT, PATH="/usr/bin:/bin", LLMOPS_BIN=str(bin_dir), CONFIG="ex/a b.yaml",
                              BASELINE_REF="origin/main", ARGS="--limit 3", ARGS_SEEN=str(tmp_path / "argv"))
     res = subprocess.run(["bash", "-eo", "pipefail", "-c", _step("gate")["run"]], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     out = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
-    assert out["exit-code"] == "2" and out["artifact"] == "llmops-ex-a-b.yaml"
+    assert out["exit-code"] == "2" and re.fullmatch(r"llmops-ex-a-b\.yaml-[0-9a-f]{8}-job-0-1", out["artifact"])
     argv = (tmp_path / "argv").read_text().splitlines()
     assert argv[:4] == ["eval", "ex/a b.yaml", "--baseline-ref", "origin/main"] and argv[-2:] == ["--limit", "3"]
     assert {"--comment", "--html", "-o"} <= set(argv)
@@ -317,19 +317,21 @@ def test_the_action_is_composite_and_uses_its_inputs():
         assert f"inputs.{name}" in text, name
     for step in steps:
         if "uses" in step:
-            assert re.fullmatch(r"actions/[\w-]+(/[\w-]+)?@v\d+", step["uses"]), step["uses"]  # major versions
+            assert re.fullmatch(r"actions/[\w-]+(/[\w-]+)?@[0-9a-f]{40}", step["uses"]), step["uses"]  # pinned by SHA
         else:
-            assert step["shell"] == "bash" and len(step["run"].splitlines()) <= 12  # shell kept short
+            assert step["shell"] == "bash" and len(step["run"].splitlines()) <= 14  # shell kept short
     uses = [s.get("uses", "").split("@")[0] for s in steps]
-    assert uses[0] == "actions/setup-python" and "actions/upload-artifact" in uses
+    assert "actions/setup-python" in uses and "actions/upload-artifact" in uses
     gate_at = next(i for i, s in enumerate(steps) if s.get("id") == "gate")
-    assert uses.index("actions/cache/restore") < gate_at < uses.index("actions/cache/save")
-    restore = steps[uses.index("actions/cache/restore")]["with"]
+    cache_at = {s.get("with", {}).get("path"): i for i, s in enumerate(steps) if "actions/cache/" in s.get("uses", "")}
+    assert next(i for i, s in enumerate(steps) if s.get("id") == "cache") < gate_at < len(steps) - 1
+    assert uses[len(steps) - 2] == "actions/cache/save" and cache_at[".llmops/cache"] == len(steps) - 2
+    restore = next(s for s in steps if s.get("id") == "cache")["with"]
     assert restore["path"] == ".llmops/cache" and "hashFiles(inputs.config)" in restore["key"] and restore["restore-keys"]
     install = next(s for s in steps if s.get("name") == "Install llmops")
-    assert 'pip install -c "$ACTION_PATH/constraints.txt" "$ACTION_PATH' in install["run"]
+    assert 'pip" install -q -c "$ACTION_PATH/constraints.txt" "$ACTION_PATH' in install["run"]
     gate = _step("gate")["run"]
-    assert 'llmops eval "$CONFIG"' in gate and "--comment" in gate and "--html" in gate and "|| code=$?" in gate
+    assert '"$LLMOPS_BIN/llmops" eval "$CONFIG"' in gate and "--comment" in gate and "--html" in gate and "|| code=$?" in gate
     assert steps[-1]["env"]["CODE"] == "${{ steps.gate.outputs.exit-code }}" and 'exit "${CODE' in steps[-1]["run"]
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact"))["with"]["path"]
     assert "report.html" in upload and "run.json" in upload
@@ -339,19 +341,20 @@ def test_the_actions_comment_step_finds_the_comment_by_the_librarys_marker():
     step = next(s for s in _action()["runs"]["steps"] if s.get("uses", "").startswith("actions/github-script"))
     assert "github.event_name == 'pull_request'" in step["if"] and "inputs.comment == 'true'" in step["if"]
     assert step["with"]["github-token"] == "${{ inputs.github-token }}"
-    script = step["with"]["script"]
-    assert "split('\\n')[0]" in script and f"startsWith('{MARKER_PREFIX}')" in script  # the body's first line
-    for call in ("listComments", "updateComment", "createComment"):
+    assert step["env"]["STICKY"] == "${{ github.action_path }}/comment/sticky-comment.cjs"
+    script = (ROOT / "comment" / "sticky-comment.cjs").read_text(encoding="utf-8")  # the script the step requires
+    assert "split('\\n')[0]" in script and f"MARKER_PREFIX = '{MARKER_PREFIX}'" in script  # the body's first line
+    for call in ("listComments", "updateComment", "createComment", "viewer { login"):
         assert call in script
     assert "403" in script  # a fork's read-only token: a warning, not a failure
 
 
 def test_the_example_workflow_uses_the_action_on_pull_requests():
     wf = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions-pr-comment.yml").read_text(encoding="utf-8"))
-    assert "pull_request" in wf[True]  # YAML 1.1 reads the key `on` as true
-    assert wf["permissions"]["pull-requests"] == "write"
+    assert list(wf[True]) == ["pull_request"]  # YAML 1.1 reads the key `on` as true
+    assert wf["permissions"] == {"contents": "read"}  # the comment is posted by the workflow_run workflow
     steps = wf["jobs"]["eval"]["steps"]
-    assert steps[0]["uses"] == "actions/checkout@v4" and steps[0]["with"]["fetch-depth"] == 0
+    assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["fetch-depth"] == 0
     gate = next(s for s in steps if s.get("uses", "").startswith("llmops-cli/llmops-cli@"))
     assert set(gate["with"]) <= set(_action()["inputs"]) and gate["with"]["config"] == "examples/squad-rag/llmops.yaml"
     assert gate["with"]["baseline-ref"].startswith("origin/")

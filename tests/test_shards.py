@@ -319,8 +319,11 @@ def test_the_example_workflow_shards_merges_and_gates():
     shard, gate = wf["jobs"]["shard"], wf["jobs"]["gate"]
     assert shard["strategy"]["matrix"]["shard"] == list(range(1, wf["env"]["SHARDS"] + 1))
     runs = " ".join(s.get("run", "") for s in shard["steps"])
-    assert "--shard ${{ matrix.shard }}/$SHARDS" in runs
-    assert any(s.get("uses", "").startswith("actions/cache@") for s in shard["steps"])
+    assert '--shard "$SHARD/$SHARDS"' in runs and any(s.get("env", {}).get("SHARD") == "${{ matrix.shard }}"
+                                                       for s in shard["steps"])
+    assert any(s.get("uses", "").startswith("actions/cache/restore@") for s in shard["steps"])
+    save = next(s for s in shard["steps"] if s.get("uses", "").startswith("actions/cache/save@"))
+    assert save["if"] == "always()" and save["continue-on-error"] is True
     assert any(s.get("uses", "").startswith("actions/upload-artifact@") for s in shard["steps"])
     assert gate["needs"] == "shard"
     runs = [s.get("run", "") for s in gate["steps"]]

@@ -51,7 +51,10 @@ BaselineRef = Annotated[Optional[str], typer.Option("--baseline-ref", metavar="R
                                                     help="Gate against this config as it is at git REF (origin/main, "
                                                          "a sha, HEAD~1): its config, templates, eval set and corpus "
                                                          "are read at REF and run first (mostly from the cache), "
-                                                         "instead of a baseline file.")]
+                                                         "instead of a baseline file. REF's python checks RUN (its "
+                                                         "code is imported) and its templates render in the same "
+                                                         "sandbox: give only a commit you would check out and run "
+                                                         "yourself.")]
 AllowDatasetChange = Annotated[bool, typer.Option("--allow-dataset-change", rich_help_panel=GATE,
                                                   help="With --baseline-ref: gate although the eval set differs at "
                                                        "REF, comparing the cases both hold unchanged (refused by "

@@ -181,8 +181,8 @@ class Deployment(Fallback):
     relative share of the calls. ``rpm``/``tpm``: requests and tokens per
     minute it may take; when any deployment sets one, LiteLLM's usage-based
     routing keeps each deployment under its own limits and sends a call to the
-    least used. ``api_base`` must not hold a user, password or query (keys
-    come from ``api_key_env``)."""
+    least used. ``api_base`` must not hold a user, password or
+    credential-looking query parameter (keys come from ``api_key_env``)."""
 
     model: str | None = Field(None, min_length=1)  # type: ignore[assignment]  # optional here
     rpm: int | None = Field(None, ge=1)
@@ -191,31 +191,12 @@ class Deployment(Fallback):
 
 
 def _credential_free_url(v: str | None) -> str | None:
-    """:func:`_http_url`, and no user, password, query or fragment in it (the
-    URL is recorded; a key goes in ``api_key_env``)."""
-    v = _http_url(v)
-    if v is not None:
-        from urllib.parse import urlsplit
+    """The rule of every ``api_base``: an http(s) URL with a host and no
+    user, password or credential-looking query parameter
+    (:func:`llmops_cli.core.urls.credential_free_url`)."""
+    from llmops_cli.core.urls import credential_free_url
 
-        u = urlsplit(v)
-        if u.username is not None or u.password is not None or u.query or u.fragment:
-            raise ValueError("holds a user, password or query (not shown); give the URL alone and the key's "
-                             "environment variable in api_key_env")
-    return v
+    return credential_free_url(v)
 
 
-def _http_url(v: str | None) -> str | None:
-    """``v`` if it is ``None`` or an http(s) URL with a host; else ValueError."""
-    if v is None:
-        return v
-    from urllib.parse import urlsplit
-
-    try:
-        u = urlsplit(v)
-        ok = u.scheme in ("http", "https") and bool(u.hostname) and not any(c.isspace() or ord(c) < 32 for c in v)
-        u.port  # noqa: B018 — raises ValueError for a port that is not a number in 0–65535
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(f"{v!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1")
-    return v
+_http_url = _credential_free_url  # the name models.py used before every api_base got the same rule

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llmops_cli.config.answer import MAX_TIMEOUT_S, Params, _Strict
+from llmops_cli.config.answer import MAX_TIMEOUT_S, Params, _credential_free_url, _Strict
 
 
 class PowerRequirement(_Strict):
@@ -82,6 +82,11 @@ class Judge(_Strict):
     criteria: str | None = None
     scale: tuple[int, int] = (1, 5)
     template_file: str | None = None
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, v):
+        return _credential_free_url(v)
 
     @model_validator(mode="after")
     def _rubric_needs_criteria(self):
@@ -167,6 +172,11 @@ class Embedding(_Strict):
     api_base: str | None = None
     api_key_env: str | None = None
     timeout: float = Field(60.0, gt=0, le=MAX_TIMEOUT_S, allow_inf_nan=False)
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, v):
+        return _credential_free_url(v)
 
 
 class Gate(_Strict):

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from llmops_cli.core.errors import ConfigError
 from llmops_cli.core.fingerprint import sha256_text
-from llmops_cli.config.answer import Dataset, Deployment, Fallback, Params, Prompt, Retrieval, _http_url, _Strict
+from llmops_cli.config.answer import Dataset, Deployment, Fallback, Params, Prompt, Retrieval, _credential_free_url, _Strict
 from llmops_cli.config.measure import Check, Embedding, Gate, Judge
 
 SCHEMA_VERSION = 1
@@ -75,7 +75,10 @@ class Config(_Strict):
     metrics score this field of them (an answer that does not parse, or lacks
     the field, scores as an empty answer: the metric's worst value, with the
     reason in the record); checks have their own ``field``.
-    ``api_base`` (and each judge's) must be an http(s) URL with a host;
+    Every ``api_base`` (the model's, each judge's, the embedding's, each
+    deployment's and fallback's) must be an http(s) URL with a host and no
+    user, password or credential-looking query parameter
+    (:func:`llmops_cli.core.urls.credential_free_url`: keys go in ``api_key_env``);
     ``repeats`` is at most :data:`MAX_REPEATS`.
 
     ``deployments``: several deployments of ``model`` (then the logical
@@ -92,7 +95,7 @@ class Config(_Strict):
     api_base: str | None = None
     api_key_env: str | None = None
     deployments: list[Deployment] | None = None
-    fallbacks: list[Fallback | str] | None = None
+    fallbacks: list[Fallback] | None = None  # a string is a model alone (_fallback_models; json_schema says so)
     params: Params = Params()
     prompt: Prompt
     retrieval: Retrieval | None = None
@@ -120,12 +123,13 @@ class Config(_Strict):
     @field_validator("api_base")
     @classmethod
     def _api_base_is_url(cls, v):
-        return _http_url(v)
+        return _credential_free_url(v)
 
-    @field_validator("fallbacks")
+    @field_validator("fallbacks", mode="before")
     @classmethod
     def _fallback_models(cls, v):
-        return [Fallback(model=f) if isinstance(f, str) else f for f in v] if v is not None else None
+        # before validation, so that an error inside a fallback is named fallbacks.N.key (not once per union branch)
+        return [{"model": f} if isinstance(f, str) else f for f in v] if isinstance(v, list) else v
 
     @model_validator(mode="after")
     def _deployments_fit(self):
@@ -149,20 +153,6 @@ class Config(_Strict):
             if label in seen:
                 raise ValueError(f"{where}: its label {label!r} is also {seen[label]}'s; give each a distinct name")
             seen[label] = where
-        return self
-
-    @model_validator(mode="after")
-    def _judge_api_bases_are_urls(self):
-        if self.embedding is not None:
-            try:
-                _http_url(self.embedding.api_base)
-            except ValueError as e:
-                raise ValueError(f"embedding.api_base: {e}") from None
-        for name, judge in self.judges.items():
-            try:
-                _http_url(judge.api_base)
-            except ValueError as e:
-                raise ValueError(f"judges.{name}.api_base: {e}") from None
         return self
 
     @field_validator("metrics")

@@ -44,10 +44,9 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "https://raw.githubusercontent.com/llmops-cli/llmops-cli/main/schema/llmops.schema.json"
 
 # Necessary, not sufficient, for the loader's check (urlsplit: scheme http or
-# https in any case, then a non-empty host part); the loader has the last word.
-_HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]"
-# a deployment's or fallback's: no user:password in the host part, no query or fragment (the URL is recorded)
-_PLAIN_URL = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+([/][^?#]*)?$"
+# https in any case, then a non-empty host part with no user:password in it; the
+# credential-looking query parameters llmops_cli.core.urls refuses are the loader's).
+_HTTP_URL = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+([/?#].*)?$"
 
 
 def _set(key: str) -> dict[str, Any]:
@@ -85,22 +84,18 @@ def config_schema() -> dict[str, Any]:
         if "description" in d:
             d["description"] = _plain(d["description"])
 
-    for where in (body, defs["Judge"]):
+    for where in (body, defs["Judge"], defs["Embedding"], defs["Deployment"], defs["Fallback"]):
         api_base = where["properties"]["api_base"]
-        api_base["description"] = ("An http(s) URL with a host, e.g. http://127.0.0.1:8000/v1 (an "
-                                   "OpenAI-compatible server).")
+        api_base["description"] = ("An http(s) URL with a host, e.g. http://127.0.0.1:8000/v1 (an OpenAI-compatible "
+                                   "server, a LiteLLM Proxy), with no user, password or credential-looking query "
+                                   "parameter (key, api-key, token, sig, ...): the URL is recorded; the key's "
+                                   "environment variable goes in api_key_env.")
         for branch in api_base["anyOf"]:
             if branch.get("type") == "string":
                 branch["pattern"] = _HTTP_URL
-
-    for name in ("Deployment", "Fallback"):
-        api_base = defs[name]["properties"]["api_base"]
-        api_base["description"] = ("An http(s) URL with a host and no user, password or query, e.g. "
-                                   "https://proxy.example/v1 (a LiteLLM Proxy or any OpenAI-compatible server).")
-        for branch in api_base["anyOf"]:
-            if branch.get("type") == "string":
-                branch["pattern"] = _PLAIN_URL
     body["properties"]["deployments"]["anyOf"][0]["minItems"] = 1
+    fallback = body["properties"]["fallbacks"]["anyOf"][0]  # a string is a model alone (Config._fallback_models)
+    fallback["items"] = {"anyOf": [fallback["items"], {"type": "string"}]}
 
     names = sorted(SCORERS)
     metrics = body["properties"]["metrics"]

@@ -12,6 +12,11 @@ and its run becomes the baseline, in memory, exactly as
 :func:`~llmops_cli.gate.baseline.make_baseline` makes one. The working tree's
 gate rules decide.
 
+REF's code runs: its python checks are imported and called, and its
+templates rendered (in the same sandbox as the working tree's,
+:mod:`llmops_cli.plan.prompt`). REF must be a commit one would check out and run
+oneself.
+
 :func:`prepare_ref` does every check before any model call; the run itself
 is :meth:`RefBaseline.measure`. With ``--allow-dataset-change`` an eval set
 that differs at REF is compared on the cases both hold unchanged (same id,

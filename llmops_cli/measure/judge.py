@@ -33,7 +33,7 @@ from llmops_cli.config import Config, Judge
 from llmops_cli.plan.dataset import input_text
 from llmops_cli.core.errors import ConfigError
 from llmops_cli.plan.requests import Plan, Request
-from llmops_cli.plan.prompt import check_template, render
+from llmops_cli.plan.prompt import check_template, probe_sandbox, render
 from llmops_cli.run.provider import Endpoint
 from llmops_cli.record.schema import CaseRecord, JudgeResult, JudgeSample, MetricSummary
 from llmops_cli.record.usage import usage_of
@@ -57,6 +57,11 @@ def template_text(judge: Judge, cfg: Config | None = None, name: str = "") -> st
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(cfg.path if cfg else path, key, f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
         check_template(text, cfg.path if cfg and cfg.path else path, key)
+        # rendered only once the answers are in: meet the sandbox now, before any model call
+        probe_sandbox(text, {"input": "?", "answer": "?", "fence": fence_for("?"), "references": ["?"],
+                             "chunks": [{"id": "?", "doc_id": "?", "text": "?", "score": 0.0}],
+                             "criteria": judge.criteria or "", "scale_min": judge.scale[0], "scale_max": judge.scale[1]},
+                      cfg.path if cfg and cfg.path else path, key)
         return text
     return resources.files("llmops_cli.measure").joinpath("templates", f"{judge.type}.j2").read_text(encoding="utf-8")
 

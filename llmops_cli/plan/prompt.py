@@ -5,6 +5,16 @@ Templates see the case's input fields by name, plus, when retrieval is on,
 texts joined by blank lines). Never the case's ``references`` (the gold
 answers): only judge templates see those, and a prompt template that names
 them is refused at load time.
+
+Every template — prompt, retrieval query, judge and check value, also those
+read at ``--baseline-ref``'s REF — renders in Jinja2's
+``SandboxedEnvironment`` (``jinja2.sandbox``): a template cannot reach
+Python objects through attributes (``{{ ''.__class__.__mro__ }}``,
+``{{ cycler.__init__.__globals__ }}``) or call methods that change data in
+place (:class:`jinja2.sandbox.ImmutableSandboxedEnvironment`). Such a
+template is a :class:`ConfigError` (exit 2) naming it — at load time for the
+templates a check renders then (:func:`check_template`), else when it is
+rendered, before any model call.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from llmops_cli.config.measure import TEMPLATED
 from llmops_cli.core.errors import ConfigError
@@ -24,7 +35,10 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    """The one environment every config template renders in: sandboxed,
+    undefined variables are errors, no autoescape (the text goes to a model)."""
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                                         autoescape=False)
 
 
 @lru_cache(maxsize=64)
@@ -41,11 +55,53 @@ def _globals(text: str) -> dict[str, Any]:
 
 def check_template(text: str, path: str | Path, key: str) -> None:
     """Raise :class:`ConfigError` naming ``path`` and ``key`` if ``text`` is
-    not valid Jinja2 syntax."""
+    not valid Jinja2 syntax, or reads an attribute or item whose name starts
+    with ``_`` (``{{ ''.__class__ }}``, ``{{ x['__globals__'] }}``,
+    ``{{ x|attr('__dict__') }}``): the sandbox would refuse it when rendering
+    (:class:`~jinja2.sandbox.SecurityError`), and this says so at load time,
+    before any model call. Names built at render time are the sandbox's."""
     try:
         _compile(text)
     except jinja2.TemplateSyntaxError as e:
         raise ConfigError(path, key, f"template syntax error on line {e.lineno}: {e.message}") from None
+    unsafe = _private_name(text)
+    if unsafe is not None:
+        raise ConfigError(path, key, f"template error: reads {unsafe!r}, which the template sandbox refuses (a "
+                          "template cannot reach Python internals)")
+
+
+@lru_cache(maxsize=64)
+def _private_name(text: str) -> str | None:
+    """The first ``_``-prefixed attribute or item name ``text`` reads
+    literally, or None."""
+    from jinja2 import nodes
+
+    for node in _env().parse(text).find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem):
+            name = node.arg.value if isinstance(node.arg, nodes.Const) else None
+        else:
+            name = node.args[0].value if node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const) else None
+        if isinstance(name, str) and name.startswith("_"):
+            return name
+    return None
+
+
+def probe_sandbox(text: str, variables: dict[str, Any], path: str | Path, key: str) -> None:
+    """Render ``text`` once over stand-in ``variables`` only to meet the
+    sandbox early: raise :class:`ConfigError` naming ``path`` and ``key`` if
+    it refuses something (an unsafe name built while rendering); any other
+    error is left for the real render, which has the real variables. For
+    templates first rendered after the model calls (a judge's)."""
+    try:
+        template = _compile(text)
+        template.environment.concat(template.root_render_func(template.new_context({**_globals(text), **variables},
+                                                                                   shared=True)))
+    except SecurityError as e:
+        raise ConfigError(path, key, f"template error: {e} (the template sandbox refuses it)") from None
+    except Exception:  # noqa: BLE001 — not the sandbox's: the real render reports it with the real variables
+        pass
 
 
 def template_variables(text: str) -> set[str]:
@@ -71,6 +127,8 @@ def render(text: str, variables: dict[str, Any], path: str | Path, key: str) -> 
         template = _compile(text)
         context = template.new_context({**_globals(text), **variables}, shared=True)
         return template.environment.concat(template.root_render_func(context))
+    except SecurityError as e:
+        raise ConfigError(path, key, f"template error: {e} (the template sandbox refuses it)") from None
     except jinja2.UndefinedError as e:
         raise ConfigError(path, key, f"template error: {e.message}; available: {', '.join(sorted(variables))}") from None
     except jinja2.TemplateError as e:

@@ -4,7 +4,9 @@ job summary — and the comment body that carries a marker line.
 GitHub renders Markdown and a subset of HTML in comments and caps a comment
 (and a job summary) at 65,536 characters. Every text taken from a run
 record — case ids, questions, references, outputs, check reasons, judge
-replies, slice values, served-model names — is untrusted: :func:`escape`
+replies, slice values, served-model names — and every name from the config
+— metric, check, judge, deployment and slice names, config changes — is
+untrusted: :func:`escape`
 makes it show as text (no HTML, no Markdown, no ``@`` mention), and
 :func:`markdown` fits the summary into a character budget whatever the
 run's size: long texts are cut (saying how long they were), slice tables
@@ -156,12 +158,12 @@ def _head(cmp: Comparison, record: RunRecord | None) -> list[str]:
     if record is not None:
         lines.append(f"{len(record.cases)} cases · fingerprint `{record.fingerprint}` · dataset `{record.dataset_hash}`")
         lines.append("")
-        lines.append(f"model: {usage_line(record.usage)}  ")
+        lines.append(f"model: {escape(usage_line(record.usage))}  ")
         if record.judge_usage is not None:
-            lines.append(f"judge: {usage_line(record.judge_usage)}  ")
+            lines.append(f"judge: {escape(usage_line(record.judge_usage))}  ")
             for name, m in record.metrics.items():
                 if m.info.get("judge"):
-                    lines.append(f"{name}: {m.n_unscored} unscored of {m.n_scored + m.n_unscored}  ")
+                    lines.append(f"{escape(name)}: {m.n_unscored} unscored of {m.n_scored + m.n_unscored}  ")
         lines.append("")
     lines += [f"⚠️ served model drift: {escape(clip(line, 300))}  " for line in cmp.model_drift[:10]]
     if cmp.environment_changes:
@@ -170,16 +172,16 @@ def _head(cmp: Comparison, record: RunRecord | None) -> list[str]:
         lines.append("")
     lines += ["| metric | baseline | candidate | delta | CI | p | MDE | rule | verdict |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for m in cmp.metrics:
-        lines.append(f"| {m.metric} | {fmt(m.baseline, m.scale, unit=m.unit)} | {fmt(m.candidate, m.scale, unit=m.unit)} | {fmt(m.delta, m.scale, True, m.unit)} | "
-                     f"{fmt_ci(m)} | {fmt_p(m)} | {fmt_mde(m)} | {m.rule} | **{m.verdict}** |")
-    return lines + ["", f"_{gate_rule_text(cmp)}_", ""]
+        lines.append(f"| {escape(m.metric, True)} | {fmt(m.baseline, m.scale, unit=m.unit)} | {fmt(m.candidate, m.scale, unit=m.unit)} | {fmt(m.delta, m.scale, True, m.unit)} | "
+                     f"{fmt_ci(m)} | {fmt_p(m)} | {fmt_mde(m)} | {escape(m.rule, True)} | **{m.verdict}** |")
+    return lines + ["", f"_{escape(gate_rule_text(cmp))}_", ""]
 
 
 def _slices(cmp: Comparison) -> list[str]:
     lines = []
     for field, (metrics, rows) in slice_tables(cmp).items():
         lines += [f"<details><summary>by {escape(field)}</summary>", "", f"| {escape(field, True)} | n | "
-                  + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
+                  + " | ".join(escape(m, True) for m in metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
         for value, n, cells in rows[:SLICE_ROWS]:
             lines.append(f"| {escape(clip(value, 80), True)} | {n} | "
                          + " | ".join(slice_cell(c) if c else "—" for c in cells) + " |")
@@ -193,7 +195,7 @@ def _notes(cmp: Comparison) -> list[str]:
     lines = []
     notes = metric_notes(cmp) + [f"⚠️ {w}" for w in cmp.power_warnings]
     if notes:
-        lines += [f"- {n}" for n in notes] + [""]
+        lines += [f"- {escape(n)}" for n in notes] + [""]
     if cmp.config_changes:
         shown = [clip(line, CONFIG_LINE_CHARS) for line in cmp.config_changes[:CONFIG_LINES]]
         if len(cmp.config_changes) > CONFIG_LINES:
@@ -208,7 +210,7 @@ def _case_block(c: CaseChange, scales: dict[str, float], case, limit: int) -> st
     scale = scales.get(c.metric, 1.0)
     b, a = c.scores.get(c.metric, (None, None))
     delta = fmt(a - b, scale, True) if a is not None and b is not None else fmt(c.delta, 1.0, True)
-    summary = f"<b>{escape(clip(c.id, 100))}</b> · {c.metric} {fmt(b, scale)} → {fmt(a, scale)} ({delta})"
+    summary = f"<b>{escape(clip(c.id, 100))}</b> · {escape(c.metric)} {fmt(b, scale)} → {fmt(a, scale)} ({delta})"
     why = case_reason(c)
     if why:
         summary += " · " + escape(_short(why, 120))
@@ -219,7 +221,7 @@ def _case_block(c: CaseChange, scales: dict[str, float], case, limit: int) -> st
         return escape(clip(text, limit), True) if text else "_(empty)_"
 
     def scores(side: int) -> str:
-        return " · ".join(f"{m} {fmt(pair[side], scales.get(m, 1.0))}" for m, pair in c.scores.items())
+        return " · ".join(f"{escape(m, True)} {fmt(pair[side], scales.get(m, 1.0))}" for m, pair in c.scores.items())
 
     failed = "_(failed: " + escape(clip(c.candidate_error, limit), True) + ")_" if c.candidate_error else "_(no output)_"
     lines = [f"<details><summary>{summary}</summary>", "", "| question | reference |", "|---|---|",
@@ -230,7 +232,7 @@ def _case_block(c: CaseChange, scales: dict[str, float], case, limit: int) -> st
     why_rows = [(name, text) for name, text in sorted(c.reasons.items())]
     for name, results in (case.judges.items() if case is not None else ()):
         if results and results[0].samples and results[0].samples[0].output:
-            why_rows.append((f"judge {name} ({results[0].verdict or 'unscored'})", results[0].samples[0].output))
+            why_rows.append((f"judge {name} ({results[0].verdict or 'unscored'})", results[0].samples[0].output))  # escaped below
     if why_rows:
         lines += ["", "| check / judge | why |", "|---|---|"] + [f"| {escape(n, True)} | {cell(t)} |" for n, t in why_rows]
     return "\n".join(lines + ["", "</details>", ""])
