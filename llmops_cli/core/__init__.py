@@ -5,6 +5,7 @@
   exit 2; :class:`RunIncomplete`, exit 3; :class:`Interrupted`.
 * :mod:`.fingerprint` — canonical JSON, SHA-256, the config fingerprint and diff.
 * :mod:`.files` — tabular reading (JSONL/CSV/JSON), atomic writes, output-path checks.
+* :mod:`.urls` — the rule every URL of a config follows: no user, password or credential-looking parameter.
 * :mod:`.cache` — the cache of answers and memoised results: keys, ``memoised``,
   the SQLite (local) and Redis (shared) stores.
 * :mod:`.exports` — lazy public names for the packages' ``__init__``.
