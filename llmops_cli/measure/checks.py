@@ -208,14 +208,14 @@ def run_check(check: Prepared, output: str, value: Any, inputs: dict[str, Any], 
     if t == "is_json":
         try:
             json.loads(text)
-        except ValueError as e:
-            return 0.0, f"not JSON: {e.msg} (char {e.pos})"
+        except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
+            return 0.0, f"not JSON: {e.msg} (char {e.pos})" if isinstance(e, json.JSONDecodeError) else f"not JSON: {e}"
         return 1.0, None
     if t == "json_schema":
         try:
             data = json.loads(text)
-        except ValueError as e:
-            return 0.0, f"not JSON: {e.msg} (char {e.pos})"
+        except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
+            return 0.0, f"not JSON: {e.msg} (char {e.pos})" if isinstance(e, json.JSONDecodeError) else f"not JSON: {e}"
         err = next(iter(sorted(check.validator.iter_errors(data), key=lambda e: list(e.path))), None)
         if err is None:
             return 1.0, None

@@ -118,8 +118,9 @@ def answer_field(output: str, field: str) -> tuple[str, str | None]:
 
     try:
         data = json.loads(output)
-    except ValueError as e:
-        return "", f"not JSON ({e.msg}, char {e.pos}), so no field {field!r}"
+    except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
+        why = f"{e.msg}, char {e.pos}" if isinstance(e, json.JSONDecodeError) else str(e)
+        return "", f"not JSON ({why}), so no field {field!r}"
     if not isinstance(data, dict) or field not in data:
         return "", f"the JSON answer has no field {field!r}"
     value = data[field]
