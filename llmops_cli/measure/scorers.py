@@ -46,7 +46,7 @@ class MetricResult:
     per_case: list[float | None]
     aggregate: float | None
     scale: float = 1.0
-    stats: list[list[float]] | None = None
+    stats: list[list[float] | None] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -289,7 +289,7 @@ def _forget_tokenized() -> None:
         if name.startswith("sacrebleu.tokenizers.") and module is not None:
             for obj in vars(module).values():
                 call = getattr(obj, "__call__", None) if isinstance(obj, type) else None  # noqa: B004  (the class's own __call__)
-                if hasattr(call, "cache_clear"):
+                if call is not None and hasattr(call, "cache_clear"):
                     call.cache_clear()
 
 
