@@ -18,7 +18,7 @@ from llmops_cli.core.errors import ConfigError
 from llmops_cli.config.models import Config
 
 
-def _validation_message(err: ValidationError) -> tuple[str, str]:
+def _validation_message(err: ValidationError) -> tuple[str | None, str]:
     first = err.errors()[0]
     key = ".".join(str(x) for x in first["loc"]) or None
     msg = first["msg"]

@@ -14,7 +14,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from llmops_cli.core.errors import DatasetError, OutputError
 
@@ -235,7 +235,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None]) -> None:
+def check_outputs(outputs: dict[str, str | Path | None], inputs: Mapping[str, str | Path | None]) -> None:
     """Refuse, before any model call, an output that would overwrite one of
     the run's inputs or cannot be written.
 

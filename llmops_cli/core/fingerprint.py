@@ -121,8 +121,8 @@ def _diff_view(snapshot: dict[str, Any]) -> dict[str, Any]:
     for key in ("deployments", "fallbacks"):  # one entry per item: deployments[0].api_base, ...
         for i, item in enumerate(snapshot.get(key) or []):
             view[f"{key}[{i}]"] = item
-    if isinstance(view.get("judges"), dict):
-        view["judges"] = {name: _judge_view(j) for name, j in view["judges"].items()}
+    if isinstance(judges := view.get("judges"), dict):
+        view["judges"] = {name: _judge_view(j) for name, j in judges.items()}
     return _flatten(view)
 
 

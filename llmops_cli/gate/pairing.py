@@ -113,6 +113,7 @@ def pair(metric: str, common: list[str], bmap: dict[str, CaseRecord], cmap: dict
         if failed:
             out.failed_refs[cid] = list(cc.references)
         if corpus:
+            assert out.bs is not None and out.cs is not None  # lists for a corpus metric
             out.bs.append(bc.stats[metric])
             out.cs.append(None if failed else cc.stats.get(metric))
     return out
@@ -128,6 +129,7 @@ def measure(metric: str, p: Paired, groups: list[list[int]] | None, counts_for) 
     if sc is not None and sc.quantile is not None:
         return _measure_quantile(sc.quantile, p, groups, counts_for)
     if p.bs is not None:
+        assert p.cs is not None  # set with bs, for a corpus metric
         cs = [s if s is not None else sc.worst_stats(p.failed_refs[cid]) for cid, s in zip(p.ids, p.cs)]
         base, cand = np.array(p.bs, dtype=float), np.array(cs, dtype=float)
 
@@ -223,7 +225,7 @@ def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseCha
         diffs = {m: (y - x) / scale_of(m) for m, (x, y) in scores.items() if x is not None and y is not None}
         if not diffs or (all(d == 0 for d in diffs.values()) and ca.output == cb.output):
             continue
-        fell = min(diffs, key=diffs.get)
+        fell = min(diffs, key=diffs.__getitem__)
         metric = fell if diffs[fell] < 0 else next(iter(diffs))
         key = diffs[metric]
         out.append((key, sum(diffs.values()) / len(diffs), CaseChange(cb.id, key, metric, ca.output, cb.output, cb.inputs,

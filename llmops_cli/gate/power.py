@@ -32,6 +32,7 @@ def assess_power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Ga
     if d["cannot_detect"]:
         res.mde = None
         if margin_ is not None:
+            assert rule is not None  # a margin comes from a rule (rules.margin)
             res.power_required = bool(rule.require_power or gate.require_power) and gate.mode == "paired"
             res.power_warning = (f"{res.metric}: power unknown — every case scores {res.baseline:.4g} on both sides, so "
                                  f"the eval set says nothing about the variance of a {word} (a real {word} would show as "
@@ -39,6 +40,7 @@ def assess_power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Ga
         return
     max_drop = margin_ if margin_ is not None else 0.0
     alpha1 = res.alpha_one_sided
+    assert res.se is not None and alpha1 is not None and res.baseline is not None  # set from the measurement first
     if gate.mode == "strict":
         # a truly unchanged candidate must pass: its interval's lower bound must clear -max_drop
         res.mde = stats.detectable_drop(0.0, res.se, (1 - gate.confidence) / 2, TARGET_POWER)
@@ -100,6 +102,7 @@ def check_before_run(baseline: RunRecord, gate: Gate, metrics: list[str], path: 
             continue
         sc = pairing.scorer_of(m)
         worst = pairing.worst_of(m)
+        assert worst is not None  # max_drop is set: a higher-is-better metric (measure.prepare), which has a worst value
         scores = [c.scores.get(m) for c in baseline.cases if c.scores.get(m) is not None]
         agg = baseline.metrics[m].aggregate
         problem = None

@@ -142,7 +142,7 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
             counts[units] = stats.resample_counts(units, gate.resamples, gate.seed)
         return counts[units]
 
-    def measure(metric: str, ids: list[str]):
+    def measure(metric: str, ids: list[str]) -> tuple[pairing.Paired, dict | None]:
         p = pairing.pair(metric, ids, bmap, cmap)
         groups = pairing.groups(p.ids, cluster_of)
         key = [GATE_VERSION, metric, p.b, p.c, p.bs, p.cs, p.failed_refs, groups, gate.resamples, gate.seed]
@@ -237,7 +237,11 @@ def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gat
     better = [_better(sm, pairing.higher_is_better(t.metric)) if sm else None for t, sm in zip(tests, summaries)]
     family = [i for i, t in enumerate(tests) if gate.mode == "paired" and summaries[i] is not None
               and t.metric not in over_limit and margins[i] is not None]
-    p_test = {i: better[i].p_drop_exceeds(margins[i]) for i in family}
+    p_test: dict[int, float] = {}
+    for i in family:
+        b_i, m_i = better[i], margins[i]
+        assert b_i is not None and m_i is not None  # the family's members have both
+        p_test[i] = b_i.p_drop_exceeds(m_i)
     pvals = [p_test[i] for i in family]
     if gate.correction == "holm" and len(family) > 1:
         rej, adj = memoised(memo, "holm", [pvals, half], lambda: list(stats.holm(pvals, half)))
@@ -264,6 +268,7 @@ def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gat
             res.reason = "no case scored on both sides"
             continue
         s = summaries[i]
+        assert s is not None  # measured (d), so summarised
         res.baseline, res.candidate, res.delta, res.se = d["baseline"], d["candidate"], s.theta, d["se"]
         res.raw_ci_low, res.raw_ci_high = s.bound(half), s.bound(1 - half)
         res.ci_low, res.ci_high, res.ci_confidence = res.raw_ci_low, res.raw_ci_high, gate.confidence
@@ -286,8 +291,10 @@ def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gat
                 res.verdict, res.reason = "below min", f"{res.candidate_all:.4g} < min {rule.min:g} ({where})"
             elif res.candidate_all is not None and rule.max is not None and res.candidate_all > rule.max:
                 res.verdict, res.reason = "above max", f"{res.candidate_all:.4g} > max {rule.max:g} ({where})"
-            elif margins[i] is not None:
-                _apply_rule(res, margins[i], gate, better[i], decided.get(i, (False,))[0])
+            elif (mg := margins[i]) is not None:
+                b = better[i]
+                assert b is not None  # measured (d), so summarised
+                _apply_rule(res, mg, gate, b, decided.get(i, (False,))[0])
     return results, len(family)
 
 
@@ -296,6 +303,7 @@ def _apply_rule(res: MetricComparison, max_drop: float, gate: Gate, s: stats.Boo
     ``s`` oriented so that positive is better (:func:`_better`); the reasons
     quote the interval as shown, in the metric's own direction."""
     up = not res.higher_is_better  # a rise is the bad direction
+    assert res.delta is not None and res.ci_low is not None and res.ci_high is not None  # set from the measurement first
     bad_bound = res.ci_low if up else res.ci_high  # the end of the shown interval nearest to "better"
     raw_good = res.raw_ci_high if up else res.raw_ci_low  # the raw end nearest to "worse"
     limit = f"+{max_drop:.4g}" if up else f"-{max_drop:g}"
@@ -315,6 +323,7 @@ def _apply_rule(res: MetricComparison, max_drop: float, gate: Gate, s: stats.Boo
             res.reason = (f"strict: CI {'upper' if up else 'lower'} bound {raw_good:+.4g} {'≥' if up else '≤'} {limit}, "
                           f"so a {'rise' if up else 'drop'} beyond the margin is not ruled out")
     elif reject:
+        assert res.p_adjusted is not None  # a rejection comes from the corrected family, which sets it
         adj = "Holm-adjusted " if gate.correction == "holm" and res.ci_confidence != gate.confidence else ""
         res.verdict = "regressed"
         res.reason = (f"{adj}CI {'lower' if up else 'upper'} bound {bad_bound:+.4g} {'>' if up else '<'} {limit} "

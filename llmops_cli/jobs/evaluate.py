@@ -124,8 +124,11 @@ def _prepare(opts: EvalOptions):
         from llmops_cli.jobs.merge import check_candidate, load_candidate, recorded_config
 
         candidate = load_candidate(opts.candidate)
-    cfg = prepare(load_config(opts.config if opts.config is not None or candidate is None
-                              else recorded_config(candidate, opts.candidate)))
+    if opts.config is not None:
+        cfg = prepare(load_config(opts.config))
+    else:
+        assert candidate is not None and opts.candidate is not None  # EvalOptions: no config only with a candidate
+        cfg = prepare(load_config(recorded_config(candidate, opts.candidate)))
     if opts.plain:
         cfg.gate.mode = "plain"
     _check_local_models(cfg)
@@ -152,6 +155,7 @@ def _prepare(opts: EvalOptions):
     check_before_run(baseline, cfg.gate, cfg.all_metrics, str(bpath))
     notes = [f"judge changed: {n} (--allow-judge-change)" for n in check_judges(baseline, cfg, bpath, allow=opts.allow_judge_change)]
     if candidate is not None:
+        assert opts.candidate is not None  # the candidate was loaded from it
         check_candidate(candidate, cfg, opts.candidate)
     return cfg, bpath, baseline, notes, candidate
 
@@ -214,6 +218,7 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
                                    record_path_for(opts.record_path, "-").parent)
             bpath, notes = ref.record_path, [*notes, *ref.notes]
         if candidate is not None:  # gate a record made earlier (e.g. merged from shards)
+            assert opts.candidate is not None  # the candidate was loaded from it
             record, rpath = candidate, Path(opts.candidate)
         else:
             record = _run(cfg, opts, cache, progress)
@@ -315,7 +320,8 @@ def validate(opts: EvalOptions) -> Outcome:
             load_outputs(opts.outputs)  # readable, a JSON object of strings
         cache = _open_cache(opts, cfg)
         plan = make_plan(cfg, opts.limit, with_prompts=not opts.outputs or bool(cfg.judges), memo=cache)
-        endpoints = {r.endpoint for r in plan.requests} if not opts.outputs else set()
+        # make_plan gives every request its endpoint (only outputs read from a file have none)
+        endpoints = {r.endpoint for r in plan.requests if r.endpoint is not None} if not opts.outputs else set()
         if cfg.judges:
             from llmops_cli.measure.judge import judge_endpoint
 

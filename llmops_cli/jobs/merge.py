@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from llmops_cli.core.errors import InputError
 from llmops_cli.record.schema import CaseRecord, MetricSummary, RunRecord, Usage, load_record, new_run_id, now_iso
+
+if TYPE_CHECKING:
+    from llmops_cli.record.schema import ShardInfo
 
 Shard = tuple[Path, RunRecord]
 
@@ -98,9 +101,11 @@ def check_shards(shards: Sequence[Shard]) -> list[Shard]:
         if r.shard is None:
             raise InputError(path, "shard", "not the record of a shard (made without --shard): nothing to merge")
     p0, r0 = shards[0]
+    assert r0.shard is not None  # every record was checked to be a shard's just above
     n = r0.shard.count
     by_index: dict[int, Path] = {}
     for path, r in shards:
+        assert r.shard is not None  # as above
         k = r.shard.index
         if r.fingerprint != r0.fingerprint:
             diff = config_diff(r0.config, r.config)
@@ -128,7 +133,13 @@ def check_shards(shards: Sequence[Shard]) -> list[Shard]:
         given = ", ".join(f"{k}/{n} ({by_index[k]})" for k in sorted(by_index))
         raise InputError(None, None, f"shard {missing[0]}/{n} is missing ({len(missing)} of {n} missing; "
                          f"given: {given})")
-    return sorted(shards, key=lambda s: s[1].shard.index)
+    return sorted(shards, key=lambda s: _shard_info(s[1]).index)
+
+
+def _shard_info(r: RunRecord) -> ShardInfo:
+    """The ``shard`` of a record :func:`check_shards` has checked to be a shard's."""
+    assert r.shard is not None, "not a shard's record"
+    return r.shard
 
 
 def ordered_cases(ordered: Sequence[Shard]) -> list[CaseRecord]:
@@ -141,11 +152,11 @@ def ordered_cases(ordered: Sequence[Shard]) -> list[CaseRecord]:
     from llmops_cli.plan.dataset import Case, dataset_hash
 
     p0, r0 = ordered[0]
-    total = r0.shard.total
+    total = _shard_info(r0).total
     at: dict[int, CaseRecord] = {}
     where: dict[str, Path] = {}
     for path, r in ordered:
-        for pos, c in zip(r.shard.positions, r.cases):
+        for pos, c in zip(_shard_info(r).positions, r.cases):
             if c.id in where:
                 raise InputError(path, "cases", f"case {c.id!r} appears twice (also in {where[c.id]})")
             if not 0 <= pos < total or pos in at:

@@ -28,10 +28,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from llmops_cli.jobs import gitref
 from llmops_cli.core.errors import GitError, InputError, Interrupted, RunIncomplete
+
+if TYPE_CHECKING:
+    from llmops_cli.config import Config
+    from llmops_cli.record.schema import RunRecord
 
 OPTION = "--baseline-ref"
 
@@ -93,13 +97,13 @@ class RefBaseline:
 
     def __init__(self, ref: str, checkout: gitref.Checkout, label: str):
         self.ref, self.checkout, self.label = ref, checkout, label
-        self.config = None
+        self.config: Config | None = None  # set by prepare_ref
         self.commits: dict[str, str] = {}
         self.change: DatasetChange | None = None
         self.notes: list[str] = []
         self.record_path: Path | None = None
 
-    def measure(self, run: Callable[[], object], folder: Path):
+    def measure(self, run: Callable[[], RunRecord], folder: Path):
         """Run REF's config (``run()`` returns its
         :class:`~llmops_cli.record.schema.RunRecord`), save the record in
         ``folder`` and return it as the baseline — without the cases that
@@ -125,6 +129,7 @@ class RefBaseline:
             self.record_path = save_record(record, folder / f"{record.run_id}.json")
             self.notes.insert(0, f"baseline: {self.label} at {self.commits.get('baseline')}, run record "
                                  f"{self.record_path} ({record.usage.calls} model calls, {record.usage.cache_hits} cached)")
+            assert self.config is not None  # measured after prepare_ref set it
             try:
                 baseline = make_baseline(record, self.record_path, max_unscored_share=self.config.max_unscored_share)
             except RunIncomplete as err:
@@ -222,6 +227,7 @@ def prepare_ref(cfg, opts, memo=None) -> RefBaseline:
 def _check_metrics(cfg, at: RefBaseline) -> None:
     """Every metric the working tree's gate rules name is measured at REF."""
     gated = set(cfg.gate.metrics) | {m for rules in cfg.gate.slices.values() for m in rules}
+    assert at.config is not None  # set by prepare_ref before this check
     missing = sorted(gated - set(at.config.all_metrics))
     if missing:
         raise InputError(cfg.path, f"gate.metrics.{missing[0]}", f"{at.label} does not measure it, so there is no "
@@ -234,6 +240,7 @@ def _judge_changes(cfg, at: RefBaseline, allow: bool) -> list[str]:
     from llmops_cli.gate.baseline import check_judges
     from llmops_cli.record.schema import MetricSummary, RunRecord
 
+    assert at.config is not None  # set by prepare_ref before this check
     judged = RunRecord(metrics={name: MetricSummary(aggregate=None, info={"judge": True,
                                                                           "model": at.config.judge_target(name)[0]})
                                 for name in at.config.judges})
@@ -263,5 +270,7 @@ def read_files(cfg) -> list[Path]:
     for spec in cfg.checks.values():
         where = (spec.python or "").rpartition(":")[0]
         if where and not where.endswith(".py"):
-            files += [module_file(spec.python, cfg, existing=False), cfg.base_dir / where.split(".")[0]]
+            file = module_file(spec.python, cfg, existing=False)
+            assert file is not None  # existing=False: the path, whether or not the file is there
+            files += [file, cfg.base_dir / where.split(".")[0]]
     return files

@@ -18,7 +18,7 @@ from llmops_cli.config import Config
 from llmops_cli.measure.prepare import prepare
 from llmops_cli.record.environment import collect_environment
 from llmops_cli.core.errors import InputError, Interrupted, RunIncomplete
-from llmops_cli.run.concurrency import DEFAULT_CAP
+from llmops_cli.run.concurrency import DEFAULT_CAP, LimitStats
 from llmops_cli.run.execute import DEFAULT_RETRIES, Progress, allowed_failures, execute
 from llmops_cli.core.fingerprint import fingerprint
 from llmops_cli.plan.requests import Plan, Request, make_plan
@@ -111,7 +111,7 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
     prog = Progress(progress)
     prog.add(len(plan.requests))
 
-    limits = []  # what the concurrency limits saw, per execute() call
+    limits: list[LimitStats | None] = []  # what the concurrency limits saw, per execute() call
 
     def interrupted(record: RunRecord | None = None) -> Interrupted:
         record = record or build_record(cfg, plan, status="interrupted")

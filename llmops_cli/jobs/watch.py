@@ -105,6 +105,7 @@ def watched_files(opts: EvalOptions) -> list[Path]:
     from llmops_cli.config import load_config
     from llmops_cli.measure.prepare import run_inputs
 
+    assert opts.config is not None  # a watch takes no --candidate (check_options), so it has a config
     cfg = load_config(opts.config)
     bpath = Path(opts.baseline) if opts.baseline else cfg.baseline_path
     return sorted({p.resolve() for p in run_inputs(cfg, bpath, opts.outputs).values() if p is not None})
@@ -178,13 +179,14 @@ def watch(opts: EvalOptions, on_iteration: Callable[[Iteration], None], *, stop_
 
 def _loop(opts, on_iteration, stop_event, run, debounce_ms: int, step_ms: int) -> Iteration | None:
     files = _files_or(opts, [])
-    changed: list[Path] = []
+    changed: list[Path] | None = []
     last_complete = None
     for number in itertools.count(1):
         before = _snapshot(files)
         out = run(opts)
         files = _files_or(opts, files)
         before.update({p: _stat(p) for p in files if p not in before})  # a file the config names from now on
+        assert changed is not None  # a None from wait_for_change returned below
         it = Iteration(number, out, delta_line(last_complete, out.record), files, changed)
         if out.record is not None and out.record.status == "complete":
             last_complete = out.record
@@ -206,6 +208,7 @@ def _files_or(opts: EvalOptions, fallback: list[Path]) -> list[Path]:
     try:
         return watched_files(opts)
     except LlmopsError:
+        assert opts.config is not None  # a watch takes no --candidate (check_options), so it has a config
         return sorted({*fallback, Path(opts.config).resolve()})
 
 

@@ -122,6 +122,7 @@ def _import(target: str, cfg: Config, path, key: str) -> Callable[..., Any]:
             if spec is None or not file.is_file():
                 raise ConfigError(path, key, f"file not found: {file}")
             module = importlib.util.module_from_spec(spec)
+            assert spec.loader is not None  # a .py location always gets a source loader
             spec.loader.exec_module(module)
         else:
             if module_file(target, cfg) is not None:
@@ -208,20 +209,21 @@ def run_check(check: Prepared, output: str, value: Any, inputs: dict[str, Any], 
     if t == "is_json":
         try:
             json.loads(text)
-        except ValueError as e:
-            return 0.0, f"not JSON: {e.msg} (char {e.pos})"
+        except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
+            return 0.0, f"not JSON: {e.msg} (char {e.pos})" if isinstance(e, json.JSONDecodeError) else f"not JSON: {e}"
         return 1.0, None
     if t == "json_schema":
         try:
             data = json.loads(text)
-        except ValueError as e:
-            return 0.0, f"not JSON: {e.msg} (char {e.pos})"
+        except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
+            return 0.0, f"not JSON: {e.msg} (char {e.pos})" if isinstance(e, json.JSONDecodeError) else f"not JSON: {e}"
         err = next(iter(sorted(check.validator.iter_errors(data), key=lambda e: list(e.path))), None)
         if err is None:
             return 1.0, None
         where = "/".join(map(str, err.absolute_path)) or "(root)"
         return 0.0, f"schema: {where}: {_short(err.message, 80)}"
     if t == "length":
+        assert spec.length is not None  # spec.type is the one check type given
         n = len(text.split()) if spec.length.unit == "words" else len(text)
         lo, hi = spec.length.min, spec.length.max
         if (lo is not None and n < lo) or (hi is not None and n > hi):
@@ -237,6 +239,7 @@ def _call(check: Prepared, output: str, inputs, references, chunks) -> Verdict:
     import inspect
 
     args = {"output": output, "inputs": inputs, "references": references, "chunks": chunks}
+    assert check.function is not None  # prepare_checks imported it for this python check
     try:
         params = inspect.signature(check.function).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -246,7 +249,8 @@ def _call(check: Prepared, output: str, inputs, references, chunks) -> Verdict:
         return None, f"{check.spec.python} raised {type(e).__name__}: {_short(str(e), 80)}"
     reason = None
     if isinstance(result, dict):
-        result, reason = result.get("score"), result.get("reason")
+        reason = result.get("reason")
+        result = result.get("score")
     elif isinstance(result, tuple) and len(result) == 2:
         result, reason = result
     if isinstance(result, bool):

@@ -190,7 +190,7 @@ def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -
     ``.scores``; returns one summary per judge (:func:`judge_summary`) whose
     ``info`` starts with the effective ``model``, ``api_base`` and
     ``template_sha256`` that graded (:meth:`Config.effective_judge`)."""
-    grouped: dict[tuple[str, int, int], list[Request]] = {}
+    grouped: dict[tuple[str | None, int, int], list[Request]] = {}
     for r in jreqs:
         grouped.setdefault((r.judge, r.case_index, r.repeat), []).append(r)
     summaries = {}
@@ -201,6 +201,7 @@ def apply_judges(cfg: Config, records: list[CaseRecord], jreqs: list[Request]) -
             for rep in sorted({c.repeat for c in rec.calls if c.error is None}):
                 samples = []
                 for r in sorted(grouped.get((name, i, rep), []), key=lambda r: r.sample):
+                    assert r.call is not None  # execute() answers every judge request (no early stop for judges)
                     verdict, value = parse_verdict(r.call.output if r.call.error is None else None, judge)
                     samples.append(JudgeSample(**r.call.model_dump(exclude={"repeat"}), repeat=rep, sample=r.sample,
                                                verdict=verdict, value=value))

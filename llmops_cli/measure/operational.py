@@ -61,6 +61,7 @@ def score_operational(names: Sequence[str], records: list[CaseRecord]) -> dict[s
             value, why = _case_value(name, case.calls)
             case.scores[name] = value
             if value is None:
+                assert why is not None  # _case_value gives a reason with every None
                 case.reasons.setdefault(name, why)
         out[name] = operational_summary(name, records)
     return out

@@ -42,8 +42,8 @@ def score_cases(metrics: list[str], records: list[CaseRecord], repeats: int,
         outs = [c.calls[rep].output if rep < len(c.calls) and c.calls[rep].error is None else None for c in records]
         if field is not None:
             for case, i in zip(records, range(len(outs))):
-                if outs[i] is not None:
-                    outs[i], why = answer_field(outs[i], field)
+                if (out := outs[i]) is not None:
+                    outs[i], why = answer_field(out, field)
                     if why and "output_field" not in case.reasons:
                         case.reasons["output_field"] = why
         per_repeat.append(_score_memo(metrics, outs, refs, memo))
@@ -136,7 +136,7 @@ def _score_memo(metrics: list[str], outs: list[str | None], refs: list[list[str]
     def score(name: str) -> dict[str, Any]:
         return dataclasses.asdict(score_all([name], outs, refs)[name])
 
-    return {name: MetricResult(**memoised(memo, name, content, lambda name=name: score(name))) for name in metrics}
+    return {name: MetricResult(**memoised(memo, name, content, functools.partial(score, name))) for name in metrics}
 
 
 def score_run(cfg: Config, plan: Plan, record: RunRecord, cache: Cache | None, *, concurrency: int | None,

@@ -46,7 +46,7 @@ class MetricResult:
     per_case: list[float | None]
     aggregate: float | None
     scale: float = 1.0
-    stats: list[list[float]] | None = None
+    stats: list[list[float] | None] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,8 +118,9 @@ def answer_field(output: str, field: str) -> tuple[str, str | None]:
 
     try:
         data = json.loads(output)
-    except ValueError as e:
-        return "", f"not JSON ({e.msg}, char {e.pos}), so no field {field!r}"
+    except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
+        why = f"{e.msg}, char {e.pos}" if isinstance(e, json.JSONDecodeError) else str(e)
+        return "", f"not JSON ({why}), so no field {field!r}"
     if not isinstance(data, dict) or field not in data:
         return "", f"the JSON answer has no field {field!r}"
     value = data[field]
@@ -288,7 +289,7 @@ def _forget_tokenized() -> None:
         if name.startswith("sacrebleu.tokenizers.") and module is not None:
             for obj in vars(module).values():
                 call = getattr(obj, "__call__", None) if isinstance(obj, type) else None  # noqa: B004  (the class's own __call__)
-                if hasattr(call, "cache_clear"):
+                if call is not None and hasattr(call, "cache_clear"):
                     call.cache_clear()
 
 

@@ -33,6 +33,7 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 def _key(cfg: Config, text: str) -> str:
     e = cfg.embedding
+    assert e is not None  # Config requires embedding with semantic_similarity
     return "embedding:" + sha256_text(canonical_json([e.model, e.api_base, text]))
 
 
@@ -63,6 +64,7 @@ async def _embed_all(cfg: Config, todo: list[str], out: dict, cache: Cache | Non
     from llmops_cli.run.provider import import_litellm, key_from_env, redact, retrying
 
     e = cfg.embedding
+    assert e is not None  # Config requires embedding with semantic_similarity
     key = key_from_env(e.api_key_env, cfg.path, "embedding.api_key_env")
     litellm = import_litellm()
     kwargs: dict[str, Any] = {"model": e.model, "timeout": e.timeout}
@@ -102,5 +104,6 @@ def score_similarity(cfg: Config, records: list[CaseRecord], cache: Cache | None
         r.scores[NAME] = value
         per_case.append(value)
     scored = sum(v is not None for v in per_case)
+    assert cfg.embedding is not None  # Config requires embedding with semantic_similarity
     return MetricSummary(aggregate=mean(per_case), scale=1.0, n_scored=scored, n_unscored=len(per_case) - scored,
                          info={"embedding_model": cfg.embedding.model, "api_base": cfg.embedding.api_base})

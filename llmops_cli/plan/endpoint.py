@@ -128,5 +128,6 @@ def targets(cfg: Config) -> tuple[Target, ...]:
         out.append(Target(d.label(cfg.model), d.model or cfg.model, d.api_base, d.api_key_env or cfg.api_key_env,
                           f"deployments[{i}]", d.rpm, d.tpm, d.weight))
     for i, f in enumerate(cfg.fallbacks or []):
+        assert not isinstance(f, str)  # Config's validator made each a Fallback
         out.append(Target(f.label(cfg.model), f.model, f.api_base, f.api_key_env, f"fallbacks[{i}]", fallback=True))
     return tuple(out)

@@ -77,11 +77,12 @@ def _private_name(text: str) -> str | None:
     from jinja2 import nodes
 
     for node in _env().parse(text).find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        name: Any = None
         if isinstance(node, nodes.Getattr):
             name = node.attr
         elif isinstance(node, nodes.Getitem):
             name = node.arg.value if isinstance(node.arg, nodes.Const) else None
-        else:
+        elif isinstance(node, nodes.Filter):
             name = node.args[0].value if node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const) else None
         if isinstance(name, str) and name.startswith("_"):
             return name

@@ -132,8 +132,8 @@ def load_corpus(spec: RetrievalSpec, base_dir: Path) -> tuple[list[Chunk], str]:
     c = spec.chunking
     chunks = chunk_documents(docs, c.mode, c.size, c.overlap)
     try:
-        with open(path, "rb") as f:  # streamed: never a second whole copy of the file in memory
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        with open(path, "rb") as fh:  # streamed: never a second whole copy of the file in memory
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError as e:
         raise DatasetError(path, None, f"cannot read corpus: {e.strerror or e}") from None
     return chunks, digest[:16]
@@ -141,5 +141,5 @@ def load_corpus(spec: RetrievalSpec, base_dir: Path) -> tuple[list[Chunk], str]:
 
 def chunk_variables(hits: list[tuple[Chunk, float]]) -> dict[str, Any]:
     """Template variables for retrieved chunks: ``chunks`` and ``context``."""
-    chunks = [{"id": c.id, "doc_id": c.doc_id, "text": c.text, "score": round(s, 4)} for c, s in hits]
+    chunks: list[dict[str, Any]] = [{"id": c.id, "doc_id": c.doc_id, "text": c.text, "score": round(s, 4)} for c, s in hits]
     return {"chunks": chunks, "context": "\n\n".join(c["text"] for c in chunks)}

@@ -231,7 +231,7 @@ class RunRecord(RecordModel):
 
 
 # what a baseline leaves out of each case: the bulky traces
-BASELINE_EXCLUDE = {"messages": True, "calls": {"__all__": {"response"}}, "retrieval": {"chunks": {"__all__": {"text"}}},
+BASELINE_EXCLUDE: dict[str, Any] = {"messages": True, "calls": {"__all__": {"response"}}, "retrieval": {"chunks": {"__all__": {"text"}}},
                     "judges": {"__all__": {"__all__": {"samples": {"__all__": {"response"}}}}}}
 
 

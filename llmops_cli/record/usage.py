@@ -5,10 +5,12 @@ summary, as the run record stores them (:class:`~llmops_cli.record.schema.Usage`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from llmops_cli.record.schema import Call, CaseRecord, Usage
 
 
-def usage_of(records: list[CaseRecord], wall_s: float, extra_calls: list[Call] | None = None, *,
+def usage_of(records: list[CaseRecord], wall_s: float, extra_calls: Sequence[Call] | None = None, *,
              limits=()) -> Usage:
     """Totals over the model-under-test calls of ``records`` (or over
     ``extra_calls``, e.g. judge calls); ``wall_s`` in seconds. Costs (USD)

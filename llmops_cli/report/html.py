@@ -83,7 +83,7 @@ def _context(record: RunRecord, cmp: Comparison | None, baseline: RunRecord | No
     gated = [m.metric for m in cmp.metrics if m.max_drop is not None] if cmp is not None else []
     compared = [m.metric for m in cmp.metrics] if cmp is not None else []
     changes = case_changes(baseline, record, compared or list(record.metrics)) if baseline is not None else None
-    table = case_table(record, baseline, changes, default_metric=(gated or compared or [None])[0])
+    table = case_table(record, baseline, changes, default_metric=next(iter(gated or compared), None))
     return {
         "run": _run_facts(record), "baseline": _run_facts(baseline) if baseline is not None else None,
         "commits": _commits(cmp), "verdict": _verdict(record, cmp, outcome),
@@ -204,8 +204,8 @@ def _distributions(record: RunRecord, baseline: RunRecord | None, table: dict[st
 def _latency(record: RunRecord) -> str | None:
     from llmops_cli.report import plots
 
-    calls = [c for case in record.cases for c in case.calls if c.latency_s is not None]
-    return plots.latency_histogram([c.latency_s for c in calls if not c.cached], [c.latency_s for c in calls if c.cached])
+    calls = [(c.latency_s, c.cached) for case in record.cases for c in case.calls if c.latency_s is not None]
+    return plots.latency_histogram([t for t, cached in calls if not cached], [t for t, cached in calls if cached])
 
 
 def _yaml(data: dict[str, Any]) -> str:

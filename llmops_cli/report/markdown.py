@@ -161,9 +161,9 @@ def _head(cmp: Comparison, record: RunRecord | None) -> list[str]:
         lines.append(f"model: {escape(usage_line(record.usage))}  ")
         if record.judge_usage is not None:
             lines.append(f"judge: {escape(usage_line(record.judge_usage))}  ")
-            for name, m in record.metrics.items():
-                if m.info.get("judge"):
-                    lines.append(f"{escape(name)}: {m.n_unscored} unscored of {m.n_scored + m.n_unscored}  ")
+            for name, summ in record.metrics.items():
+                if summ.info.get("judge"):
+                    lines.append(f"{escape(name)}: {summ.n_unscored} unscored of {summ.n_scored + summ.n_unscored}  ")
         lines.append("")
     lines += [f"⚠️ served model drift: {escape(clip(line, 300))}  " for line in cmp.model_drift[:10]]
     if cmp.environment_changes:

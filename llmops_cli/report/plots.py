@@ -17,14 +17,17 @@ from __future__ import annotations
 import io
 import math
 import re
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from llmops_cli.gate.comparison import MetricComparison
 from llmops_cli.report.text import fmt, fmt_ci
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 BASELINE_COLOR, CANDIDATE_COLOR = "#8c96a8", "#2f6fdb"
 BAD_COLOR, GOOD_COLOR, ZERO_COLOR = "#d23c3c", "#2e9e5b", "#555555"
-_RC = {"svg.fonttype": "none", "font.size": 8.5, "font.family": "sans-serif", "axes.spines.top": False,
+_RC: dict[RcKeyType, Any] = {"svg.fonttype": "none", "font.size": 8.5, "font.family": "sans-serif", "axes.spines.top": False,
        "axes.spines.right": False, "axes.titlesize": 9, "axes.titleweight": "bold", "axes.labelsize": 8.5,
        "legend.fontsize": 8, "legend.frameon": False, "path.simplify": True, "svg.image_inline": True,
        "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"], "text.parse_math": False}
@@ -92,11 +95,13 @@ def _rule_line(m: MetricComparison) -> float | None:
 def _extent(m: MetricComparison) -> list[float]:
     """What a row must show: 0, the delta, its interval and the rule's line."""
     line = _rule_line(m)
-    return [0.0, m.delta] + ([m.ci_low, m.ci_high] if m.ci_low is not None else []) + ([line] if line is not None else [])
+    assert m.delta is not None  # forest_plot draws only rows with a delta
+    return [0.0, m.delta] + ([m.ci_low, m.ci_high] if m.ci_low is not None and m.ci_high is not None else []) + ([line] if line is not None else [])
 
 
 def _forest_row(ax, m: MetricComparison, low: float, high: float) -> None:
-    lo, hi = (m.ci_low, m.ci_high) if m.ci_low is not None else (m.delta, m.delta)
+    assert m.delta is not None  # forest_plot draws only rows with a delta
+    lo, hi = (m.ci_low, m.ci_high) if m.ci_low is not None and m.ci_high is not None else (m.delta, m.delta)
     line = _rule_line(m)
     span = (high - low) or (m.scale * 0.01 if not m.unit else abs(m.delta) or 1.0)
     left, right = low - 0.08 * span, high + 0.08 * span
@@ -138,8 +143,12 @@ def distribution_plot(metric: str, candidate: Sequence[float], baseline: Sequenc
         ax = fig.subplots()
         data, labels, colors = [], [], []
         if baseline is not None:
-            data.append(base), labels.append(f"baseline (n={len(base)})"), colors.append(BASELINE_COLOR)
-        data.append(values), labels.append(f"candidate (n={len(values)})"), colors.append(CANDIDATE_COLOR)
+            data.append(base)
+            labels.append(f"baseline (n={len(base)})")
+            colors.append(BASELINE_COLOR)
+        data.append(values)
+        labels.append(f"candidate (n={len(values)})")
+        colors.append(CANDIDATE_COLOR)
         ax.hist(data, bins=edges, label=labels, color=colors, rwidth=0.9)
         ax.set_title(metric, loc="left")
         ax.set_xlabel(f"per-case {metric}" + (f" ({unit})" if unit else ""))

@@ -111,7 +111,7 @@ def slice_cell(m: MetricComparison) -> str:
     if m.candidate is None:
         return "—"
     text = fmt(m.candidate, m.scale, unit=m.unit)
-    if m.delta is not None and m.ci_high is not None:
+    if m.delta is not None and m.ci_high is not None and m.ci_low is not None:
         text += f" ({fmt(m.delta, m.scale, True, m.unit)} ± {fmt((m.ci_high - m.ci_low) / 2, m.scale, unit=m.unit)})"
     if m.verdict != "info":
         text += f" {m.verdict}"
@@ -122,6 +122,7 @@ def slice_tables(cmp: Comparison) -> dict[str, tuple[list[str], list[tuple[str, 
     one comparison per metric)`` — the layout of the per-slice tables."""
     out: dict[str, tuple[list[str], dict[str, dict[str, MetricComparison]]]] = {}
     for m in cmp.slices:
+        assert m.slice is not None  # cmp.slices holds per-slice comparisons only
         field, _, value = m.slice.partition("=")
         metrics, rows = out.setdefault(field, ([], {}))
         if m.metric not in metrics:

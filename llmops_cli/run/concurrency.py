@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
+
+if TYPE_CHECKING:
+    import asyncio
 
 DEFAULT_START = 8  # calls in flight at the start of an adaptive run
 DEFAULT_CAP = 64  # the most an adaptive run reaches (--max-concurrency)
@@ -65,7 +68,7 @@ class AdaptiveLimit:
         self._in_flight = 0
         self._slow_start = True
         self._round = 0  # bumped at every decrease
-        self._cond = None  # an asyncio.Condition, made inside the running loop
+        self._cond: asyncio.Condition | None = None  # an asyncio.Condition, made inside the running loop
         self.peak = 0
         self.throttled = 0
         self.congestion = 0

@@ -7,13 +7,16 @@ longer complete.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from llmops_cli.core.cache import Cache
 from llmops_cli.plan.requests import Request
 from llmops_cli.run.concurrency import DEFAULT_CAP, DEFAULT_START, AdaptiveLimit, LimitStats
 from llmops_cli.run.provider import api_key, call_model, check_credentials, congestion_signal, import_litellm, str_or_none, warm_up
 from llmops_cli.record.schema import Call
+
+if TYPE_CHECKING:
+    from llmops_cli.plan.endpoint import Endpoint
 
 DEFAULT_RETRIES = 8  # retries per call on 429/5xx/connection errors/timeouts
 # what the cache keeps of a call: the answer, who served it, its usage, first latency and token log-probability
@@ -55,6 +58,13 @@ def _cached_call(value: dict[str, Any], repeat: int) -> Call:
     return call
 
 
+def _ep(req: Request) -> Endpoint:
+    """The endpoint a request to send goes to: only a request whose ``call``
+    is given up front (outputs read from a file) has none, and it is never sent."""
+    assert req.endpoint is not None, "a request without an endpoint is never sent"
+    return req.endpoint
+
+
 async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int | None, max_concurrency: int,
                       retries: int, on_done: Callable[[], None], max_failed_cases: int | None,
                       config_path) -> LimitStats:
@@ -78,7 +88,7 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
     from llmops_cli.run import local_model
 
     litellm = import_litellm()
-    keys = {ep: api_key(ep, config_path) for ep in {r.endpoint for r in todo}}
+    keys = {ep: api_key(ep, config_path) for ep in {_ep(r) for r in todo}}
     limits: dict[tuple, AdaptiveLimit] = {}
     for ep in keys:
         if ep.route not in limits:
@@ -92,7 +102,7 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
         return max_failed_cases is not None and len(failed) > max_failed_cases
 
     async def one(req: Request) -> None:
-        ep = req.endpoint
+        ep = _ep(req)
         call = await call_model(litellm, req, keys[ep], retries, limits[ep.route], hopeless, routed.get(ep.route))
         if call is None:  # not started: the run had stopped early
             return
@@ -100,7 +110,7 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
         by_fallback = call.deployment is not None and any(t.fallback and t.label == call.deployment
                                                           for t in ep.deployments)
         if req.call.error is None and cache is not None and not by_fallback:
-            cache.put(req.key, req.endpoint.model, req.call.model_dump(include=CACHED_FIELDS))
+            cache.put(req.key, ep.model, req.call.model_dump(include=CACHED_FIELDS))
         elif req.call.error is not None:
             failed.add(req.case_index)
         on_done()
@@ -115,7 +125,7 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
     routed.update(routers(litellm, keys, config_path))
     queues: dict[tuple, list[Request]] = {}
     for r in todo:
-        queues.setdefault(r.endpoint.route, []).append(r)
+        queues.setdefault(_ep(r).route, []).append(r)
 
     async def worker(queue) -> None:
         for req in queue:  # shared by the route's workers: each request is taken once, in plan order
@@ -177,7 +187,7 @@ def execute(requests: list[Request], cache: Cache | None, *, concurrency: int | 
         else:
             todo.append(req)
     if todo:
-        for ep in {r.endpoint for r in todo}:
+        for ep in {_ep(r) for r in todo}:
             check_credentials(ep, config_path)  # fail on a missing key before any call, not after retries
         import asyncio  # only when something is called: a fully cached run skips its import
 

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from llmops_cli.core.errors import ConfigError
 from llmops_cli.run.faults import congestion_signal, is_retryable, retry_after_s, retrying  # noqa: F401  (public here too)
@@ -87,7 +87,7 @@ def logprob_totals(response: dict[str, Any] | None) -> tuple[float | None, int |
     values = [t.get("logprob") if isinstance(t, dict) else None for t in content]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
         return None, None
-    return float(sum(values)), len(values)
+    return float(sum(cast("list[float]", values))), len(values)  # each checked a finite number above
 
 
 def redact(text: str, extra_env: tuple[str | None, ...] = ()) -> str:
@@ -225,6 +225,7 @@ async def call_model(litellm, req: Request, key: str | None, retries: int, limit
     from llmops_cli.run.concurrency import Skipped
 
     ep = req.endpoint
+    assert ep is not None, "a request without an endpoint is never sent"  # its call is given up front
     kwargs = dict(model=ep.model, messages=req.messages, timeout=ep.timeout, max_retries=0, **ep.call_params)
     if router is None:  # the Router has its own num_retries (re-picks), and each deployment its URL and key
         kwargs["num_retries"] = 0

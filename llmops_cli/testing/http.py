@@ -158,7 +158,7 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             body = None
-            problem = f"could not parse the JSON body: {e}"
+            problem: str | None = f"could not parse the JSON body: {e}"
         else:
             problem = None if isinstance(body, dict) else "the JSON body must be an object"
         fake = self.server.fake
