@@ -46,8 +46,8 @@ def test_matches_the_authors_implementation(name):
         assert hi_ref - 0.002 <= hi <= hi_ref + 1e-9, (t, hi, hi_ref)
 
 
-def _ever_misses(draw, truth, alpha, n, wave, population=None):
-    cs = BettingCS(alpha, population=population, boundaries=[truth])
+def _ever_misses(draw, truth, alpha, n, wave, population=None, horizon=None):
+    cs = BettingCS(alpha, population=population, horizon=horizon, boundaries=[truth])
     for start in range(0, n, wave):
         cs.update(draw(start, wave))
         if cs.excludes_above(truth) or cs.excludes_below(truth):
@@ -55,13 +55,14 @@ def _ever_misses(draw, truth, alpha, n, wave, population=None):
     return False
 
 
-@pytest.mark.parametrize("p", [0.5, 0.93])
-def test_covers_the_mean_at_every_look(p):
+@pytest.mark.parametrize("p, horizon", [(0.5, None), (0.93, None), (0.5, 400), (0.93, 400)])
+def test_covers_the_mean_at_every_look(p, horizon):
     """Ville: the sequence misses the true mean at *some* look in at most α
-    of the runs — here looking after every observation, 300 runs of 400."""
+    of the runs — here looking after every observation, 300 runs of 400 —
+    also with the bets mixed with ones tuned for the horizon."""
     rng = random.Random(7)
-    misses = sum(_ever_misses(lambda s, w: [float(rng.random() < p) for _ in range(w)], p, 0.1, 400, 1)
-                 for _ in range(300))
+    misses = sum(_ever_misses(lambda s, w: [float(rng.random() < p) for _ in range(w)], p, 0.1, 400, 1,
+                              horizon=horizon) for _ in range(300))
     assert misses / 300 <= 0.1 + 0.05  # α = 0.1 (a wide α makes misses common enough to count)
 
 
@@ -108,6 +109,16 @@ def test_a_metric_sequence_decides_regressed_within_and_undecided():
     assert tiny.decision == "undecided"
     s = bad.summary()
     assert s["decision"] == "regressed" and s["boundary"] == -0.02 and s["p"] <= 0.05
+
+
+def test_bets_tuned_for_the_horizon_narrow_the_end():
+    rng = random.Random(2)
+    xs = [rng.betavariate(3, 3) for _ in range(800)]
+    plain, mixed = BettingCS(0.05), BettingCS(0.05, horizon=800)
+    plain.update(xs)
+    mixed.update(xs)
+    (a, b), (c, d) = plain.interval(), mixed.interval()
+    assert d - c < b - a
 
 
 def test_a_decision_stays_made():
