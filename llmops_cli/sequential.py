@@ -283,14 +283,16 @@ class BettingCS:
         return max(lo, llo), min(hi, lhi)
 
     def p_below(self, b: float) -> float:
-        """Anytime-valid p-value of "the mean is at least ``b``" (small when
-        it is shown below ``b``): ``min(1, 1/((1 − θ)·max K⁻ₛ(b)))`` over the
-        looks so far, to compare with ``alpha``. ``b`` must be tracked."""
-        return min(1.0, math.exp(-(self._tracked[b].max_down + math.log(1 - THETA))))
+        """Anytime-valid one-sided p-value of "the mean is at least ``b``"
+        (small when it is shown below ``b``): ``min(1, 1/max K⁻ₛ(b))`` over
+        the looks so far; the sequence excludes ``b`` from above exactly when
+        it is at most ``(1 − θ)·alpha``, i.e. ``alpha/2``. ``b`` must be
+        tracked. (Ville: under the null, P(p ≤ a) ≤ a at any stopping time.)"""
+        return min(1.0, math.exp(-self._tracked[b].max_down))
 
     def p_above(self, b: float) -> float:
-        """Anytime-valid p-value of "the mean is at most ``b``"."""
-        return min(1.0, math.exp(-(self._tracked[b].max_up + math.log(THETA))))
+        """Anytime-valid one-sided p-value of "the mean is at most ``b``"."""
+        return min(1.0, math.exp(-self._tracked[b].max_up))
 
 
 def _mix(logs: list[float], k: int) -> float:
@@ -400,8 +402,9 @@ class MetricSequence:
         return self.to_d(lo), self.to_d(hi)
 
     def p_regressed(self) -> float:
-        """Anytime-valid one-sided p of "the drop does not exceed max_drop"
-        (compare with ``alpha``; Bonferroni already in ``alpha``)."""
+        """Anytime-valid one-sided p of "the drop does not exceed max_drop":
+        decided regressed when it is at most ``alpha/2`` (Bonferroni already
+        in ``alpha``)."""
         return self.cs.p_below(self.boundary_x)
 
     def summary(self) -> dict:
