@@ -308,6 +308,7 @@ def _apply(res: MetricComparison, seq: MetricSequence, gate: Gate, k: int, total
     res.p_adjusted = min(1.0, res.p_test * k) if gate.correction != "none" else res.p_test
     res.alpha_one_sided = seq.alpha / 2
     res.mde, res.power_warning, res.power_required, res.cases_needed = None, "", False, None
+    res.rule = res.rule.replace(" (CI, strict)", "").replace(" (CI)", "") + " (sequence)"
     at = seq.decided_at or seq.n
     res.notes.append(f"anytime-valid sequence after {at:,} of {total:,} cases")
     if res.verdict in ("unscored",):
