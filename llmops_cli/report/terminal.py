@@ -19,6 +19,8 @@ def print_run_summary(console, record: RunRecord) -> None:
     from rich.table import Table
 
     part = f" (shard {record.shard.index}/{record.shard.count} of {record.shard.total})" if record.shard else ""
+    if record.sequential is not None:
+        part += f" answered of {record.sequential.total} (sequential)"
     console.print(f"[bold]run[/] {record.run_id} · {len(record.cases)} cases{part} · fingerprint {record.fingerprint} · "
                   f"dataset {record.dataset_hash}")
     t = Table()
