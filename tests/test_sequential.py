@@ -108,7 +108,8 @@ def test_a_metric_sequence_decides_regressed_within_and_undecided():
     assert good.decision == "within" and good.decided_interval[0] > -0.02
     assert tiny.decision == "undecided"
     s = bad.summary()
-    assert s["decision"] == "regressed" and s["boundary"] == -0.02 and s["p"] <= 0.05
+    assert s["decision"] == "regressed" and s["boundary"] == -0.02 and s["p"] <= 0.025
+    assert good.p_regressed() > 0.025
 
 
 def test_bets_tuned_for_the_horizon_narrow_the_end():

@@ -216,7 +216,7 @@ class Gate(_Strict):
     on_model_drift: Literal["warn", "fail"] = "warn"
     metrics: dict[str, GateRule] = {}
     slices: dict[str, dict[str, GateRule]] = {}
-    sequential: Sequential | None = None
+    sequential: Sequential | bool | None = None  # true → Sequential(), false → None (the validator below)
 
     @field_validator("sequential", mode="before")
     @classmethod
