@@ -131,3 +131,54 @@ def test_a_config_that_says_sequential_still_writes_a_whole_baseline(project):
     before = srv.request_count
     assert run(["eval", cfg, "--update-baseline", "-q"]).exit_code == 0
     assert srv.request_count - before == N
+
+
+# -- the verdict at the end of the eval set, from records (no model) --------------------------
+
+def _records(deltas: list[float]):
+    """A baseline scoring 0.5 everywhere and a candidate ``0.5 + delta`` per case."""
+    from llmops_cli.record import CaseRecord, MetricSummary, RunRecord
+
+    def rec(kind, shift):
+        cases = [CaseRecord(id=f"c{i}", inputs={}, references=["x"], output="x",
+                            scores={"token_f1": 0.5 + shift[i]}) for i in range(len(deltas))]
+        return RunRecord(kind=kind, dataset_hash="d", metrics={"token_f1": MetricSummary(aggregate=0.5)}, cases=cases)
+
+    return rec("baseline", [0.0] * len(deltas)), rec("run", deltas)
+
+
+@pytest.mark.parametrize("mode, verdict, code", [("paired", "pass", 0), ("strict", "unproven", 1)])
+def test_undecided_at_the_end_passes_in_paired_mode_and_is_unproven_in_strict(mode, verdict, code):
+    from llmops_cli.config import Gate, GateRule
+    from llmops_cli.outcome import from_comparison
+    from llmops_cli.sequential_gate import SequentialGate, compare_sequential
+
+    rng = __import__("random").Random(1)
+    base, cand = _records([rng.choice([-0.3, 0.3]) for _ in range(60)])  # noisy, mean near 0: too few to decide
+    gate = Gate(mode=mode, metrics={"token_f1": GateRule(max_drop=0.02)}, sequential=True)
+    state = SequentialGate(gate, base, [c.id for c in cand.cases])
+    for start in range(0, 60, 10):
+        state.observe(cand.cases[start:start + 10])
+    assert state.decisions == {"token_f1": "undecided"} and not state.done
+    cand.sequential = state.info()
+    cmp = compare_sequential(base, cand, gate, check_dataset=False)
+    m = cmp.metrics[0]
+    assert m.verdict == verdict and "undecided after 60 of 60 cases" in m.reason
+    assert m.ci_low < -0.02 < m.ci_high and m.mde is None
+    assert cmp.sequential["headline"].startswith("undecided after 60 of 60 cases (0% of model calls saved)")
+    assert from_comparison(cmp, cand).exit_code == code
+
+
+def test_a_replayed_record_with_a_missing_case_is_refused():
+    from llmops_cli.config import Gate, GateRule
+    from llmops_cli.errors import InputError
+    from llmops_cli.sequential_gate import SequentialGate, compare_sequential
+
+    base, cand = _records([-0.5] * 40)
+    gate = Gate(metrics={"token_f1": GateRule(max_drop=0.02)}, sequential=True)
+    state = SequentialGate(gate, base, [c.id for c in cand.cases])
+    state.observe(cand.cases[:20])
+    cand.sequential = state.info()
+    cand.cases = cand.cases[1:20]  # the record lost an answered case
+    with pytest.raises(InputError, match="c0"):
+        compare_sequential(base, cand, gate, check_dataset=False)
