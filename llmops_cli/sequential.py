@@ -132,6 +132,7 @@ class BettingCS:
         self._log_threshold_up = math.log(1 / (THETA * alpha))
         self._log_threshold_down = math.log(1 / ((1 - THETA) * alpha))
         self._tracked: dict[float, _Tracked] = {}
+        self._interval: tuple[int, tuple[float, float]] | None = None  # memo: (n, interval)
         for b in boundaries:
             self.track(b)
 
@@ -249,38 +250,88 @@ class BettingCS:
             return 0.0, 1.0
         return self._sum / self.population, 1 - (len(self.xs) - self._sum) / self.population
 
+    def _capitals_many(self, ms):
+        """:meth:`_capitals` at every point of the array ``ms`` at once
+        (numpy; rows in blocks, so memory stays bounded at any n)."""
+        import numpy as np
+
+        ms = np.asarray(ms, dtype=float)[None, :]
+        up_tot = np.zeros((self.k, ms.shape[1]))
+        down_tot = np.zeros((self.k, ms.shape[1]))
+        xs_all = np.asarray(self.xs, dtype=float)
+        lam_all = np.asarray(self.lambdas, dtype=float).reshape(len(self.xs), self.k)
+        before_all = np.concatenate([[0.0], np.cumsum(xs_all)[:-1]])
+        block = max(1, (1 << 18) // ms.shape[1])
+        for start in range(0, len(xs_all), block):
+            x = xs_all[start:start + block, None]
+            if self.population is None:
+                mu = np.broadcast_to(ms, (x.shape[0], ms.shape[1]))
+            else:
+                i = np.arange(start, start + x.shape[0], dtype=float)[:, None]
+                mu = (self.population * ms - before_all[start:start + x.shape[0], None]) / (self.population - i)
+            low, high = mu < -_EPS, mu > 1 + _EPS
+            mu = np.clip(mu, 0.0, 1.0)
+            with np.errstate(divide="ignore"):
+                cap_up = np.where(mu > 0, TRUNCATION / np.where(mu > 0, mu, 1.0), np.inf)
+                cap_down = np.where(mu < 1, TRUNCATION / np.where(mu < 1, 1 - mu, 1.0), np.inf)
+            for j in range(self.k):
+                lam = lam_all[start:start + x.shape[0], j:j + 1]
+                up = np.log1p(np.minimum(lam, cap_up) * (x - mu))
+                down = np.log1p(-np.minimum(lam, cap_down) * (x - mu))
+                up = np.where(low, np.inf, np.where(high, 0.0, up))
+                down = np.where(high, np.inf, np.where(low, 0.0, down))
+                up_tot[j] += up.sum(axis=0)
+                down_tot[j] += down.sum(axis=0)
+
+        def mix(logs):
+            top = logs.max(axis=0)
+            if self.k == 1:
+                return top
+            with np.errstate(invalid="ignore"):
+                out = top + np.log(np.exp(logs - top).sum(axis=0) / self.k)
+            return np.where(np.isinf(top), top, out)
+
+        return mix(up_tot), mix(down_tot)
+
     def interval(self, tol: float = 1e-7) -> tuple[float, float]:
         """The sequence now, ``(Lₜ, Uₜ)`` in [0, 1] (not intersected with
-        earlier looks), found by bisection to within ``tol`` on the
+        earlier looks), found by repeated grid search on the monotone
+        capitals (33 points a round, numpy) to within ``tol`` on the
         conservative side: ``Lₜ`` is never above, ``Uₜ`` never below, the
-        exact endpoints."""
+        exact endpoints. Memoised per number of observations."""
         if not self.xs:
             return 0.0, 1.0
+        if self._interval is not None and self._interval[0] == len(self.xs):
+            return self._interval[1]
+        import numpy as np
 
-        def rejected_low(m: float) -> bool:  # θK⁺(m) ≥ 1/α: m too low
-            return self._capitals(m)[0] >= self._log_threshold_up
-
-        def rejected_high(m: float) -> bool:
-            return self._capitals(m)[1] >= self._log_threshold_down
-
-        a, z = 0.0, 1.0  # rejected_low is true on [0, L], false above: L lies in [a, z]
-        if not rejected_low(0.0):
-            lo = 0.0
-        else:
+        def search(rejected_at, low_side: bool) -> float:
+            a, z = 0.0, 1.0
             while z - a > tol:
-                mid = (a + z) / 2
-                a, z = (mid, z) if rejected_low(mid) else (a, mid)
-            lo = a
-        a, z = 0.0, 1.0
-        if not rejected_high(1.0):
-            hi = 1.0
-        else:
-            while z - a > tol:
-                mid = (a + z) / 2
-                a, z = (a, mid) if rejected_high(mid) else (mid, z)
-            hi = z
+                grid = np.linspace(a, z, 33)
+                r = rejected_at(grid)
+                if low_side:  # rejected on [0, L]: L lies after the last rejected point
+                    if not r[0]:
+                        return a
+                    j = int(np.flatnonzero(r)[-1])
+                    if j == len(grid) - 1:
+                        return z
+                    a, z = grid[j], grid[j + 1]
+                else:  # rejected on [U, 1]
+                    if not r[-1]:
+                        return z
+                    j = int(np.flatnonzero(r)[0])
+                    if j == 0:
+                        return a
+                    a, z = grid[j - 1], grid[j]
+            return a if low_side else z
+
+        lo = search(lambda g: self._capitals_many(g)[0] >= self._log_threshold_up, True)
+        hi = search(lambda g: self._capitals_many(g)[1] >= self._log_threshold_down, False)
         llo, lhi = self._logical()
-        return max(lo, llo), min(hi, lhi)
+        result = (max(float(lo), llo), min(float(hi), lhi))
+        self._interval = (len(self.xs), result)
+        return result
 
     def p_below(self, b: float) -> float:
         """Anytime-valid one-sided p-value of "the mean is at least ``b``"

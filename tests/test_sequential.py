@@ -147,3 +147,15 @@ def test_bonferroni_split():
     assert metric_alpha(0.95, 4) == pytest.approx(0.0125)
     assert metric_alpha(0.95, 1) == pytest.approx(0.05)
     assert metric_alpha(0.95, 4, "none") == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("population, horizon", [(None, None), (None, 500), (500, 500)])
+def test_the_vectorised_capitals_equal_the_running_ones(population, horizon):
+    rng = random.Random(4)
+    cs = BettingCS(0.05, population=population, horizon=horizon, boundaries=[0.2, 0.45, 0.7])
+    cs.update([float(rng.random() < 0.45) for _ in range(300)])
+    many_up, many_down = cs._capitals_many([0.2, 0.45, 0.7])
+    for j, m in enumerate((0.2, 0.45, 0.7)):
+        up, down = cs._capitals(m)
+        assert many_up[j] == pytest.approx(up, rel=1e-9, abs=1e-9) or many_up[j] == up == float("inf")
+        assert many_down[j] == pytest.approx(down, rel=1e-9, abs=1e-9) or many_down[j] == down == float("inf")
