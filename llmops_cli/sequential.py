@@ -41,6 +41,13 @@ arXiv:2010.09686, §4.2–4.3, eqs. (26)–(27) and Theorem 3):
   ``Cₜ = {m : Kₜ(m) < 1/α}`` covers the mean at *every* t at once, hence at
   any stopping time, however the stop was chosen.
 
+(For the general theory of time-uniform confidence sequences — Ville's
+inequality, boundaries, stitching — see S. R. Howard, A. Ramdas, J.
+McAuliffe and J. Sekhon, "Time-uniform, nonparametric, nonasymptotic
+confidence sequences", Annals of Statistics 49(2), 2021; for bounded
+observations the betting sequences are the tighter ones, Waudby-Smith &
+Ramdas §7.)
+
 Each factor of ``K⁺`` is positive and non-increasing in ``m`` (and each of
 ``K⁻`` non-decreasing), so ``Cₜ`` is an interval ``(Lₜ, Uₜ)``:
 ``Uₜ < b`` exactly when ``(1 − θ)K⁻ₜ(b) ≥ 1/α``. The gate therefore decides
