@@ -16,7 +16,8 @@ the *population* paired delta, the quantity the paired bootstrap tests.
 **The sequence** is Waudby-Smith & Ramdas's hedged capital process with
 predictable plug-in bets (I. Waudby-Smith and A. Ramdas, "Estimating means of
 bounded random variables by betting", JRSS-B 86(1):1–27, 2024 (read 2023),
-arXiv:2010.09686, §4.2–4.3, eqs. (26)–(27) and Theorem 3):
+arXiv:2010.09686: the hedged capital process with predictable plug-in
+bets; the authors' code is ``confseq.betting.hedged_cs``):
 
 * for each candidate mean ``m``, two gamblers bet on ``x`` being above and
   below ``m``; their capitals are
@@ -45,8 +46,8 @@ arXiv:2010.09686, §4.2–4.3, eqs. (26)–(27) and Theorem 3):
 inequality, boundaries, stitching — see S. R. Howard, A. Ramdas, J.
 McAuliffe and J. Sekhon, "Time-uniform, nonparametric, nonasymptotic
 confidence sequences", Annals of Statistics 49(2), 2021; for bounded
-observations the betting sequences are the tighter ones, Waudby-Smith &
-Ramdas §7.)
+observations the betting sequences are the tighter ones, as Waudby-Smith
+& Ramdas show.)
 
 Each factor of ``K⁺`` is positive and non-increasing in ``m`` (and each of
 ``K⁻`` non-decreasing), so ``Cₜ`` is an interval ``(Lₜ, Uₜ)``:
@@ -56,7 +57,7 @@ interval itself is found by bisection when it is shown. The running
 intersection of the intervals (``max Lₛ``, ``min Uₛ``) is as valid and is
 what the decisions use (a decision, once made, stands).
 
-**Without replacement** (``population=N``; Waudby-Smith & Ramdas 2024, §6,
+**Without replacement** (``population=N``; Waudby-Smith & Ramdas 2024,
 and "Confidence sequences for sampling without replacement", NeurIPS 2020):
 the same capital with ``m`` replaced by the mean of the cases not yet seen
 under the null, ``μᵢ(m) = (N·m − Sᵢ₋₁)/(N − i + 1)`` (an impossible ``m``
