@@ -64,7 +64,8 @@ def test_a_broken_candidate_stops_early_with_exit_1(project):
     write, srv, d = project
     cfg = write(system="Answer briefly, broken.")
     before = srv.request_count
-    res = run(["eval", cfg, "--sequential", "-j", "8", "-o", d / "run.json", "--json"])
+    res = run(["eval", cfg, "--sequential", "-j", "8", "-o", d / "run.json", "--json", "--markdown", d / "s.md",
+               "--html", d / "r.html"])
     assert res.exit_code == 1, res.output
     called = srv.request_count - before
     record = json.loads((d / "run.json").read_text())
@@ -79,6 +80,9 @@ def test_a_broken_candidate_stops_early_with_exit_1(project):
     assert len(s["not_needed"]) == N - seq["answered"]
     assert s["headline"].startswith(f"decided after {seq['answered']} of {N} cases (")
     assert "regressed" in s["headline"] and "cases not needed" in res.output
+    for report in ("s.md", "r.html"):  # the same sentence in every report
+        text = (d / report).read_text()
+        assert s["headline"].split(":")[0] in text and f"{N - seq['answered']} cases not needed" in text
 
     # the record gated again, calling nothing, says the same
     again = run(["gate", d / "run.json", cfg, "--json"])
