@@ -116,6 +116,11 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = Non
                                                           help="Run only shard K of N (cases split by a hash of their "
                                                                "id) and write its record, not gated: merge the shards "
                                                                "with `llmops merge`, then `llmops gate`.")] = None,
+             sequential: Annotated[bool, typer.Option("--sequential", rich_help_panel=GATE,
+                                                      help="Answer the cases in a seeded random order and stop "
+                                                           "calling the model once every gated metric's anytime-"
+                                                           "valid confidence sequence is decided (gate.sequential).")
+                                   ] = False,
              watch: Annotated[bool, typer.Option("--watch", rich_help_panel=RUN,
                                                  help="Keep running: run and gate again each time the config, a "
                                                       "template, the eval set, the corpus or the baseline is saved "
@@ -128,7 +133,8 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = Non
                        use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url, refresh=refresh,
                        record_path=output, outputs=outputs, update_baseline=update_baseline, baseline=baseline, plain=plain,
                        allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, comment=comment, html=html,
-                       top=top, shard=shard, baseline_ref=baseline_ref, allow_dataset_change=allow_dataset_change),
+                       top=top, shard=shard, baseline_ref=baseline_ref, allow_dataset_change=allow_dataset_change,
+                       sequential=sequential),
            top=top, quiet=quiet, json_out=json_out, watch=watch)
 
 

@@ -179,6 +179,24 @@ class Embedding(_Strict):
         return _credential_free_url(v)
 
 
+class Sequential(_Strict):
+    """The sequential gate (``gate.sequential: true``, or these settings;
+    see :mod:`llmops_cli.gate.sequential_rules`): cases answered in a seeded random
+    order, in waves, each gated metric's anytime-valid confidence sequence
+    updated after each wave, and the model no longer called once the verdict
+    is certain. ``stop``: ``first_regression`` (default) stops as soon as
+    one gated metric is decided regressed (the gate exits 1 whatever the rest
+    say) or every one is decided; ``all_decided`` waits until every gated
+    metric is decided (each metric's own verdict is then known). ``population``:
+    ``cases`` (default) covers the paired delta of the population the eval
+    set's cases are drawn from — the fixed-n gate's target; ``eval_set``
+    covers this eval set's own delta (what answering every case would
+    measure; sampling without replacement), for a deterministic model."""
+
+    stop: Literal["first_regression", "all_decided"] = "first_regression"
+    population: Literal["cases", "eval_set"] = "cases"
+
+
 class Gate(_Strict):
     """Gate settings.
 
@@ -194,7 +212,9 @@ class Gate(_Strict):
     ``slices``: rules for one slice of the eval set, keyed ``field=value``
     (``field`` one of ``dataset.slices``; ``field=*``: every value of it),
     each a mapping of metric → rule like ``metrics``; their tests join the
-    same family-wise correction."""
+    same family-wise correction. ``sequential``: ``true`` or a
+    :class:`Sequential` (also ``eval --sequential``): stop calling the model
+    once every gated metric is decided."""
 
     mode: Literal["paired", "plain", "strict"] = "paired"
     confidence: float = Field(0.95, gt=0.5, lt=1)
@@ -206,6 +226,14 @@ class Gate(_Strict):
     on_model_drift: Literal["warn", "fail"] = "warn"
     metrics: dict[str, GateRule] = {}
     slices: dict[str, dict[str, GateRule]] = {}
+    sequential: Sequential | bool | None = None  # true → Sequential(), false → None (the validator below)
+
+    @field_validator("sequential", mode="before")
+    @classmethod
+    def _sequential_flag(cls, v):
+        if v is True:
+            return {}
+        return None if v is False else v
 
     @field_validator("slices")
     @classmethod

@@ -149,6 +149,10 @@ def check_baseline(record: RunRecord, path: str | Path, *, max_unscored_share: f
     if record.shard is not None:
         raise BaselineError(path, None, f"refusing to write a baseline from shard {record.shard.index}/"
                             f"{record.shard.count} of a run; merge the shards first (llmops merge)")
+    if record.sequential is not None:
+        raise BaselineError(path, None, f"refusing to write a baseline from a sequential run: it answered "
+                            f"{record.sequential.answered} of {record.sequential.total} cases (run without "
+                            "--sequential / gate.sequential to answer every case)")
     check_unscored(record, max_unscored_share)
 
 
@@ -173,8 +177,9 @@ def write_baseline(record: RunRecord, path: str | Path, *, max_unscored_share: f
 
     Raises:
         BaselineError: the record did not complete (it would never be a fair
-            baseline), or holds one shard of a run (``--shard``; merge the
-            shards first); nothing is written.
+            baseline), holds one shard of a run (``--shard``; merge the
+            shards first) or only the cases a sequential run needed;
+            nothing is written.
         RunIncomplete: a judge left too many cases unscored (exit 3);
             nothing is written.
     """

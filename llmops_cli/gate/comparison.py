@@ -117,7 +117,11 @@ class Comparison:
     the served model drifted (``drift_failed``). ``commits``: with
     ``--baseline-ref``, the commit each side was read from, by ``"baseline"``
     and ``"candidate"`` (e.g. ``"origin/main 1a2b3c4"``, ``"working tree at
-    5d6e7f8"`` or ``"5d6e7f8 + uncommitted changes"``); empty otherwise."""
+    5d6e7f8"`` or ``"5d6e7f8 + uncommitted changes"``); empty otherwise.
+    ``sequential``: for a sequential run (:mod:`llmops_cli.gate.sequential_rules`),
+    where it stopped and why — ``answered``, ``total``, ``not_needed`` (ids),
+    ``saved_share``, ``headline`` ("decided after 140 of 810 cases …") —
+    else None."""
 
     mode: str
     confidence: float
@@ -139,6 +143,7 @@ class Comparison:
     environment_changes: list[str] = field(default_factory=list)
     slices: list[MetricComparison] = field(default_factory=list)
     commits: dict[str, str] = field(default_factory=dict)  # --baseline-ref: "baseline"/"candidate" → e.g. "origin/main 1a2b3c4"
+    sequential: dict[str, Any] | None = None  # a sequential run: llmops_cli.gate.sequential_rules.sequential_summary
 
     @property
     def tests(self) -> list[MetricComparison]:

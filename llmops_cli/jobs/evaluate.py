@@ -62,7 +62,9 @@ class EvalOptions:
     sha): gate against this config as it is at that commit, run first,
     instead of a baseline file (:mod:`llmops_cli.jobs.ref_baseline`);
     ``allow_dataset_change``: with it, an eval set that differs at the ref is
-    compared on the cases both hold unchanged."""
+    compared on the cases both hold unchanged. ``sequential``: gate
+    sequentially (``gate.sequential``; :mod:`llmops_cli.gate.sequential_rules`):
+    stop calling the model once the verdict is certain."""
 
     config: str | Path | None
     limit: int | None = None
@@ -90,6 +92,7 @@ class EvalOptions:
     cache: Any = None
     baseline_ref: str | None = None
     allow_dataset_change: bool = False
+    sequential: bool = False
 
 
 ProgressFn = Callable[[int, int], None]
@@ -138,6 +141,7 @@ def _prepare(opts: EvalOptions):
 
         check_options(opts)
     check_shard_option(opts)
+    _check_sequential(opts, cfg)
     if not opts.from_run:
         files = {"--output": None if candidate else opts.record_path or record_path_for(None, "<run-id>"),
                  "--junit": opts.junit, "--markdown": opts.markdown, "--comment": opts.comment,
@@ -171,6 +175,29 @@ def _check_local_models(cfg) -> None:
     for key, model in models:
         if model.startswith("local/") and (problem := unavailable(model)):
             raise ConfigError(cfg.path or "<config>", key, problem)
+
+
+def _sequential_run(opts: EvalOptions) -> bool:
+    """Whether a run with these options would be gated sequentially when the
+    config asks for it: not when writing a baseline, running a shard,
+    scoring outputs or gating a record (each answers every case, or none)."""
+    return not (opts.update_baseline or opts.from_run or opts.shard or opts.outputs or opts.candidate)
+
+
+def _check_sequential(opts: EvalOptions, cfg) -> None:
+    """``--sequential`` sets ``gate.sequential``; either is checked before
+    any call (:func:`llmops_cli.gate.sequential_rules.check_config`)."""
+    if opts.sequential:
+        from llmops_cli.config.measure import Sequential
+        from llmops_cli.gate.sequential_rules import check_options
+
+        check_options(opts)
+        if cfg.gate.sequential is None:
+            cfg.gate.sequential = Sequential()
+    if cfg.gate.sequential is not None and _sequential_run(opts):
+        from llmops_cli.gate.sequential_rules import check_config
+
+        check_config(cfg)
 
 
 def _open_cache(opts: EvalOptions, cfg):
@@ -221,7 +248,7 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
             assert opts.candidate is not None  # the candidate was loaded from it
             record, rpath = candidate, Path(opts.candidate)
         else:
-            record = _run(cfg, opts, cache, progress)
+            record = _run(cfg, opts, cache, progress, baseline=baseline)
             rpath = save_record(record, record_path_for(opts.record_path, record.run_id))
             if not opts.update_baseline and record.shard is None:
                 record.release_traces()  # saved whole; the gate and its reports never read them
@@ -234,6 +261,8 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
             write_baseline(record, bpath, max_unscored_share=cfg.max_unscored_share)
             return _with_html(Outcome("baseline written", f"baseline written: {bpath}", record, record_path=rpath,
                                       baseline_path=bpath, notes=notes), opts)
+        if record.sequential is not None:  # the verdict of the sequences it stopped on (sequential_gate)
+            from llmops_cli.gate.sequential_rules import compare_sequential as compare
         cmp = compare(baseline, record, cfg.gate, top=max(opts.top, 10), baseline_path=str(bpath),
                       max_unscored_share=cfg.max_unscored_share, memo=cache, check_dataset=ref is None)
         if ref is not None:
@@ -276,9 +305,15 @@ def _with_html(out: Outcome, opts: EvalOptions) -> Outcome:
     return out
 
 
-def _run(cfg, opts: EvalOptions, cache, progress: ProgressFn | None):
+def _run(cfg, opts: EvalOptions, cache, progress: ProgressFn | None, baseline=None):
     from llmops_cli.jobs.runner import load_outputs, run_eval, score_outputs
 
+    if baseline is not None and cfg.gate.sequential is not None and _sequential_run(opts):
+        from llmops_cli.jobs.sequential_run import run_sequential
+
+        return run_sequential(cfg, baseline, limit=opts.limit, concurrency=opts.concurrency,
+                              max_concurrency=opts.max_concurrency, cache=cache, retries=opts.retries,
+                              progress=progress, refresh=opts.refresh)
     kw = dict(limit=opts.limit, concurrency=opts.concurrency, max_concurrency=opts.max_concurrency, cache=cache,
               retries=opts.retries, progress=progress, refresh=opts.refresh, shard=check_shard_option(opts))
     if opts.outputs:

@@ -59,6 +59,8 @@ def write_html_report(run: str | Path, html: str | Path, *, baseline: str | Path
     check_outputs({"--html": html}, {"the run record": run, "the baseline": baseline, "the config file": config})
     cfg = load_config(config)
     base = load_record(baseline, "baseline")
+    if record.sequential is not None:  # its verdict is its sequences' (llmops_cli.gate.sequential_rules)
+        from llmops_cli.gate.sequential_rules import compare_sequential as compare
     cmp = compare(base, record, cfg.gate, baseline_path=str(baseline), max_unscored_share=cfg.max_unscored_share)
     outcome = from_comparison(cmp, record, max_unscored_share=cfg.max_unscored_share)
     return atomic_write_text(html, html_report(record, cmp, baseline=base, outcome=outcome)), outcome

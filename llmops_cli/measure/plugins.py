@@ -57,7 +57,7 @@ def load_plugins() -> dict[str, str]:
             def per_case(outputs, references, name=ep.name, fn=fn) -> Any:
                 return _per_case(name, outputs, references, fn)
 
-            register(ep.name, description=(fn.__doc__ or "").strip().split("\n")[0])(per_case)
+            register(ep.name, description=(fn.__doc__ or "").strip().split("\n")[0], sequential=True)(per_case)  # 0–1 means
             added.add(ep.name)
         for name in added:
             PLUGINS[name] = source

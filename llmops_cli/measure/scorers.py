@@ -69,7 +69,11 @@ class Scorer:
     ``quantile``: the aggregate is this quantile (0–1) of the per-case values
     instead of their mean (``latency_p95``). ``unit``: what the values
     count (``USD``, ``s``, ``tokens``, ``ppl`` for perplexity; empty for
-    0–scale scores)."""
+    0–scale scores). ``sequential``: the scorer declares that each case's
+    score lies in [0, ``scale``] and that the aggregate is their mean, so the
+    sequential gate may decide it case by case
+    (:mod:`llmops_cli.gate.sequential_rules`); corpus scores, quantiles and
+    unbounded measurements may not."""
 
     name: str
     fn: Callable[[Outputs, References], MetricResult]
@@ -82,6 +86,7 @@ class Scorer:
     higher_is_better: bool = True
     quantile: float | None = None
     unit: str = ""
+    sequential: bool = False
 
 
 SCORERS: dict[str, Scorer] = {}
@@ -89,12 +94,12 @@ SCORERS: dict[str, Scorer] = {}
 
 def register(name: str, scale: float = 1.0, from_stats=None, description: str = "", worst: float | None = 0.0,
              worst_stats=None, external: bool = False, higher_is_better: bool = True, quantile: float | None = None,
-             unit: str = ""):
+             unit: str = "", sequential: bool = False):
     """Decorator: register ``fn`` under ``name`` (see :class:`Scorer` for the arguments)."""
 
     def deco(fn):
         SCORERS[name] = Scorer(name, fn, scale, from_stats, description, worst, worst_stats, external,
-                               higher_is_better, quantile, unit)
+                               higher_is_better, quantile, unit, sequential)
         return fn
 
     return deco
@@ -166,12 +171,12 @@ def token_f1_score(prediction: str, references: Sequence[str]) -> float:
     return max(_f1(p, normalize_answer(r).split()) for r in references)
 
 
-@register("exact_match", description="SQuAD exact match, 0–1")
+@register("exact_match", description="SQuAD exact match, 0–1", sequential=True)
 def exact_match(outputs: Outputs, references: References) -> MetricResult:
     return _per_case("exact_match", outputs, references, exact_match_score)
 
 
-@register("token_f1", description="SQuAD token F1, 0–1")
+@register("token_f1", description="SQuAD token F1, 0–1", sequential=True)
 def token_f1(outputs: Outputs, references: References) -> MetricResult:
     return _per_case("token_f1", outputs, references, token_f1_score)
 
@@ -226,7 +231,7 @@ def _rouge(rouge_type: str):
 
 
 for _t in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
-    register(_t, description=f"{_t} F-measure (rouge-score, stemmed), 0–1")(_rouge(_t))
+    register(_t, description=f"{_t} F-measure (rouge-score, stemmed), 0–1", sequential=True)(_rouge(_t))
 
 
 # -- BLEU -----------------------------------------------------------------
@@ -294,7 +299,7 @@ def _forget_tokenized() -> None:
 
 
 @register("semantic_similarity", description="cosine similarity of output and reference embeddings (embedding:), 0–1",
-          external=True)
+          external=True, sequential=True)
 def semantic_similarity(outputs: Outputs, references: References) -> MetricResult:
     """Computed by :mod:`llmops_cli.measure.similarity` (it needs model calls), never here."""
     raise RuntimeError("semantic_similarity is scored by llmops_cli.measure.similarity")

@@ -168,6 +168,35 @@ class ShardInfo(RecordModel):
     positions: list[int] = []
 
 
+class SequentialInfo(RecordModel):
+    """How a sequential run (``gate.sequential``; :mod:`llmops_cli.gate.sequential_rules`)
+    went: ``order``, every case id of the eval set in the seeded random order
+    the cases were to be answered in; the first ``answered`` of them were
+    (the record's cases), the rest were *not needed* — never called, never
+    failures, never part of a baseline; ``total`` cases in the eval set;
+    ``looks``: the number of cases answered at each look (after each wave),
+    where the sequences were checked; ``stop``, ``population``: the settings;
+    ``decided``: True when every gated metric was decided or one regressed
+    (the stop was the rule's, not the eval set's end); ``reason``: one line
+    for people; ``metrics``: each gated metric's sequence at the stop
+    (:meth:`llmops_cli.gate.sequential.MetricSequence.summary`, metric units)."""
+
+    order: list[str]
+    answered: int
+    total: int
+    looks: list[int] = []
+    stop: str = "first_regression"
+    population: str = "cases"
+    decided: bool = False
+    reason: str = ""
+    metrics: dict[str, dict[str, Any]] = {}
+
+    @property
+    def not_needed(self) -> list[str]:
+        """The ids of the cases that were never answered."""
+        return self.order[self.answered:]
+
+
 class RunRecord(RecordModel):
     """A whole run. ``status``: ``complete``, ``incomplete`` (too many errors)
     or ``interrupted`` (Ctrl-C).
@@ -183,7 +212,9 @@ class RunRecord(RecordModel):
     metric: aggregate over them}`` (:func:`llmops_cli.measure.score.slice_summary`).
     ``shard``: set on the record of one shard of a run (``--shard``), never
     gated or made a baseline until merged (:mod:`llmops_cli.jobs.merge`); None
-    for a whole run."""
+    for a whole run. ``sequential``: set on a sequential run's record, which
+    holds only the cases it answered (:class:`SequentialInfo`); never made a
+    baseline."""
 
     schema_version: int = SCHEMA_VERSION
     kind: Literal["run", "baseline"] = "run"
@@ -205,6 +236,7 @@ class RunRecord(RecordModel):
     environment: dict[str, str] = {}
     slices: dict[str, dict[str, dict[str, Any]]] = {}
     shard: ShardInfo | None = None
+    sequential: SequentialInfo | None = None
     cases: list[CaseRecord] = []
 
     def case_map(self) -> dict[str, CaseRecord]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from llmops_cli.gate.comparison import Comparison
 from llmops_cli.record.schema import RunRecord, Usage
 from llmops_cli.report.case_table import case_table, script_json
-from llmops_cli.report.text import fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, slice_cell, slice_tables
+from llmops_cli.report.text import fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, sequential_lines, slice_cell, slice_tables
 
 if TYPE_CHECKING:
     from llmops_cli.gate.outcome import Outcome
@@ -89,7 +89,7 @@ def _context(record: RunRecord, cmp: Comparison | None, baseline: RunRecord | No
         "commits": _commits(cmp), "verdict": _verdict(record, cmp, outcome),
         "cmp": cmp, "gate": _gate_rows(cmp) if cmp is not None else [],
         "rule_text": gate_rule_text(cmp) if cmp is not None else "",
-        "notes": (metric_notes(cmp) + cmp.power_warnings) if cmp is not None else [],
+        "notes": (sequential_lines(cmp) + metric_notes(cmp) + cmp.power_warnings) if cmp is not None else [],
         "slices": _slices(cmp, record),
         "summary": _metric_summary(record),
         "usage": _usage_rows(record.usage, baseline.usage if baseline is not None else None),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from llmops_cli.gate.comparison import CaseChange, Comparison
 from llmops_cli.plan.dataset import input_text
 from llmops_cli.report.text import _short, case_reason, fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, slice_cell, slice_tables, usage_line
+from llmops_cli.report.text import sequential_lines
 
 if TYPE_CHECKING:
     from llmops_cli.gate.outcome import Outcome
@@ -152,6 +153,9 @@ def no_verdict_comment(config_path: str | Path, exit_code: int, reason: str = ""
 def _head(cmp: Comparison, record: RunRecord | None) -> list[str]:
     head = "✅ **llmops gate passed**" if cmp.passed else ("❌ **llmops gate failed**" if cmp.failed or cmp.drift_failed else "⚠️ **llmops gate could not decide**")
     lines = [head, ""]
+    seq = sequential_lines(cmp)  # a sequential run: where it stopped
+    if seq:
+        lines += [f"**{escape(seq[0])}**  "] + [f"{escape(line)}  " for line in seq[1:]] + [""]
     if cmp.commits:  # --baseline-ref
         lines += [f"baseline {escape(cmp.commits.get('baseline', '?'))} · candidate "
                   f"{escape(cmp.commits.get('candidate', '?'))}", ""]

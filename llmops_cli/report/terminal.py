@@ -9,6 +9,7 @@ from llmops_cli.plan.dataset import input_text
 from llmops_cli.record.schema import RunRecord
 from llmops_cli.report.files import comparison_json
 from llmops_cli.report.text import _short, case_reason, fmt, fmt_ci, fmt_mde, fmt_p, gate_rule_text, metric_notes, slice_cell, slice_tables, usage_line
+from llmops_cli.report.text import sequential_lines
 
 VERDICT_STYLE = {"pass": "green", "improved": "bold green", "regressed": "bold red", "below min": "bold red",
                  "above max": "bold red", "unproven": "bold red", "unscored": "bold yellow", "info": "dim"}
@@ -18,6 +19,8 @@ def print_run_summary(console, record: RunRecord) -> None:
     from rich.table import Table
 
     part = f" (shard {record.shard.index}/{record.shard.count} of {record.shard.total})" if record.shard else ""
+    if record.sequential is not None:
+        part += f" answered of {record.sequential.total} (sequential)"
     console.print(f"[bold]run[/] {record.run_id} · {len(record.cases)} cases{part} · fingerprint {record.fingerprint} · "
                   f"dataset {record.dataset_hash}")
     t = Table()
@@ -46,6 +49,8 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     if cmp.commits:  # --baseline-ref: the commit each side was read from
         console.print(f"[bold]baseline[/] {escape(cmp.commits.get('baseline', '?'))} · [bold]candidate[/] "
                       f"{escape(cmp.commits.get('candidate', '?'))}", soft_wrap=True)
+    for i, line in enumerate(sequential_lines(cmp)):  # a sequential run: where it stopped
+        console.print(line, style="bold" if i == 0 else "dim", markup=False, highlight=False)
     for line in cmp.model_drift:
         console.print(f"[bold yellow]served model drift[/]: {line}", markup=True, highlight=False)
     if cmp.environment_changes:
