@@ -31,8 +31,8 @@ def init_cmd(directory: Annotated[Path, typer.Argument(metavar="[DIR]", file_oka
     for path in written:
         console.print(f"wrote {path}")
     where = "" if directory.resolve() == Path.cwd().resolve() else f"cd {directory} && "
-    console.print(f"next: {where}llmops eval llmops.yaml --update-baseline && llmops eval llmops.changed.yaml   "
-                  "(exit 1: a one-line prompt change caught; LLMOPS.md says why)")
+    console.print("llmops.changed.yaml changes one prompt line; the gate catches it (exit 1). LLMOPS.md says why.")
+    console.print(f"next: {where}llmops eval llmops.yaml --update-baseline && llmops eval llmops.changed.yaml")
 
 
 @cli.command("schema")
