@@ -249,7 +249,7 @@ def test_schema_prints_the_committed_schema():
 
 # -- llmops init ---------------------------------------------------------------------
 
-STARTER = ["llmops.yaml", "prompts/user.j2", "data/evals.jsonl", "LLMOPS.md", ".gitignore"]
+STARTER = ["llmops.yaml", "llmops.changed.yaml", "data/tickets.jsonl", "LLMOPS.md", ".gitignore"]
 
 
 def test_init_writes_the_starter_once_and_it_validates(tmp_path, monkeypatch):
@@ -269,7 +269,7 @@ def test_init_writes_the_starter_once_and_it_validates(tmp_path, monkeypatch):
 
     res = run(["validate", "starter/llmops.yaml", "--update-baseline"])
     assert res.exit_code == 0, res.output
-    assert "valid:" in res.stdout and "8 cases" in flat(res.stdout)
+    assert "valid:" in res.stdout and "40 cases" in flat(res.stdout)
     assert not (tmp_path / "starter" / "baseline.json").exists() and not (tmp_path / ".llmops" / "runs").exists()
 
 

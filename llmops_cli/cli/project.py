@@ -14,8 +14,9 @@ from llmops_cli.cli.app import cli
 def init_cmd(directory: Annotated[Path, typer.Argument(metavar="[DIR]", file_okay=False,
                                                        help="Folder for the project (created if missing).")] = Path(".")
              ) -> None:
-    """Write a starter project — llmops.yaml with the embedded model, a small eval set, a prompt template, a
-    .gitignore entry for .llmops/ — that `llmops eval llmops.yaml --update-baseline` runs offline right away.
+    """Write a starter project — llmops.yaml on the embedded model with 40 cases, llmops.changed.yaml (one prompt
+    line changed), LLMOPS.md, a .gitignore entry for .llmops/ — that runs offline right away: `llmops eval
+    llmops.yaml --update-baseline` passes, `llmops eval llmops.changed.yaml` is a regression caught (exit 1).
     Never overwrites a file (exit 2)."""
     from llmops_cli.core.errors import LlmopsError
     from llmops_cli.report import print_error, terminal
@@ -30,7 +31,8 @@ def init_cmd(directory: Annotated[Path, typer.Argument(metavar="[DIR]", file_oka
     for path in written:
         console.print(f"wrote {path}")
     where = "" if directory.resolve() == Path.cwd().resolve() else f"cd {directory} && "
-    console.print(f"next: {where}llmops eval llmops.yaml --update-baseline   (then edit, and `llmops eval llmops.yaml`)")
+    console.print("llmops.changed.yaml changes one prompt line; the gate catches it (exit 1). LLMOPS.md says why.")
+    console.print(f"next: {where}llmops eval llmops.yaml --update-baseline && llmops eval llmops.changed.yaml")
 
 
 @cli.command("schema")

@@ -1,11 +1,16 @@
 """The starter project that ``llmops init [DIR]`` writes.
 
-A new user gets, from nothing, a project that ``llmops eval llmops.yaml
---update-baseline`` and then ``llmops eval llmops.yaml`` run offline right
-away on the embedded model (``local/smollm2-135m``): a commented
-``llmops.yaml``, a Jinja2 user prompt, an eight-question eval set, a short
-``LLMOPS.md`` (how to use it) and a ``.gitignore`` for ``.llmops/`` (the response cache and the run
-records).
+A new user gets, from nothing, a project that shows the gate catching a
+regression, offline on the embedded model (``local/smollm2-135m``):
+``llmops.yaml`` (a prompt that files 40 customer messages as JSON tickets,
+decoding constrained by a JSON schema, and a gate on checks the tiny model
+passes reliably: the order id copied, the schema fitted, the answer short),
+``llmops.changed.yaml`` (the same but for one prompt line: the order id is no
+longer shown, so the copy check falls from ~0.97 to 0), the eval set
+``data/tickets.jsonl``, a short ``LLMOPS.md`` (the three commands and what
+the gate shows) and a ``.gitignore`` for ``.llmops/`` (the response cache and
+the run records). ``llmops eval llmops.yaml --update-baseline`` then
+``llmops eval llmops.yaml`` exit 0; ``llmops eval llmops.changed.yaml`` exits 1.
 
 The file contents are package data under ``llmops_cli/jobs/templates/starter/``. Nothing is
 ever overwritten: if any file the starter would write exists, nothing is
@@ -25,8 +30,8 @@ from llmops_cli.core.errors import InputError, LlmopsError, OutputError
 # The .gitignore ships as "gitignore": setuptools' package-data globs skip dot files.
 STARTER_FILES: tuple[tuple[str, str], ...] = (
     ("llmops.yaml", "llmops.yaml"),
-    ("prompts/user.j2", "prompts/user.j2"),
-    ("data/evals.jsonl", "data/evals.jsonl"),
+    ("llmops.changed.yaml", "llmops.changed.yaml"),  # llmops.yaml but for one prompt line: the gate exits 1
+    ("data/tickets.jsonl", "data/tickets.jsonl"),
     ("LLMOPS.md", "LLMOPS.md"),  # not README.md: `llmops init .` in an existing repository must not collide
     ("gitignore", ".gitignore"),
 )
@@ -48,8 +53,8 @@ def create_project(directory: str | Path) -> list[Path]:
 
     Returns:
         The paths written, each ``Path(directory) / <relative path>``, in this
-        order: ``llmops.yaml``, ``prompts/user.j2``, ``data/evals.jsonl``,
-        ``LLMOPS.md``, ``.gitignore``. An existing ``.gitignore`` is listed
+        order: ``llmops.yaml``, ``llmops.changed.yaml``,
+        ``data/tickets.jsonl``, ``LLMOPS.md``, ``.gitignore``. An existing ``.gitignore`` is listed
         only if a ``.llmops/`` line was appended to it (it is left untouched
         when a line such as ``.llmops``, ``.llmops/`` or ``/.llmops/`` already
         ignores the folder). Files are UTF-8 with ``\\n`` line endings; a line
@@ -59,7 +64,7 @@ def create_project(directory: str | Path) -> list[Path]:
         InputError: before anything is written — ``directory`` or one of its
             parents exists and is not a folder; a file the starter would write
             already exists (the message names the first one); a folder it
-            needs (``prompts``, ``data``) exists as a file; an existing
+            needs (``data``) exists as a file; an existing
             ``.gitignore`` is not a file or cannot be read.
         OutputError: a folder or file cannot be written (read-only or full
             disk, no permission); the message names the path. Files and
@@ -126,7 +131,7 @@ def _check_folder(root: Path) -> None:
 
 
 def _between(root: Path, target: Path) -> list[Path]:
-    """The folders strictly between ``root`` and ``target`` (``root/data`` for ``root/data/evals.jsonl``)."""
+    """The folders strictly between ``root`` and ``target`` (``root/data`` for ``root/data/tickets.jsonl``)."""
     parts = target.relative_to(root).parts
     return [root.joinpath(*parts[:i]) for i in range(1, len(parts))]
 
