@@ -42,7 +42,11 @@ https://github.com/Netflix/concurrency-limits) do for services:
   least one more call); it stays there only when the throughput rose by at
   least :data:`GAIN_SHARE` of the rise in calls (``Gradient2``'s "latency
   rose with the limit but the throughput did not": back to the knee, and the
-  next try waits twice as long, up to :data:`MAX_HOLD` windows).
+  next try waits twice as long, up to :data:`MAX_HOLD` windows);
+* **below the knee** — tries alternate with one at half the knee, judged as a
+  probe (as BBR's ProbeRTT drains its queue to re-measure the least delay):
+  when no call was ever alone at the server, even the least latency seen
+  had queued, and only a lower limit shows it.
 
 Throughput is measured two ways: answers over the window's time (right while
 the calls in flight change, noisy when answers come in bursts) and Little's
@@ -54,10 +58,9 @@ server with room for every call (64 slots, 200 ms) no window suspects a queue
 until the client's own CPU becomes the bottleneck, where the same test keeps
 the limit at the level that still adds throughput. Its cost where nothing
 queues but latencies vary a lot (heavy-tailed answer lengths): a probe or
-two early in the run, measured in ``tests/test_queueing.py``'s simulation at
-1.0–1.35× the wall time without the signal (lognormal σ 0.9) and up to 2.1×
-in the worst of six seeds at σ 0.5. 429/503/timeouts still
-halve the limit (:meth:`AdaptiveLimit.note`); a fixed ``-j N`` uses none of this.
+two early in the run; in ``tests/test_queueing.py``'s simulation (2,000
+calls, no limit at the server) 1.07–1.18× the wall time without the signal
+at lognormal σ 0.9 and 1.07–1.55× at σ 0.5 (six seeds each).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ if TYPE_CHECKING:
     from .concurrency import AdaptiveLimit
 
 MIN_WINDOW = 4  # completions per window at least
+ROUNDS = 2  # a window lasts this many baseline latencies at least
 QUEUE_RATIO = 1.5  # a window's mean latency above this many times the baseline: a queue is suspected
 HEADROOM = 1.25  # the limit after a probe: this many times Little's estimate of the calls being served
 PROBE_SHARE = 0.5  # a suspected queue is probed only when Little's estimate is at most this share of the limit
@@ -130,6 +134,7 @@ class DelaySignal:
         self._hystart = False  # slow start paused by a slow answer, until the window is judged
         self._knee_slow_start = False  # whether slow start was on before the knee was found
         self._total = 0.0  # seconds, over all answers
+        self._try_down = True  # the next try at the knee goes below it (they alternate)
         self._ratio = QUEUE_RATIO  # doubled after each probe that found no queue
         self._at_knee = (0.0, 0.0)  # (answers, seconds) at the knee since the last try above it
         self._suspects: list[float] = []  # the throughputs of the windows in a row that suggested a queue
@@ -183,15 +188,20 @@ class DelaySignal:
         # on at once (as HyStart ends TCP's slow start on a rising delay), not a window of doubling later
         if lim._slow_start and latency > QUEUE_RATIO * self.baseline():
             lim._slow_start, self._hystart = False, True  # no more doubling until the window has been judged
-        early = self._hystart and w.count >= 2 and w.latency_sum / w.count > QUEUE_RATIO * self.baseline()
+        early = (self._hystart and w.count >= MIN_WINDOW
+                 and w.latency_sum / w.count > QUEUE_RATIO * self.baseline())
         least, late = MIN_WINDOW, False
         if self._probe is not None:
             least = VERDICT_WINDOW
         if self._probe is not None and self._probe.kind == "down":
             # no queue: the throughput fell with the limit, and waiting for the window's answers one by one is slow;
             # judged as soon as the queue's throughput would have given them all
-            late = now - w.start > VERDICT_WINDOW / (self._probe.throughput * math.sqrt(lim.limit / self._probe.limit))
-        if early or late or w.count >= max(least, int(lim.limit) // 2):
+            late = now - w.start > VERDICT_WINDOW / (
+                self._probe.throughput * math.sqrt(int(lim.limit) / int(self._probe.limit)))
+        # a window spans ROUNDS baseline latencies at least: answers come in bursts, and a window of one burst
+        # would measure the burst, not the throughput
+        long_enough = now - w.start >= ROUNDS * self.baseline()
+        if early or late or (long_enough and w.count >= max(least, int(lim.limit) // 2)):
             w.area += lim._in_flight * (now - w.last)
             w.last = now
             self._window = Window(now, now) if lim._in_flight <= int(lim.limit) else None
@@ -215,7 +225,7 @@ class DelaySignal:
         steady = n / r if r > 0 else x
         if probe is not None and probe.kind == "down":
             # a queue: the throughput stays; no queue: it falls with the limit. Judged at their geometric midpoint
-            if x >= probe.throughput * math.sqrt(lim.limit / probe.limit):  # the calls removed were mostly queueing
+            if x >= probe.throughput * math.sqrt(int(lim.limit) / int(probe.limit)):  # the removed calls mostly queued
                 self.knee, self.knee_throughput, self._wait = lim.limit, x, self._hold
                 self._at_knee = (x * span, span)
                 self._knee_slow_start = probe.slow_start
@@ -223,14 +233,16 @@ class DelaySignal:
                 self.base = max(self.base or 0.0, r)  # the latency at the lower limit, where nothing queued
                 self._ratio = min(2 * self._ratio, 4 * QUEUE_RATIO)  # and a queue must show more clearly next time
                 lim._slow_start = probe.slow_start
+                if self.knee is not None:  # a try below the knee: the knee stands; the try above it comes next
+                    self._wait = 1
                 self._set(lim, probe.limit)
             return
         if probe is not None:  # a try above the knee
-            if x >= probe.throughput * (1 + GAIN_SHARE * (lim.limit / probe.limit - 1)):
+            more = int(lim.limit) / int(probe.limit)  # the calls in flight are whole
+            if x >= probe.throughput * (1 + GAIN_SHARE * (more - 1)):
                 self.knee = self.knee_throughput = None
                 self._hold = HOLD
-                # near-linear: the knee was a mistake (slow start resumes if it was on); else growth is additive
-                lim._slow_start = self._knee_slow_start and x >= probe.throughput * (lim.limit / probe.limit) ** 0.75
+                lim._slow_start = self._knee_slow_start  # the knee was wrong or has moved: explore as before it
             else:  # latency rose with the limit, the throughput did not: back to the knee, try again later
                 self._hold = min(MAX_HOLD, 2 * self._hold)
                 self._wait = self._hold
@@ -257,8 +269,13 @@ class DelaySignal:
             self._at_knee = (self._at_knee[0] + x * span, self._at_knee[1] + span)
             self.knee_throughput = self._at_knee[0] / max(self._at_knee[1], 1e-9)  # over every window since the last try
             self._wait -= 1
-            if self._wait <= 0 and lim.limit < lim.cap:
-                self._probe = Probe("up", lim.limit, self.knee_throughput, r, lim._slow_start)
-                self._at_knee = (0.0, 0.0)
-                self.probes += 1
-                self._set(lim, max(lim.limit + 1, lim.limit * 1.25))
+            if self._wait <= 0:
+                # tries alternate above and below the knee (as BBR drains its queue to re-measure the least delay):
+                # the least latency seen may itself have queued when no call was ever alone at the server
+                down = self._try_down and int(lim.limit) >= 2
+                self._try_down = not self._try_down
+                if down or lim.limit < lim.cap:
+                    self._probe = Probe("down" if down else "up", lim.limit, self.knee_throughput, r, False)
+                    self._at_knee = (0.0, 0.0)
+                    self.probes += 1
+                    self._set(lim, max(1.0, int(lim.limit) / 2) if down else max(lim.limit + 1, lim.limit * 1.25))
