@@ -31,8 +31,9 @@ https://github.com/Netflix/concurrency-limits) do for services:
 * **the throughput decides** — the first window of :data:`VERDICT_WINDOW`
   answers at the lower limit (once the calls in flight have drained to it)
   is compared with the throughput before: a queue keeps it, no queue lowers
-  it in proportion to the limit; judged at their geometric midpoint
-  (X_after ≥ X_before·√(lower/before)). Kept: the queue is confirmed and the
+  it in proportion to the limit; judged at their geometric midpoint, and at
+  least :data:`KEEP_SHARE` of it kept (X_after ≥ X_before·max(0.85,
+  √(lower/before))). Kept: the queue is confirmed and the
   lower limit is the *knee*. Fallen: the calls were being served, the latency
   is the provider's own (answers of different lengths, a slow model): the
   limit goes back, slow start resumes if it was on, the baseline becomes the
@@ -59,8 +60,8 @@ until the client's own CPU becomes the bottleneck, where the same test keeps
 the limit at the level that still adds throughput. Its cost where nothing
 queues but latencies vary a lot (heavy-tailed answer lengths): a probe or
 two early in the run; in ``tests/test_queueing.py``'s simulation (2,000
-calls, no limit at the server) 1.07–1.18× the wall time without the signal
-at lognormal σ 0.9 and 1.07–1.55× at σ 0.5 (six seeds each).
+calls, no limit at the server) 1.06–1.10× the wall time without the signal
+at lognormal σ 0.9 and 1.04–1.16× at σ 0.5 (six seeds each).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ MIN_WINDOW = 4  # completions per window at least
 ROUNDS = 2  # a window lasts this many baseline latencies at least
 QUEUE_RATIO = 1.5  # a window's mean latency above this many times the baseline: a queue is suspected
 HEADROOM = 1.25  # the limit after a probe: this many times Little's estimate of the calls being served
+KEEP_SHARE = 0.85  # a lower limit must keep this share of the throughput at least to confirm a queue
 PROBE_SHARE = 0.5  # a suspected queue is probed only when Little's estimate is at most this share of the limit
 VERDICT_WINDOW = 8  # completions at least in the window that judges a probe
 GAIN_SHARE = 0.5  # a try above the knee must raise the throughput by this share of the rise in calls
@@ -196,8 +198,7 @@ class DelaySignal:
         if self._probe is not None and self._probe.kind == "down":
             # no queue: the throughput fell with the limit, and waiting for the window's answers one by one is slow;
             # judged as soon as the queue's throughput would have given them all
-            late = now - w.start > VERDICT_WINDOW / (
-                self._probe.throughput * math.sqrt(int(lim.limit) / int(self._probe.limit)))
+            late = now - w.start > VERDICT_WINDOW / (self._probe.throughput * self._keep(lim.limit, self._probe.limit))
         # a window spans ROUNDS baseline latencies at least: answers come in bursts, and a window of one burst
         # would measure the burst, not the throughput
         long_enough = now - w.start >= ROUNDS * self.baseline()
@@ -206,6 +207,13 @@ class DelaySignal:
             w.last = now
             self._window = Window(now, now) if lim._in_flight <= int(lim.limit) else None
             self._decide(*w.measures(now), now - w.start, lim)
+
+    @staticmethod
+    def _keep(lower: float, before: float) -> float:
+        """The share of the throughput a lower limit must keep to confirm a
+        queue: the geometric midpoint between a queue (all of it) and no
+        queue (``lower/before`` of it), and at least :data:`KEEP_SHARE`."""
+        return max(KEEP_SHARE, math.sqrt(int(lower) / int(before)))
 
     def _set(self, lim: "AdaptiveLimit", value: float) -> None:
         lim.limit = max(1.0, min(float(lim.cap), value))
@@ -225,7 +233,7 @@ class DelaySignal:
         steady = n / r if r > 0 else x
         if probe is not None and probe.kind == "down":
             # a queue: the throughput stays; no queue: it falls with the limit. Judged at their geometric midpoint
-            if x >= probe.throughput * math.sqrt(int(lim.limit) / int(probe.limit)):  # the removed calls mostly queued
+            if x >= probe.throughput * self._keep(lim.limit, probe.limit):  # the removed calls were queueing
                 self.knee, self.knee_throughput, self._wait = lim.limit, x, self._hold
                 self._at_knee = (x * span, span)
                 self._knee_slow_start = probe.slow_start
