@@ -119,7 +119,9 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
     await warm_up(litellm, keys)
     from .deployments import routers
 
-    routed.update(routers(litellm, keys, config_path))
+    url = getattr(cache, "url", None)  # a shared Redis cache: the Routers count rpm/tpm there too
+    routed.update(routers(litellm, keys, config_path, url if isinstance(url, str) and url.startswith(("redis", "unix"))
+                          else None))
     queues: dict[tuple, list[Request]] = {}
     for r in todo:
         queues.setdefault(r.endpoint.route, []).append(r)
