@@ -16,10 +16,11 @@ https://github.com/Netflix/concurrency-limits) do for services:
   ``rtt_noload``), raised to a window's mean latency once that window is shown
   not to have queued (below);
 * **windows** — the completions are cut into windows of at least
-  :data:`MIN_WINDOW` calls (half the limit once it is larger; in slow start a
-  window ends at its second answer already when that answer took more than
-  :data:`QUEUE_RATIO` times the least latency, as HyStart ends TCP's slow
-  start, Ha & Rhee 2011); each gives the
+  :data:`MIN_WINDOW` calls (half the limit once it is larger) and
+  :data:`ROUNDS` baseline latencies; an answer slower than :data:`QUEUE_RATIO`
+  times the least pauses slow start until its window is judged (as HyStart
+  ends TCP's slow start on a rising delay, Ha & Rhee 2011), and the run's
+  first window is judged after :data:`MIN_WINDOW` answers already; each gives the
   throughput X (calls per second), the mean latency R and the time-averaged
   calls in flight N; a window whose N is under half the limit (the run is
   running out of work) decides nothing;
@@ -60,8 +61,9 @@ until the client's own CPU becomes the bottleneck, where the same test keeps
 the limit at the level that still adds throughput. Its cost where nothing
 queues but latencies vary a lot (heavy-tailed answer lengths): a probe or
 two early in the run; in ``tests/test_queueing.py``'s simulation (2,000
-calls, no limit at the server) 1.06–1.10× the wall time without the signal
-at lognormal σ 0.9 and 1.04–1.16× at σ 0.5 (six seeds each).
+calls, no limit at the server) 1.07–1.28× the wall time without the signal
+over twelve seeds (lognormal σ 0.5 and 0.9; median 1.15). Against a server
+with a few slots (4) it holds about twice their number in flight.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class Window:
     area: float = 0.0
     count: int = 0
     latency_sum: float = 0.0
+    fresh: tuple[int, float] = (0, 0.0)  # answers (and their latency sum) to calls sent within the window
 
     def measures(self, now: float) -> tuple[float, float, float]:
         """(throughput X in calls/s — answers over the window's time, mean
@@ -134,6 +137,8 @@ class DelaySignal:
         self._hold = HOLD
         self._wait = 0
         self._hystart = False  # slow start paused by a slow answer, until the window is judged
+        self._first = True  # the run's first window is being measured
+        self._fresh: float | None = None  # the closed window's mean latency of calls sent within it
         self._knee_slow_start = False  # whether slow start was on before the knee was found
         self._total = 0.0  # seconds, over all answers
         self._try_down = True  # the next try at the knee goes below it (they alternate)
@@ -186,11 +191,15 @@ class DelaySignal:
             return
         w.count += 1
         w.latency_sum += latency
+        if now - latency >= w.start:
+            w.fresh = (w.fresh[0] + 1, w.fresh[1] + latency)
         # in slow start the limit doubles every round: a queue seen already in the window's second answer is acted
         # on at once (as HyStart ends TCP's slow start on a rising delay), not a window of doubling later
         if lim._slow_start and latency > QUEUE_RATIO * self.baseline():
             lim._slow_start, self._hystart = False, True  # no more doubling until the window has been judged
-        early = (self._hystart and w.count >= MIN_WINDOW
+        # the run's first window alone: there answers over time measure a queue's throughput exactly (it starts at
+        # the first answer); later windows in slow start come in bursts of a round, judged as any other
+        early = (self._hystart and self._first and w.count >= MIN_WINDOW
                  and w.latency_sum / w.count > QUEUE_RATIO * self.baseline())
         least, late = MIN_WINDOW, False
         if self._probe is not None:
@@ -198,7 +207,7 @@ class DelaySignal:
         if self._probe is not None and self._probe.kind == "down":
             # no queue: the throughput fell with the limit, and waiting for the window's answers one by one is slow;
             # judged as soon as the queue's throughput would have given them all
-            late = now - w.start > VERDICT_WINDOW / (self._probe.throughput * self._keep(lim.limit, self._probe.limit))
+            late = now - w.start > 1.5 * VERDICT_WINDOW / (self._probe.throughput * self._keep(lim.limit, self._probe.limit))
         # a window spans ROUNDS baseline latencies at least: answers come in bursts, and a window of one burst
         # would measure the burst, not the throughput
         long_enough = now - w.start >= ROUNDS * self.baseline()
@@ -206,6 +215,7 @@ class DelaySignal:
             w.area += lim._in_flight * (now - w.last)
             w.last = now
             self._window = Window(now, now) if lim._in_flight <= int(lim.limit) else None
+            self._fresh = w.fresh[1] / w.fresh[0] if w.fresh[0] else None
             self._decide(*w.measures(now), now - w.start, lim)
 
     @staticmethod
@@ -224,8 +234,10 @@ class DelaySignal:
         """Act on a closed window of ``span`` seconds: throughput ``x``
         (calls/s), mean latency ``r`` (s), mean calls in flight ``n``."""
         probe, self._probe = self._probe, None
-        early, self._hystart = self._hystart, False
-        if early:  # slow start was paused on one slow answer: the window judges it (a probe keeps it paused)
+        paused = self._hystart
+        early, self._hystart = self._hystart and self._first, False
+        self._first = False
+        if paused:  # slow start was paused on one slow answer: the window judges it (a probe keeps it paused)
             lim._slow_start = True
         # two measures of the throughput: answers over time (x), right even while the calls in flight change but
         # noisy when answers come in bursts; Little's law n/r, steadier but only once the calls in flight have
@@ -238,7 +250,8 @@ class DelaySignal:
                 self._at_knee = (x * span, span)
                 self._knee_slow_start = probe.slow_start
             else:  # they were being served: this latency is the provider's own, not a queue
-                self.base = max(self.base or 0.0, r)  # the latency at the lower limit, where nothing queued
+                # (the latency of the calls sent at the lower limit: those sent before may have queued behind others)
+                self.base = max(self.base or 0.0, self._fresh if self._fresh is not None else r)
                 self._ratio = min(2 * self._ratio, 4 * QUEUE_RATIO)  # and a queue must show more clearly next time
                 lim._slow_start = probe.slow_start
                 if self.knee is not None:  # a try below the knee: the knee stands; the try above it comes next
@@ -259,9 +272,9 @@ class DelaySignal:
         if n < 0.5 * int(lim.limit):
             return  # too few calls to fill the limit (the run is running out of work): the window says nothing
         base = self.baseline()
-        if not early:
-            x = steady
-        target = max(1.0, x * base * HEADROOM)  # Little's law: the calls being served, with some headroom
+        # Little's law: the calls being served, with some headroom; the verdict compares answers over time with
+        # answers over time (the same measure before and after)
+        target = max(1.0, (x if early else steady) * base * HEADROOM)
         suspect = r > self._ratio * base and target <= PROBE_SHARE * lim.limit
         self._suspects = self._suspects + [x] if suspect else []
         # one window may be a run of long answers: a queue is acted on when two windows in a row show it (at once
