@@ -33,7 +33,7 @@ https://github.com/Netflix/concurrency-limits) do for services:
   answers at the lower limit (once the calls in flight have drained to it)
   is compared with the throughput before: a queue keeps it, no queue lowers
   it in proportion to the limit; judged at their geometric midpoint, and at
-  least :data:`KEEP_SHARE` of it kept (X_after ≥ X_before·max(0.85,
+  least :data:`KEEP_SHARE` of it kept (X_after ≥ X_before·max(0.8,
   √(lower/before))). Kept: the queue is confirmed and the
   lower limit is the *knee*. Fallen: the calls were being served, the latency
   is the provider's own (answers of different lengths, a slow model): the
@@ -79,7 +79,7 @@ MIN_WINDOW = 4  # completions per window at least
 ROUNDS = 2  # a window lasts this many baseline latencies at least
 QUEUE_RATIO = 1.5  # a window's mean latency above this many times the baseline: a queue is suspected
 HEADROOM = 1.25  # the limit after a probe: this many times Little's estimate of the calls being served
-KEEP_SHARE = 0.85  # a lower limit must keep this share of the throughput at least to confirm a queue
+KEEP_SHARE = 0.8  # a lower limit must keep this share of the throughput at least to confirm a queue
 PROBE_SHARE = 0.5  # a suspected queue is probed only when Little's estimate is at most this share of the limit
 VERDICT_WINDOW = 8  # completions at least in the window that judges a probe
 GAIN_SHARE = 0.5  # a try above the knee must raise the throughput by this share of the rise in calls
