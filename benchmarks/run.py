@@ -104,6 +104,55 @@ def bench_concurrency(n: int, c: int, latency: float) -> dict:
             "ratio_vs_bare": run_s / bare_s}
 
 
+def bench_queueing(n_one: int, n_wide: int) -> dict:
+    """Adaptive concurrency against servers that queue: (1) one slot, 50 ms per request, ``n_one`` cases:
+    adaptive vs ``-j 1`` (wall time and mean ``latency_s``); (2) 64 slots, 200 ms, ``n_wide`` cases: adaptive
+    with the delay signal vs without it (the AIMD limit before it), wall time. Medians of 3, alternated."""
+    import functools
+
+    from llmops_cli.run import execute
+    from llmops_cli.run.concurrency import AdaptiveLimit
+    from llmops_cli.config import load_config
+    from llmops_cli.run.provider import import_litellm
+    from llmops_cli.jobs.runner import run_eval
+
+    import_litellm()
+
+    def run(cfg, **kw):
+        t = time.perf_counter()
+        rec = run_eval(cfg, cache=None, **kw)
+        wall = time.perf_counter() - t
+        assert all(x.output for x in rec.cases)
+        lat = [c.latency_s for x in rec.cases for c in x.calls]
+        return wall, statistics.mean(lat), rec.usage.concurrency_peak
+
+    out: dict = {}
+    with FakeOpenAI(reply=lambda m, b: "alpha beta", latency_s=0.05, slots=1) as srv, tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(write_project(Path(tmp), srv.url, n_one, "[token_f1]"))
+        rows = {"adaptive": [], "j1": []}
+        for _ in range(3):
+            rows["adaptive"].append(run(cfg))
+            rows["j1"].append(run(cfg, concurrency=1))
+        out["one_slot"] = {k: {"wall_s": statistics.median(r[0] for r in v), "latency_s": statistics.median(r[1] for r in v),
+                               "peak": max(r[2] for r in v)} for k, v in rows.items()}
+        out["one_slot"]["cases"] = n_one
+    with FakeOpenAI(reply=lambda m, b: "alpha beta", latency_s=0.2, slots=64) as srv, tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(write_project(Path(tmp), srv.url, n_wide, "[token_f1]"))
+        rows = {"delay": [], "aimd_only": []}
+        original = execute.AdaptiveLimit
+        for _ in range(3):
+            rows["delay"].append(run(cfg))
+            execute.AdaptiveLimit = functools.partial(AdaptiveLimit, delay=False)
+            try:
+                rows["aimd_only"].append(run(cfg))
+            finally:
+                execute.AdaptiveLimit = original
+        out["wide"] = {k: {"wall_s": statistics.median(r[0] for r in v), "latency_s": statistics.median(r[1] for r in v),
+                           "peak": max(r[2] for r in v)} for k, v in rows.items()}
+        out["wide"]["cases"] = n_wide
+    return out
+
+
 def bench_cached_810() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "squad"
@@ -191,12 +240,33 @@ def bench_faults(n: int) -> dict:
             "down_exit_code": p.returncode, "down_wall_s": down_s, "down_traceback": "Traceback" in p.stderr}
 
 
+def queueing_rows(q: dict) -> str:
+    one, wide = q["one_slot"], q["wide"]
+    a, j = one["adaptive"], one["j1"]
+    d, o = wide["delay"], wide["aimd_only"]
+    rows = [
+        (f"one slot, 50 ms, {one['cases']} cases: adaptive vs -j 1, wall", f"{a['wall_s']:.2f} s vs {j['wall_s']:.2f} s "
+         f"({a['wall_s'] / j['wall_s']:.2f}×; peak in flight {a['peak']})", "≤ 1.1×", a["wall_s"] <= 1.1 * j["wall_s"]),
+        ("  … mean latency_s", f"{a['latency_s'] * 1000:.0f} ms vs {j['latency_s'] * 1000:.0f} ms "
+         f"({a['latency_s'] / j['latency_s']:.2f}×)", "within 25%", a["latency_s"] <= 1.25 * j["latency_s"]),
+        (f"64 slots, 200 ms, {wide['cases']} cases, adaptive: with the delay signal vs without", f"{d['wall_s']:.2f} s vs "
+         f"{o['wall_s']:.2f} s ({d['wall_s'] / o['wall_s']:.2f}×; peak {d['peak']} vs {o['peak']})", "no slower",
+         d["wall_s"] <= 1.05 * o["wall_s"]),
+    ]
+    return "| measure | result | target | |\n|---|---|---|---|\n" + "\n".join(
+        f"| {n} | {v} | {t} | {'PASS' if ok else 'FAIL'} |" for n, v, t, ok in rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results.json"))
     ap.add_argument("--scale", type=int, metavar="N", help="only the large-run row, at N cases (e.g. 100000)")
+    ap.add_argument("--queueing", action="store_true", help="only the rows of servers that queue (one slot; 64 slots)")
     a = ap.parse_args()
+    if a.queueing:
+        print(queueing_rows(bench_queueing(*((100, 200) if a.quick else (400, 400)))))
+        return
     if a.scale:
         print(json.dumps(bench_10k(a.scale), indent=1))
         return
@@ -207,6 +277,7 @@ def main() -> None:
     r["concurrency"] = bench_concurrency(n, 32, 0.2)
     r["large"] = bench_10k(big)
     r["faults"] = bench_faults(faults)
+    r["queueing"] = bench_queueing(*((100, 200) if a.quick else (400, 400)))
     Path(a.json).write_text(json.dumps(r, indent=1) + "\n")
     c, k, L, f = r["concurrency"], r["cached_810"], r["large"], r["faults"]
     rows = [
@@ -233,6 +304,7 @@ def main() -> None:
          "exit 3, no traceback", f["down_exit_code"] == 3 and not f["down_traceback"]),
     ]
     print(f"machine: {r['machine']}{' (quick)' if a.quick else ''}\n")
+    print(queueing_rows(r["queueing"]) + "\n")
     print("| measure | result | target | |\n|---|---|---|---|")
     for name, val, target, ok in rows:
         print(f"| {name} | {val} | {target} | {'PASS' if ok else 'FAIL'} |")

@@ -48,7 +48,7 @@ def test_perplexity_is_exp_of_minus_the_mean_logprob_the_server_sent_and_is_cach
         cfg = config(make_project, srv.url)
         cache = Cache(tmp_path / "cache").open()
         rec = run_eval(cfg, cache=cache)
-        assert len(srv.requests) == 6 and all(b.get("logprobs") is True for b in srv.requests)
+        assert len(srv.requests) == 6 and all(b.get("logprobs") is True and b.get("top_logprobs") == 0 for b in srv.requests)
         for case in rec.cases:
             call = case.calls[0]
             sent = call.response["choices"][0]["logprobs"]["content"]  # what LiteLLM kept of the server's answer
@@ -81,7 +81,8 @@ def test_logprobs_are_asked_for_only_with_perplexity_and_other_cache_keys_stay(m
     assert model_endpoint(plain).key(msgs, 0) == cache_key("openai/fake-model", srv.url, msgs,
                                                            {"temperature": 0.0, "max_tokens": 32}, 0)
     with_ppl = config(make_project, srv.url)
-    assert model_endpoint(with_ppl).call_params == {"temperature": 0.0, "max_tokens": 32, "logprobs": True}
+    assert model_endpoint(with_ppl).call_params == {"temperature": 0.0, "max_tokens": 32, "logprobs": True,
+                                                    "top_logprobs": 0}
     assert model_endpoint(with_ppl).key(msgs, 0) != model_endpoint(plain).key(msgs, 0)
 
 

@@ -72,6 +72,12 @@ Html = Annotated[Optional[Path], typer.Option(dir_okay=False, help="Write the HT
 Json = Annotated[bool, typer.Option("--json", help="Print the comparison as JSON on stdout (human output goes to "
                                     "stderr).", rich_help_panel=REPORTS)]
 Top = Annotated[int, typer.Option(min=0, help="Most-changed cases to show.", rich_help_panel=REPORTS)]
+MaxCost = Annotated[Optional[float], typer.Option("--max-cost", metavar="USD", min=0, show_default=False,
+                                                  rich_help_panel=RUN,
+                                                  help="Refuse a run whose new calls cost more than USD at least "
+                                                       "(exit 2, before any call; `validate` shows the estimate), "
+                                                       "and stop one whose spend passes it (exit 3, record kept, "
+                                                       "answers cached).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="For hooks: print nothing when the gate passes; otherwise "
                                      "only the gate table and the verdict.", rich_help_panel=REPORTS)]
 
@@ -111,6 +117,7 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = Non
              baseline_ref: BaselineRef = None, allow_dataset_change: AllowDatasetChange = False,
              output: Output = None, junit: Junit = None, markdown: Markdown = None, comment: Comment = None,
              html: Html = None, json_out: Json = False, top: Top = 5, quiet: Quiet = False,
+             max_cost: MaxCost = None,
              shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", show_default=False,
                                                           rich_help_panel=RUN,
                                                           help="Run only shard K of N (cases split by a hash of their "
@@ -134,7 +141,7 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = Non
                        record_path=output, outputs=outputs, update_baseline=update_baseline, baseline=baseline, plain=plain,
                        allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, comment=comment, html=html,
                        top=top, shard=shard, baseline_ref=baseline_ref, allow_dataset_change=allow_dataset_change,
-                       sequential=sequential),
+                       sequential=sequential, max_cost=max_cost),
            top=top, quiet=quiet, json_out=json_out, watch=watch)
 
 
@@ -164,14 +171,15 @@ def validate_cmd(config: Config, limit: Limit = None, outputs: Outputs = None, b
                                                                     "baseline needed, it must be writable).")] = False,
                  no_cache: NoCache = False, cache_dir: CacheDir = None, cache_url: CacheUrl = None,
                  output: Output = None, junit: Junit = None, markdown: Markdown = None, comment: Comment = None,
-                 html: Html = None) -> None:
+                 html: Html = None, refresh: Refresh = False, max_cost: MaxCost = None) -> None:
     """Check everything `eval` checks before its first model call — config, templates (every prompt rendered), eval
-    set, corpus, output paths, baseline compatibility, credentials — and call nothing. Exit 0 or 2."""
+    set, corpus, output paths, baseline compatibility, credentials — and call nothing; print the calls the run will
+    make (cached and new), their tokens and the cost range (LiteLLM's price map). Exit 0 or 2."""
     from llmops_cli.jobs.evaluate import EvalOptions
 
     finish(EvalOptions(config, limit=limit, use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url,
                        record_path=output, outputs=outputs, update_baseline=update_baseline, baseline=baseline,
-                       junit=junit, markdown=markdown, comment=comment, html=html),
+                       junit=junit, markdown=markdown, comment=comment, html=html, refresh=refresh, max_cost=max_cost),
            validate=True)
 
 
@@ -183,7 +191,7 @@ cli.add_typer(baseline_app, name="baseline")
 def baseline_update(config: Config, limit: Limit = None, concurrency: Concurrency = None,
                     max_concurrency: MaxConcurrency = DEFAULT_MAX_CONCURRENCY, retries: Retries = DEFAULT_RETRIES, outputs: Outputs = None, no_cache: NoCache = False,
                     refresh: Refresh = False, cache_dir: CacheDir = None, cache_url: CacheUrl = None,
-                    output: Output = None,
+                    output: Output = None, max_cost: MaxCost = None,
                     from_run: Annotated[Optional[Path], typer.Option(dir_okay=False, rich_help_panel=GATE,
                                                                      help="Promote an existing run record instead of "
                                                                           "running.")] = None,
@@ -194,4 +202,5 @@ def baseline_update(config: Config, limit: Limit = None, concurrency: Concurrenc
 
     finish(EvalOptions(config, limit=limit, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
                        use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url, refresh=refresh,
-                       record_path=output, outputs=outputs, update_baseline=True, from_run=from_run), quiet=quiet)
+                       record_path=output, outputs=outputs, update_baseline=True, from_run=from_run,
+                       max_cost=max_cost), quiet=quiet)

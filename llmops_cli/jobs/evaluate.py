@@ -64,7 +64,10 @@ class EvalOptions:
     ``allow_dataset_change``: with it, an eval set that differs at the ref is
     compared on the cases both hold unchanged. ``sequential``: gate
     sequentially (``gate.sequential``; :mod:`llmops_cli.gate.sequential_rules`):
-    stop calling the model once the verdict is certain."""
+    stop calling the model once the verdict is certain. ``max_cost``: US dollars the
+    run's new calls may cost (:mod:`llmops_cli.run.budget`): a run whose estimated
+    lower bound exceeds it is refused before any call (exit 2), a run whose
+    spend passes it stops (exit 3, record written, answers cached)."""
 
     config: str | Path | None
     limit: int | None = None
@@ -93,6 +96,7 @@ class EvalOptions:
     baseline_ref: str | None = None
     allow_dataset_change: bool = False
     sequential: bool = False
+    max_cost: float | None = None
 
 
 ProgressFn = Callable[[int, int], None]
@@ -237,6 +241,10 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
             path = promote_run(cfg, opts.from_run)
             return Outcome("baseline written", f"baseline written: {path}", baseline_path=path, notes=notes)
         cache = _open_cache(opts, cfg)
+        if opts.max_cost is not None and candidate is None and not opts.outputs:
+            from llmops_cli.measure.estimate import check_before_run
+
+            check_before_run(_estimate(cfg, opts, cache), opts.max_cost, cfg.path or str(opts.config))
         if opts.baseline_ref:  # base versus head: this config as it is at the git ref runs first, as the baseline
             from llmops_cli.jobs.ref_baseline import prepare_ref
 
@@ -307,6 +315,7 @@ def _with_html(out: Outcome, opts: EvalOptions) -> Outcome:
 
 def _run(cfg, opts: EvalOptions, cache, progress: ProgressFn | None, baseline=None):
     from llmops_cli.jobs.runner import load_outputs, run_eval, score_outputs
+    from llmops_cli.run.budget import Budget, active
 
     if baseline is not None and cfg.gate.sequential is not None and _sequential_run(opts):
         from llmops_cli.jobs.sequential_run import run_sequential
@@ -316,9 +325,19 @@ def _run(cfg, opts: EvalOptions, cache, progress: ProgressFn | None, baseline=No
                               progress=progress, refresh=opts.refresh)
     kw = dict(limit=opts.limit, concurrency=opts.concurrency, max_concurrency=opts.max_concurrency, cache=cache,
               retries=opts.retries, progress=progress, refresh=opts.refresh, shard=check_shard_option(opts))
-    if opts.outputs:
-        return score_outputs(cfg, load_outputs(opts.outputs), name=Path(opts.outputs).name, **kw)
-    return run_eval(cfg, **kw)
+    with active(Budget(opts.max_cost) if opts.max_cost is not None else None):
+        if opts.outputs:
+            return score_outputs(cfg, load_outputs(opts.outputs), name=Path(opts.outputs).name, **kw)
+        return run_eval(cfg, **kw)
+
+
+def _estimate(cfg, opts: EvalOptions, cache, plan=None):
+    """The run's cost estimate (:func:`llmops_cli.measure.estimate.estimate_run`)."""
+    from llmops_cli.measure.estimate import estimate_run
+    from llmops_cli.plan.requests import make_plan
+
+    plan = plan or make_plan(cfg, opts.limit, memo=cache, shard=check_shard_option(opts))
+    return estimate_run(cfg, plan, cache, refresh=opts.refresh)
 
 
 def _failed(err: LlmopsError, opts: EvalOptions, notes: list[str]) -> Outcome:
@@ -363,8 +382,17 @@ def validate(opts: EvalOptions) -> Outcome:
             endpoints |= {judge_endpoint(cfg, name) for name in cfg.judges}
         for ep in sorted(endpoints, key=lambda e: (e.model, e.api_base or "")):
             check_credentials(ep, cfg.path)
+        cost = None
+        if not opts.outputs:
+            cost = _estimate(cfg, opts, cache, plan)
+            if opts.max_cost is not None:
+                from llmops_cli.measure.estimate import check_before_run
+
+                check_before_run(cost, opts.max_cost, cfg.path or str(opts.config))
     except LlmopsError as err:
         return _failed(err, opts, [])
+    if cost is not None:
+        notes = [*notes, *cost.lines()]
     cached = sum(cache.get(r.key) is not None for r in plan.requests) if cache is not None and not opts.outputs else 0
     what = f"{len(plan.cases)} cases"
     if not opts.outputs:

@@ -73,6 +73,12 @@ def build_record(cfg: Config, plan: Plan, *, source: str = "model", status: str 
     )
 
 
+def current_budget():
+    from llmops_cli.run.budget import current
+
+    return current()
+
+
 def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None = None,
              max_concurrency: int = DEFAULT_CAP, cache: Cache | None = None, retries: int = DEFAULT_RETRIES,
              progress: ProgressFn | None = None, refresh: bool = False,
@@ -127,6 +133,10 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
         raise interrupted() from None
     record = build_record(cfg, plan)
     plan.drop_recorded()
+    budget = current_budget()
+    if budget is not None and budget.exceeded:
+        record.usage = usage_of(record.cases, time.perf_counter() - t0, limits=limits)
+        raise budget.stop(record, f"{sum(c.error is None for c in record.cases)} of {len(record.cases)} cases answered")
     provider = cfg.model + (f" at {cfg.api_base}" if cfg.api_base else "")
     if cfg.deployments:
         provider += f" through {len(cfg.deployments)} deployment{'s' if len(cfg.deployments) > 1 else ''}"
@@ -137,6 +147,8 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
     except KeyboardInterrupt:
         raise interrupted(record) from None
     record.usage = usage_of(record.cases, time.perf_counter() - t0, limits=limits)
+    if budget is not None and budget.exceeded:  # passed while the judges were called
+        raise budget.stop(record, "every case answered, some judge calls not made")
     return record
 
 

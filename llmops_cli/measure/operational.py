@@ -7,7 +7,8 @@ unit) or ``max_increase_pct`` (percent of the baseline's aggregate).
   LiteLLM's price map (``response_cost``). A call LiteLLM has no price for
   leaves the case unscored (never 0), unless it failed (nothing billed: 0).
 * ``latency_s`` — seconds per answer: the mean over the case's calls, each
-  the wall time of one call including its retries. A cached answer counts
+  its answering attempt (request sent → response received; the wait for a
+  slot and the retries' back-off are the call's ``queue_s``/``backoff_s``). A cached answer counts
   with the latency recorded when it was first answered, so a cached re-run
   measures the configuration, not the cache; the summary says how many were
   cached. Aggregate: the mean over cases.

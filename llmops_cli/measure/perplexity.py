@@ -16,8 +16,9 @@ Per call: ``exp(−logprob_sum / logprob_tokens)`` (the fields of
 (repeats); aggregate: the mean over the scored cases (a mean of per-case
 perplexities, not the perplexity of all tokens pooled).
 
-The log-probabilities are asked for (OpenAI's ``logprobs: true``, which
-LiteLLM drops for providers that do not take it) only when the metric is
+The log-probabilities are asked for (OpenAI's ``logprobs: true`` with
+``top_logprobs: 0`` — llama.cpp's server answers none without the latter —,
+which LiteLLM drops for providers that do not take them) only when the metric is
 configured, so other configs keep their cache keys. An answer without them —
 the provider returned none, or the outputs were made elsewhere (``llmops
 score``) — is unscored (None, never 0), and the case's

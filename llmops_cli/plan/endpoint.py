@@ -61,12 +61,13 @@ class Endpoint:
            logprobs: bool = False, deployments: tuple = ()) -> "Endpoint":
         """The endpoint for a config's ``params`` (:data:`CALL_PARAMS` that are
         set). ``logprobs``: also ask for the output tokens' log-probabilities
-        (OpenAI's ``logprobs: true``, for the ``perplexity`` metric); only then
-        is it among the params, so other calls keep their cache keys."""
+        (OpenAI's ``logprobs: true`` with ``top_logprobs: 0``, for the
+        ``perplexity`` metric); only then are they among the params, so other
+        calls keep their cache keys."""
         p = params.model_dump()
         frozen = tuple((k, _frozen(p[k])) for k in CALL_PARAMS if p.get(k) is not None)
-        if logprobs:
-            frozen += (("logprobs", True),)
+        if logprobs:  # top_logprobs 0: llama.cpp's server returns log-probabilities only when it is sent too
+            frozen += (("logprobs", True), ("top_logprobs", 0))
         return cls(model, api_base, api_key_env, frozen, params.timeout, tuple(deployments))
 
     @property

@@ -40,7 +40,14 @@ class Call(PerCaseModel):
     by the ``perplexity`` metric; see :mod:`llmops_cli.measure.perplexity`); None
     when it did not. ``deployment``: which of the config's ``deployments``
     (or ``fallbacks``) answered — its ``name``, else its ``api_base``, else
-    its model string; never a key — None without deployments."""
+    its model string; never a key — None without deployments.
+
+    ``latency_s`` is the answering attempt's time: from sending the request
+    to receiving the response (LiteLLM's own work on the call included), not
+    the wait for a free slot of the concurrency limit (``queue_s``) nor the
+    retries' back-off (``backoff_s``: the seconds spent waiting between
+    attempts); for a call that failed, its last attempt's. ``queue_s`` and
+    ``backoff_s`` are this run's (None for a cached answer)."""
 
     repeat: int = 0
     output: str | None = None
@@ -57,6 +64,8 @@ class Call(PerCaseModel):
     logprob_sum: float | None = None
     logprob_tokens: int | None = None
     deployment: str | None = None
+    queue_s: float | None = None
+    backoff_s: float | None = None
 
 
 class JudgeSample(Call):

@@ -33,6 +33,13 @@ How LiteLLM 1.106's Router is used (``litellm/router.py``):
   and tries again when all of them failed.
 * **who answered** — ``response._hidden_params["model_id"]``: each target's
   ``model_info.id`` is its label.
+* **limits shared across runners** — with a Redis cache (``cache.url``,
+  ``--cache-url``, ``$LLMOPS_CACHE_URL``) and ``rpm``/``tpm`` on a
+  deployment, the Router gets that ``redis_url``: its per-minute counters
+  live in Redis as well as in memory (LiteLLM's ``usage-based-routing-v2``
+  adds each call in memory at once and to Redis in batches, syncing every
+  ``DEFAULT_REDIS_SYNC_INTERVAL`` = 1 s), so shards on several runners share
+  each deployment's limits — within what each sends in one sync interval.
 """
 
 from __future__ import annotations
@@ -72,7 +79,7 @@ class RoutedCalls:
     Raises (constructor):
         ConfigError: a target's ``api_key_env`` names an unset variable."""
 
-    def __init__(self, litellm, ep: Endpoint, config_path=None):
+    def __init__(self, litellm, ep: Endpoint, config_path=None, redis_url: str | None = None):
         import logging
 
         logging.getLogger("LiteLLM Router").setLevel(logging.CRITICAL)  # failures are ours to report, once
@@ -89,7 +96,7 @@ class RoutedCalls:
             routing_strategy="usage-based-routing-v2" if limited else "simple-shuffle",
             enable_weighted_failover=not limited, num_retries=len(primary) - 1 if limited else 0,
             max_fallbacks=len(ep.deployments), fallbacks=[{ep.model: groups}] if groups else [],
-            cooldown_time=COOLDOWN_S)
+            cooldown_time=COOLDOWN_S, **({"redis_url": redis_url} if redis_url and limited else {}))
         self._forget_prices()
 
     def _forget_prices(self) -> None:
@@ -134,12 +141,15 @@ class RoutedCalls:
         self._forget_prices()
 
 
-def routers(litellm, endpoints, config_path=None) -> dict[tuple, RoutedCalls]:
+def routers(litellm, endpoints, config_path=None, redis_url: str | None = None) -> dict[tuple, RoutedCalls]:
     """One :class:`RoutedCalls` per distinct route among ``endpoints`` that
     have deployments (the model under test and a judge following it share
-    one), keyed by :attr:`Endpoint.route`."""
+    one), keyed by :attr:`Endpoint.route`. ``redis_url``: the run's shared
+    Redis cache; deployments with ``rpm``/``tpm`` then count their calls and
+    tokens per minute in it (LiteLLM's multi-instance routing), so runners
+    sharing it stay within the limits together."""
     out: dict[tuple, RoutedCalls] = {}
     for ep in endpoints:
         if ep.deployments and ep.route not in out:
-            out[ep.route] = RoutedCalls(litellm, ep, config_path)
+            out[ep.route] = RoutedCalls(litellm, ep, config_path, redis_url)
     return out

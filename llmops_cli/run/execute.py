@@ -97,16 +97,23 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
                                              classify=congestion_signal)
     failed: set[int] = set()
     routed: dict = {}  # route → RoutedCalls, for endpoints with deployments
+    from llmops_cli.run.budget import STOPPED, current
+
+    budget = current()  # --max-cost: once the spend passes it, no call is started
 
     def hopeless() -> bool:
-        return max_failed_cases is not None and len(failed) > max_failed_cases
+        return (max_failed_cases is not None and len(failed) > max_failed_cases) or (budget is not None and budget.exceeded)
 
     async def one(req: Request) -> None:
         ep = _ep(req)
         call = await call_model(litellm, req, keys[ep], retries, limits[ep.route], hopeless, routed.get(ep.route))
         if call is None:  # not started: the run had stopped early
+            if budget is not None and budget.exceeded:
+                req.call = Call(repeat=req.repeat, error=STOPPED)
             return
         req.call = call
+        if budget is not None:
+            budget.spend(call.cost_usd)
         by_fallback = call.deployment is not None and any(t.fallback and t.label == call.deployment
                                                           for t in ep.deployments)
         if req.call.error is None and cache is not None and not by_fallback:
@@ -122,7 +129,9 @@ async def _answer_all(todo: list[Request], cache: Cache | None, concurrency: int
     await warm_up(litellm, keys)
     from llmops_cli.run.deployments import routers
 
-    routed.update(routers(litellm, keys, config_path))
+    url = getattr(cache, "url", None)  # a shared Redis cache: the Routers count rpm/tpm there too
+    routed.update(routers(litellm, keys, config_path, url if isinstance(url, str) and url.startswith(("redis", "unix"))
+                          else None))
     queues: dict[tuple, list[Request]] = {}
     for r in todo:
         queues.setdefault(_ep(r).route, []).append(r)

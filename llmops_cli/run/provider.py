@@ -219,7 +219,10 @@ async def call_model(litellm, req: Request, key: str | None, retries: int, limit
     ``system_fingerprint`` — for an OpenAI-compatible server, what the server
     returned, not the requested model string (LiteLLM 1.106 copies them from
     the server's JSON); ``deployment`` the label of the deployment that
-    answered, and ``retries`` counts the Router's moves to another one too."""
+    answered, and ``retries`` counts the Router's moves to another one too.
+    ``latency_s`` times the answering attempt alone (request sent → response
+    received; with deployments, the Router's whole attempt); the wait for a
+    slot is ``queue_s``, the waits between attempts ``backoff_s``."""
     import asyncio
 
     from llmops_cli.run.concurrency import Skipped
@@ -239,27 +242,39 @@ async def call_model(litellm, req: Request, key: str | None, retries: int, limit
         # package (proxy extras); our tools are plain function definitions passed to the provider as they are
         kwargs["_skip_mcp_handler"] = True
     attempts = 0
-    t0 = None
+    asked = time.perf_counter()
+    t0 = attempt_s = None
+    in_attempts = 0.0  # seconds spent inside attempts; the rest of the slot's time is back-off
     try:
         async with limit.slot(abort) if limit is not None else _no_limit() as started_in:
             t0 = time.perf_counter()
             async for attempt in retrying(retries):
                 with attempt:
                     attempts += 1
+                    sent = time.perf_counter()
                     try:
                         response = await complete(**kwargs)
                     except Exception as exc:
+                        attempt_s = time.perf_counter() - sent
+                        in_attempts += attempt_s
                         if limit is not None:
                             limit.note(exc, started_in)
                         raise
-            latency = time.perf_counter() - t0
+                    attempt_s = time.perf_counter() - sent
+                    in_attempts += attempt_s
+                    if limit is not None:
+                        limit.observe(attempt_s)
+            ended = time.perf_counter()
     except asyncio.CancelledError:
         raise
     except Skipped:
         return None
     except Exception as exc:  # recorded as the case's error, never as a score
+        ended = time.perf_counter()
         return Call(repeat=req.repeat, error=_error_text(exc, ep), retries=attempts - 1,
-                    latency_s=round(time.perf_counter() - t0, 4) if t0 is not None else None)
+                    latency_s=round(attempt_s, 4) if attempt_s is not None else None,
+                    queue_s=round(t0 - asked, 4) if t0 is not None else None,
+                    backoff_s=round(max(0.0, ended - t0 - in_attempts), 4) if t0 is not None else None)
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
     raw = response.model_dump(mode="json")
@@ -273,7 +288,9 @@ async def call_model(litellm, req: Request, key: str | None, retries: int, limit
         system_fingerprint=str_or_none(raw.get("system_fingerprint")),
         prompt_tokens=getattr(usage, "prompt_tokens", None),
         completion_tokens=getattr(usage, "completion_tokens", None),
-        latency_s=round(latency, 4),
+        latency_s=None if attempt_s is None else round(attempt_s, 4),
+        queue_s=round(t0 - asked, 4),
+        backoff_s=round(max(0.0, ended - t0 - in_attempts), 4),
         cost_usd=_cost(response),
         retries=attempts - 1 + (router.hops(response) if router is not None else 0),
         deployment=target.label if target is not None else None,

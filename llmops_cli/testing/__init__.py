@@ -23,6 +23,10 @@ Options:
   turn (cycling). Default: the last line of the last user message (an echo).
   A callable may also return a ``(status, message)`` tuple to answer an error.
 * ``latency_s``: seconds to sleep before answering each request.
+* ``slots``: how many requests are served at once (default ``None``: all of
+  them); the others wait in a queue, in arrival order, without an error — as
+  llama.cpp's server (one slot), Ollama or vLLM under load do. ``latency_s``
+  is then each request's service time once it holds a slot.
 * ``fail_every``: ``{k: status}``; the n-th request (1-based, counted over
   every request the server receives) answers ``status`` when ``n % k == 0``
   (the first matching rule wins). 429 answers carry ``Retry-After: 0``.
@@ -102,7 +106,7 @@ class FakeOpenAI:
 
     def __init__(self, reply: ReplyFn | Sequence[str] | None = None, latency_s: float = 0.0,
                  fail_every: dict[int, int] | None = None, down: bool = False, served_model: str | None = None,
-                 system_fingerprint: str | None = "fp_fake", logprobs: bool = True):
+                 system_fingerprint: str | None = "fp_fake", logprobs: bool = True, slots: int | None = None):
         if reply is not None and not callable(reply):
             replies = list(reply)
             if not replies or not all(isinstance(r, str) for r in replies):
@@ -111,6 +115,8 @@ class FakeOpenAI:
             replies = None
         if latency_s < 0:
             raise ValueError("latency_s must be >= 0")
+        if slots is not None and (not isinstance(slots, int) or slots < 1):
+            raise ValueError(f"slots must be a positive integer or None, got {slots!r}")
         for k in (fail_every or {}):
             if not isinstance(k, int) or k < 1:
                 raise ValueError(f"fail_every keys must be positive integers, got {k!r}")
@@ -122,6 +128,8 @@ class FakeOpenAI:
         self.served_model = served_model
         self.system_fingerprint = system_fingerprint
         self.logprobs = logprobs
+        self.slots = slots
+        self._serving = threading.Semaphore(slots) if slots else None  # FIFO enough: threads wake in wait order
         self.url = ""
         self.port: int | None = None
         self.requests: list[dict[str, Any]] = []
@@ -248,6 +256,13 @@ class FakeOpenAI:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             return self.request_count
+
+    def serving(self):
+        """A context held while one request is served: one of :attr:`slots`
+        (waiting for it is the server's queue), or nothing without slots."""
+        import contextlib
+
+        return self._serving if self._serving is not None else contextlib.nullcontext()
 
     def _done(self) -> None:
         with self._lock:

@@ -164,34 +164,39 @@ class Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         n = fake._received(body if isinstance(body, dict) else {"_raw": raw.decode("utf-8", "replace")}, Headers(self.headers.items()))
         try:
-            if fake.latency_s > 0:
-                time.sleep(fake.latency_s)
-            if problem:
-                self._send_error(400, problem)
-                return
-            status = fake._failure_for(n)
-            if status is not None:
-                self._send_error(status, f"fake failure: request {n} answers {status}")
-                return
-            messages = body.get("messages")
-            if not isinstance(messages, list) or not messages:
-                self._send_error(400, "'messages' must be a non-empty list", code="invalid_value")
-                return
-            try:
-                reply = fake._reply(messages, body)
-            except Exception as e:  # a broken reply function answers 500, not a dropped connection
-                self._send_error(500, f"reply function failed: {type(e).__name__}: {e}")
-                return
-            if isinstance(reply, tuple):
-                status, message = reply
-                self._send_error(int(status), str(message))
-                return
-            if body.get("stream"):
-                self._stream(body, messages, reply)
-            else:
-                self._send_json(200, fake._completion(body, messages, reply))
+            with fake.serving():  # a server with slots queues the request here until one is free
+                self._answer(fake, n, body, problem)
         finally:
             fake._done()
+
+    def _answer(self, fake, n: int, body: Any, problem: str | None) -> None:
+        """Answer one chat-completions request (holding a slot, if the server has them)."""
+        if fake.latency_s > 0:
+            time.sleep(fake.latency_s)
+        if problem:
+            self._send_error(400, problem)
+            return
+        status = fake._failure_for(n)
+        if status is not None:
+            self._send_error(status, f"fake failure: request {n} answers {status}")
+            return
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            self._send_error(400, "'messages' must be a non-empty list", code="invalid_value")
+            return
+        try:
+            reply = fake._reply(messages, body)
+        except Exception as e:  # a broken reply function answers 500, not a dropped connection
+            self._send_error(500, f"reply function failed: {type(e).__name__}: {e}")
+            return
+        if isinstance(reply, tuple):
+            status, message = reply
+            self._send_error(int(status), str(message))
+            return
+        if body.get("stream"):
+            self._stream(body, messages, reply)
+        else:
+            self._send_json(200, fake._completion(body, messages, reply))
 
     def _stream(self, body: dict[str, Any], messages: list[dict[str, Any]], text: str) -> None:
         """Answer as server-sent events, chunked transfer encoding."""
