@@ -118,27 +118,37 @@ def pair(metric: str, common: list[str], bmap: dict[str, CaseRecord], cmap: dict
     return out
 
 
-def measure(metric: str, p: Paired, groups: list[list[int]] | None, counts_for) -> dict[str, Any]:
-    """Aggregates, the bootstrap summary and the SE used for power (numpy;
-    memoised by :func:`llmops_cli.gate.compare`). ``counts_for(units)`` gives
-    the shared resample counts for that many units."""
-    import numpy as np
+def measure(metric: str, p: Paired, groups: list[list[int]] | None, counts_for, binary: bool = False) -> dict[str, Any]:
+    """Aggregates, the delta's summary (its SE and degrees of freedom) and
+    the SE used for power. ``counts_for(units)`` gives the shared resample
+    counts for that many units.
 
+    * A per-case mean (exact match, token F1, a check, a judge, a cost):
+      the analytic paired SE, ``sd(c − b)/√n`` with ``n − 1`` df
+      (Student 1908: the paired t-test); with clusters, the CR2
+      cluster-robust SE of the mean difference — each cluster's summed
+      residual weighted by ``1/(1 − n_g/n)`` (Bell & McCaffrey 2002,
+      Survey Methodology 28:169) — with ``G − 1`` df, as Cameron & Miller
+      2015 (§VI.C, §VI.D) recommend for few clusters. Deterministic: no
+      resampling, no numpy.
+    * Corpus BLEU and quantiles (p95 latency): the paired bootstrap
+      (:mod:`llmops_cli.stats`), its SE rescaled by ``√(u/(u − 1))`` with
+      ``u − 1`` df (:func:`llmops_cli.stats.small_sample`).
+    * ``binary`` (the metric declares itself 0/1 and every paired value is
+      0 or 1, no clusters): also the discordant pairs (``"binary"``), which
+      the gate tests exactly (:mod:`llmops_cli.exact`)."""
     sc = scorer_of(metric)
     if sc is not None and sc.quantile is not None:
         return _measure_quantile(sc.quantile, p, groups, counts_for)
-    if p.bs is not None:
-        cs = [s if s is not None else sc.worst_stats(p.failed_refs[cid]) for cid, s in zip(p.ids, p.cs)]
-        base, cand = np.array(p.bs, dtype=float), np.array(cs, dtype=float)
+    if p.bs is None:
+        return _measure_mean(p, groups, binary)
+    import numpy as np
 
-        def agg(sums):
-            return np.array([sc.from_stats(row) for row in sums])
-    else:
-        ones = np.ones(len(p.b))
-        base, cand = np.column_stack([p.b, ones]), np.column_stack([p.c, ones])
+    cs = [s if s is not None else sc.worst_stats(p.failed_refs[cid]) for cid, s in zip(p.ids, p.cs)]
+    base, cand = np.array(p.bs, dtype=float), np.array(cs, dtype=float)
 
-        def agg(sums):
-            return sums[:, 0] / sums[:, 1]
+    def agg(sums):
+        return np.array([sc.from_stats(row) for row in sums])
     if groups is not None:
         unit = _unit_index(groups, len(p.ids))
         bu, cu = np.zeros((len(groups), base.shape[1])), np.zeros((len(groups), base.shape[1]))
@@ -146,16 +156,66 @@ def measure(metric: str, p: Paired, groups: list[list[int]] | None, counts_for) 
         np.add.at(cu, unit, cand)
     else:
         bu, cu = base, cand
-    summary = stats.paired_bootstrap(bu, cu, agg, counts_for(bu.shape[0]))
+    summary = stats.small_sample(stats.paired_bootstrap(bu, cu, agg, counts_for(bu.shape[0])))
     b_agg, c_agg = float(agg(base.sum(0)[None, :])[0]), float(agg(cand.sum(0)[None, :])[0])
     se = summary.se
     constant = len(set(p.b) | set(p.c)) <= 1  # the same value on every case, on both sides
     if se == 0 and not constant and len(p.b) > 1:
         # the runs agree case by case: SE from the baseline's spread (paired correlation 0.5)
-        spread = np.array([sc.from_stats(x) for x in p.bs] if p.bs is not None else p.b)
+        spread = np.array([sc.from_stats(x) for x in p.bs])
         se = float(spread.std(ddof=1)) / math.sqrt(len(p.b))
     return {"summary": summary.to_dict(), "baseline": b_agg, "candidate": c_agg, "se": se,
             "cannot_detect": constant}
+
+
+def _measure_mean(p: Paired, groups: list[list[int]] | None, binary: bool) -> dict[str, Any]:
+    """:func:`measure` for a per-case mean: the analytic paired SE (CR2 over
+    clusters), pure Python."""
+    from .exact import discordant, is_binary
+
+    n = len(p.b)
+    d = [c - b for b, c in zip(p.b, p.c)]
+    theta = math.fsum(d) / n
+    b_agg, c_agg = math.fsum(p.b) / n, math.fsum(p.c) / n
+    if groups is None:
+        units, df = n, n - 1
+        var = math.fsum((x - theta) ** 2 for x in d) / (n - 1) / n if n > 1 else 0.0
+    else:
+        units, df = len(groups), _bell_mccaffrey_df([len(g) for g in groups], n)
+        var = math.fsum(math.fsum(d[i] - theta for i in g) ** 2 / (1 - len(g) / n)
+                        for g in groups) / (n * n) if len(groups) > 1 else 0.0
+    se = math.sqrt(var)
+    se = se if se > 1e-12 * max(1.0, abs(theta)) else 0.0
+    summary = stats.BootstrapSummary(theta, se, units, df if df > 0 else None)
+    constant = len(set(p.b) | set(p.c)) <= 1
+    se_power = se
+    if se == 0 and not constant and n > 1:
+        # the runs agree case by case: SE from the baseline's spread (paired correlation 0.5)
+        mb = math.fsum(p.b) / n
+        se_power = math.sqrt(math.fsum((x - mb) ** 2 for x in p.b) / (n - 1)) / math.sqrt(n)
+    pairs = discordant(p.b, p.c) if binary and groups is None and is_binary(p.b) and is_binary(p.c) else None
+    return {"summary": summary.to_dict(), "baseline": b_agg, "candidate": c_agg, "se": se_power,
+            "cannot_detect": constant, "binary": pairs.to_dict() if pairs else None}
+
+
+def _bell_mccaffrey_df(sizes: list[int], n: int) -> float:
+    """Degrees of freedom of the CR2 variance of a mean over clusters of
+    ``sizes`` (summing to ``n``): Bell & McCaffrey's (2002) Satterthwaite
+    approximation under independent cases, ``(tr S)² / tr(S²)`` with
+    ``S = A^½ (diag(n_g) − n n'/n) A^½``, ``A = diag(1/(1 − n_g/n))``
+    (Imbens & Kolesár 2016, "Robust Standard Errors in Small Samples", Rev.
+    Econ. Stat. 98:701, their K_BM; Cameron & Miller 2015, §VI.D). Equal
+    clusters give ``G − 1``; unequal ones fewer, as few large clusters carry
+    the variance. O(G)."""
+    if len(sizes) < 2:
+        return 0.0
+    a = [1 / (1 - s / n) for s in sizes]
+    tr = math.fsum(ag * s - ag * s * s / n for ag, s in zip(a, sizes))
+    dd = math.fsum((ag * s) ** 2 for ag, s in zip(a, sizes))  # tr(D²), D = diag(a_g n_g)
+    vdv = math.fsum(ag * s * ag * s * s for ag, s in zip(a, sizes))  # v'Dv, v_g = √a_g n_g
+    vv = math.fsum(ag * s * s for ag, s in zip(a, sizes))
+    tr2 = dd - 2 * vdv / n + vv * vv / (n * n)
+    return tr * tr / tr2 if tr2 > 0 else len(sizes) - 1.0
 
 
 def _unit_index(groups: list[list[int]], n: int):
@@ -174,6 +234,7 @@ def _measure_quantile(q: float, p: Paired, groups: list[list[int]] | None, count
     unit = _unit_index(groups, len(p.ids)) if groups is not None else None
     units = len(groups) if groups is not None else len(p.ids)
     summary, b_agg, c_agg = stats.paired_quantile_bootstrap(p.b, p.c, q, counts_for(units), unit)
+    summary = stats.small_sample(summary)
     return {"summary": summary.to_dict(), "baseline": b_agg, "candidate": c_agg, "se": summary.se,
             "cannot_detect": len(set(p.b) | set(p.c)) <= 1}
 

@@ -68,7 +68,9 @@ class Scorer:
     ``quantile``: the aggregate is this quantile (0–1) of the per-case values
     instead of their mean (``latency_p95``). ``unit``: what the values
     count (``USD``, ``s``, ``tokens``, ``ppl`` for perplexity; empty for
-    0–scale scores)."""
+    0–scale scores). ``binary``: every case scores 0 or 1 (pass/fail, as
+    ``exact_match``): the gate tests it with McNemar's exact test on the
+    discordant pairs (:mod:`llmops_cli.exact`)."""
 
     name: str
     fn: Callable[[Outputs, References], MetricResult]
@@ -81,6 +83,7 @@ class Scorer:
     higher_is_better: bool = True
     quantile: float | None = None
     unit: str = ""
+    binary: bool = False
 
 
 SCORERS: dict[str, Scorer] = {}
@@ -88,12 +91,12 @@ SCORERS: dict[str, Scorer] = {}
 
 def register(name: str, scale: float = 1.0, from_stats=None, description: str = "", worst: float | None = 0.0,
              worst_stats=None, external: bool = False, higher_is_better: bool = True, quantile: float | None = None,
-             unit: str = ""):
+             unit: str = "", binary: bool = False):
     """Decorator: register ``fn`` under ``name`` (see :class:`Scorer` for the arguments)."""
 
     def deco(fn):
         SCORERS[name] = Scorer(name, fn, scale, from_stats, description, worst, worst_stats, external,
-                               higher_is_better, quantile, unit)
+                               higher_is_better, quantile, unit, binary)
         return fn
 
     return deco
@@ -164,7 +167,7 @@ def token_f1_score(prediction: str, references: Sequence[str]) -> float:
     return max(_f1(p, normalize_answer(r).split()) for r in references)
 
 
-@register("exact_match", description="SQuAD exact match, 0–1")
+@register("exact_match", description="SQuAD exact match, 0–1", binary=True)
 def exact_match(outputs: Outputs, references: References) -> MetricResult:
     return _per_case("exact_match", outputs, references, exact_match_score)
 

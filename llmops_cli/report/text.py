@@ -30,6 +30,8 @@ def fmt_ci(m: MetricComparison) -> str:
 def fmt_p(m: MetricComparison) -> str:
     """The p-value of the rule's test (Holm-adjusted where corrected), else
     the two-sided p of "no change"."""
+    if m.too_few:  # no outcome of so few changed cases could fire: no p-value that cannot decide
+        return "too few"
     p = m.p_adjusted if m.p_adjusted is not None else (m.p_test if m.p_test is not None else m.p_value)
     if p is None:
         return "—"
