@@ -255,12 +255,21 @@ class _Test:
     ids: list[str]
 
 
-def _unscored_share(candidate: RunRecord, metric: str) -> float:
-    """Share (0–1) of the candidate's cases a *judge* left unscored (failed
-    cases of reference metrics are bounded by ``max_error_share`` instead)."""
+def _unscored_share(candidate: RunRecord, metric: str, pairs: pairing.Paired | None = None) -> float:
+    """Share (0–1) of the candidate's cases ``metric`` left unscored though
+    they were answered: a judge's unparseable verdicts (over all its cases),
+    else the paired cases whose answer the metric could not score —
+    perplexity without log-probabilities, similarity without an embedding,
+    a plugin that returned None (``pairs``). Failed calls are bounded by
+    ``max_error_share`` instead."""
     summ = candidate.metrics.get(metric)
-    total = (summ.n_scored + summ.n_unscored) if summ else 0
-    return summ.n_unscored / total if summ and total and summ.info.get("judge") else 0.0
+    if summ is not None and summ.info.get("judge"):
+        total = summ.n_scored + summ.n_unscored
+        return summ.n_unscored / total if total else 0.0
+    if pairs is None:
+        return 0.0
+    total = len(pairs.ids) + pairs.n_unscored
+    return pairs.n_unreadable / total if total else 0.0
 
 
 def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gate: Gate,
@@ -271,8 +280,9 @@ def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gat
     alpha = 1 - gate.confidence
     half = alpha / 2
     summaries = [stats.BootstrapSummary(**t.measured["summary"]) if t.measured is not None else None for t in tests]
-    over_limit = {t.metric for t in tests
-                  if max_unscored_share is not None and _unscored_share(candidate, t.metric) > max_unscored_share}
+    shares = {t.metric: _unscored_share(candidate, t.metric, t.pairs) for t in tests if t.slice is None
+              and (t.rule is not None or _unscored_share(candidate, t.metric) > 0)}  # gated, or a judge
+    over_limit = {m for m, share in shares.items() if max_unscored_share is not None and share > max_unscored_share}
     margins = [margin(t.metric, t.rule, t.measured["baseline"] if t.measured else None) for t in tests]
     better = [_better(sm, pairing.higher_is_better(t.metric)) if sm else None for t, sm in zip(tests, summaries)]
     # pass/fail metrics: McNemar's exact test (Tango's score test with a margin) on the discordant pairs
@@ -332,9 +342,11 @@ def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gat
         res.alpha_one_sided = alpha_power if i in decided else half
         assess_power(res, d, rule, gate, margins[i])
         if m in over_limit:
-            share = _unscored_share(candidate, m)
+            share = shares[m]
+            judged = bool(candidate.metrics.get(m) and candidate.metrics[m].info.get("judge"))
             res.verdict = "unscored"
-            res.reason = f"{share:.0%} of cases unscored by the judge (limit max_unscored_share {max_unscored_share:.0%})"
+            res.reason = (f"{share:.0%} of cases unscored by the {'judge' if judged else 'metric'} "
+                          f"(limit max_unscored_share {max_unscored_share:.0%})")
         elif rule is not None:
             if rule.min is not None or rule.max is not None:
                 res.candidate_all = pairing.candidate_all(m, candidate, None if t.slice is None else t.ids)

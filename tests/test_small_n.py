@@ -173,9 +173,12 @@ def test_few_clusters_cr2_se_and_bell_mccaffrey_df():
     A = np.diag([1 / (1 - s / n) for s in sizes])
     V = sum((U[:, g] @ e) ** 2 * A[g, g] for g in range(5)) / n ** 2
     C = M @ U @ A @ U.T @ M
-    ev = np.linalg.eigvalsh(C)
+    # the working model: cases correlated rho within a cluster, rho from the residuals' cross-products
+    same = (U @ U.T) - np.eye(n)
+    rho = min(0.99, max(0.0, (e @ same @ e / same.sum()) / (e @ e / n)))
+    S = (1 - rho) * np.eye(n) + rho * (U @ U.T)
     assert m.se == pytest.approx(math.sqrt(V), rel=1e-9)
-    assert m.df == pytest.approx(ev.sum() ** 2 / (ev ** 2).sum(), rel=1e-9)
+    assert m.df == pytest.approx(np.trace(C @ S) ** 2 / np.trace(C @ S @ C @ S), rel=1e-9)
     assert 1 < m.df < 4  # fewer than G − 1: unequal clusters
 
 

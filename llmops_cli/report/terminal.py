@@ -57,11 +57,15 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     elif cmp.baseline_fingerprint == cmp.candidate_fingerprint:
         console.print(f"config unchanged (fingerprint {cmp.candidate_fingerprint})", style="dim")
     t = Table(title="gate", title_justify="left")
+    counts = any(m.n_unscored for m in cmp.metrics)  # a metric left answered cases unscored: show how many were compared
     for col in ("metric", "baseline", "candidate", "delta", f"{cmp.confidence:.0%} CI", "p", "MDE", "rule", "verdict"):
         t.add_column(col, justify="left" if col in ("metric", "rule", "verdict") else "right")
+        if counts and col == "metric":
+            t.add_column("scored", justify="right")
     for m in cmp.metrics:
         style = VERDICT_STYLE.get(m.verdict, "")
-        t.add_row(m.metric, fmt(m.baseline, m.scale, unit=m.unit), fmt(m.candidate, m.scale, unit=m.unit), fmt(m.delta, m.scale, True, m.unit), fmt_ci(m),
+        t.add_row(m.metric, *((f"{m.n}/{m.n + m.n_unscored}",) if counts else ()), fmt(m.baseline, m.scale, unit=m.unit),
+                  fmt(m.candidate, m.scale, unit=m.unit), fmt(m.delta, m.scale, True, m.unit), fmt_ci(m),
                   fmt_p(m), fmt_mde(m), m.rule, f"[{style}]{m.verdict}[/]" if style else m.verdict)
     console.print(t)
     console.print(gate_rule_text(cmp), style="dim")
