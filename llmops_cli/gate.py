@@ -49,6 +49,7 @@ from .drift import environment_changes, model_drift
 from .config import Gate, GateRule
 from .errors import BaselineError, InputError
 from .fingerprint import config_diff
+from .integrity import check_covers
 from .power import assess_power
 from .record import RunRecord
 
@@ -147,14 +148,16 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
             shared Redis cache never holds the gate's statistics.
 
     Raises:
-        BaselineError: the dataset hashes differ (exit 2), or a gated metric
-            is missing from the baseline.
+        BaselineError: the dataset hashes differ (exit 2), the baseline lacks
+            a case its dataset hash covers, or a gated metric is missing
+            from the baseline.
         InputError: ``gate.cluster`` names a field the cases do not have.
     """
     if check_dataset:
         from .baseline import check_dataset as _check
 
         _check(baseline, candidate.dataset_hash, baseline_path)
+        check_covers(baseline, candidate, baseline_path)
     names = metrics or list(gate.metrics) or [m for m in candidate.metrics if m in baseline.metrics]
     for m in names:
         if m not in baseline.metrics:
