@@ -87,7 +87,38 @@ def _validator(schema: dict[str, Any] | str, cfg: Config, path, key: str):
         cls.check_schema(schema)
     except jsonschema.SchemaError as e:
         raise ConfigError(path, key, f"not a valid JSON Schema: {e.message}") from None
-    return cls(schema)
+    validator = cls(schema)
+    _resolve_refs(validator, schema, path, key)
+    return validator
+
+
+def _refs(node: Any, where: str = "#"):
+    """Every ``$ref`` in a schema: ``(its location, the reference)``."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref" and isinstance(v, str):
+                yield where, v
+            else:
+                yield from _refs(v, f"{where}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _refs(v, f"{where}/{i}")
+
+
+def _resolve_refs(validator, schema: dict[str, Any], path, key: str) -> None:
+    """Resolve every ``$ref`` of ``schema`` now (jsonschema's ``referencing``
+    resolver), so that a reference pointing nowhere is exit 2 before any
+    model call rather than an error on the first answer checked."""
+    from referencing.exceptions import Unresolvable
+
+    resolver = getattr(validator, "_resolver", None)
+    if resolver is None:
+        return
+    for where, ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable as e:
+            raise ConfigError(path, key, f"the $ref {ref!r} at {where} resolves to nothing ({type(e).__name__})") from None
 
 
 def module_file(target: str, cfg: Config, *, existing: bool = True) -> Path | None:
@@ -160,10 +191,12 @@ def _forget_foreign(top: str, base_dir) -> None:
 TEMPLATED = ("equals", "contains", "icontains", "not_contains", "starts_with", "regex")
 
 
-def render_values(cfg: Config, inputs: dict[str, Any], references: list[str]) -> dict[str, Any]:
+def render_values(cfg: Config, inputs: dict[str, Any], references: list[str], case_id: str | None = None) -> dict[str, Any]:
     """Each templated check's value for one case (a string, or a list for
     ``contains``-like checks), rendered over the case's inputs and
-    ``references``. Raises :class:`ConfigError` naming the check."""
+    ``references``; a templated ``regex`` is compiled too. Raises
+    :class:`ConfigError` naming the check (and the case, ``case_id``, for a
+    regex that is invalid once rendered)."""
     from .prompt import render
 
     variables = {**inputs, "references": references}
@@ -177,7 +210,32 @@ def render_values(cfg: Config, inputs: dict[str, Any], references: list[str]) ->
             out[name] = [render(v, variables, cfg.path or "<config>", key) if "{{" in v or "{%" in v else v for v in value]
         else:
             out[name] = render(value, variables, cfg.path or "<config>", key) if "{{" in value or "{%" in value else value
+            if spec.type == "regex" and out[name] is not value:
+                try:
+                    re.compile(out[name])
+                except re.error as e:
+                    raise ConfigError(cfg.path or "<config>", key, f"invalid regular expression once rendered for case "
+                                      f"{case_id!r}: /{out[name]}/: {e}") from None
     return out
+
+
+def check_slice_rules(cfg: Config, cases) -> None:
+    """Every ``gate.slices`` rule ``field=value`` must name a value some case
+    of the eval set has (``field=*`` matches any), checked when the run is
+    planned — before any model call.
+
+    Raises:
+        ConfigError: key ``gate.slices.<field=value>``, listing the values
+            the eval set has."""
+    for key in cfg.gate.slices:
+        field, _, value = key.partition("=")
+        if value == "*":
+            continue
+        values = {c.slices[field] for c in cases if field in c.slices}
+        if value not in values:
+            raise ConfigError(cfg.path or "<config>", f"gate.slices.{key}", f"no case of the eval set has {field} = {value!r}"
+                              + (f" (values: {', '.join(sorted(values))})" if values else
+                                 f" ({field!r} is not one of dataset.slices)"))
 
 
 # -- running a check -----------------------------------------------------------------------

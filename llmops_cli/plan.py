@@ -83,10 +83,15 @@ def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, 
 
     Raises:
         DatasetError: eval set or corpus unreadable/empty.
-        ConfigError: a template uses an undefined variable or fails while rendering.
+        ConfigError: a template uses an undefined variable or fails while
+            rendering, a check's regex is invalid once rendered for a case,
+            or a ``gate.slices`` rule names a value no case has.
     """
     cases = load_dataset(cfg.dataset, cfg.base_dir, limit)
     full_hash, shard_info = dataset_hash(cases), None
+    from .checks import check_slice_rules
+
+    check_slice_rules(cfg, cases)  # gate.slices against the eval set: exit 2 before any call
     if shard is not None:
         from .shards import select
 
@@ -116,7 +121,7 @@ def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, 
     if cfg.checks:  # rendered now: an undefined variable in a check is exit 2 before any call
         from .checks import render_values
 
-        check_values = [render_values(cfg, c.inputs, c.references) for c in cases]
+        check_values = [render_values(cfg, c.inputs, c.references, c.id) for c in cases]
     plan = Plan(cases, full_hash, corpus_hash, retrievals, messages, chunk_vars=chunk_vars,
                 check_values=check_values, shard=shard_info)
     if with_prompts:

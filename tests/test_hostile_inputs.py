@@ -78,3 +78,20 @@ def test_a_baseline_missing_a_case_its_dataset_hash_covers_is_exit_2(gated_proje
     assert res.exit_code == 2, res.output
     line = " ".join(res.output.split())
     assert "baseline.json" in line and "lacks case 'q4'" in line and "dataset hash" in line
+
+
+@pytest.mark.parametrize("check,key,says", [
+    ('{regex: "^{{ references[0] }}("}', "checks.bad.regex", "invalid regular expression once rendered for case 'q1'"),
+    ('{json_schema: {"$ref": "#/$defs/answer"}}', "checks.bad.json_schema", "the $ref '#/$defs/answer' at # resolves to nothing"),
+    ('{json_schema: {properties: {a: {items: {"$ref": "#/nowhere"}}}}}', "checks.bad.json_schema",
+     "'#/nowhere' at #/properties/a/items"),
+])
+def test_validate_catches_what_failed_only_after_paid_calls(make_project, check, key, says):
+    with FakeOpenAI(reply=answer) as srv:
+        cfg = make_project(srv.url, extra=f"checks:\n  bad: {check}\n")
+        for args in (("validate", cfg, "--update-baseline"), ("eval", cfg, "--update-baseline", "--no-cache")):
+            res = run(*args)
+            line = " ".join(res.output.split())
+            assert res.exit_code == 2, res.output
+            assert "llmops.yaml" in line and key in line and says in line and "Traceback" not in res.output
+        assert srv.request_count == 0
