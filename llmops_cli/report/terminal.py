@@ -25,11 +25,14 @@ def print_run_summary(console, record: RunRecord) -> None:
     t.add_column("score", justify="right")
     t.add_column("scored", justify="right")
     t.add_column("unscored", justify="right")
-    t.add_column("judge self-agreement", justify="right")
+    judged = any(m.info.get("judge") for m in record.metrics.values())  # the column only when a judge is listed
+    if judged:
+        t.add_column("judge self-agreement", justify="right")
     for name, m in record.metrics.items():
         agree = m.info.get("self_agreement")
         t.add_row(name, fmt(m.aggregate, m.scale, unit=m.info.get("unit", "")), f"{m.n_scored}/{m.n_scored + m.n_unscored}", str(m.n_unscored),
-                  "—" if agree is None else f"{agree:.2f} ({m.info.get('disagreement_rate', 0):.0%} cases disagree)")
+                  *(("—" if agree is None else f"{agree:.2f} ({m.info.get('disagreement_rate', 0):.0%} cases disagree)",)
+                    if judged else ()))
     console.print(t)
     console.print("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s")
     if record.usage.slowest:
