@@ -155,6 +155,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--quick", action="store_true", help="300 comparisons per row (a smoke run)")
     ap.add_argument("--only", choices=["aa", "clusters", "planted"], help="run one part only")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[8, 20, 50, 810], help="eval-set sizes of the A/A rows")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args()
     if args.quick:
@@ -162,7 +163,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     plan = []
     if args.only in (None, "aa"):
-        plan += [(k, n, None, args.small if n < 810 else args.large, 0.0) for k in KINDS for n in (8, 20, 50, 810)]
+        plan += [(k, n, None, args.small if n < 810 else args.large, 0.0) for k in KINDS for n in args.sizes]
     if args.only in (None, "clusters"):
         plan += [(k, 40, G, args.small, 0.0) for k in KINDS for G in (5, 10)]
     if args.only in (None, "planted"):

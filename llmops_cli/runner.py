@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
+from . import __version__, stop
 from .cache import Cache
 from .config import Config
 from .environment import collect_environment
@@ -121,6 +121,7 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
         limits.append(execute(plan.requests, cache, concurrency=concurrency, max_concurrency=max_concurrency,
                               retries=retries, on_done=prog.tick, refresh=refresh, config_path=cfg.path,
                               max_failed_cases=allowed_failures(len(plan.cases), cfg.max_error_share)))
+        stop.check()  # a signal swallowed where it landed (inside aiohttp) still stops the run
     except KeyboardInterrupt:
         raise interrupted() from None
     record = build_record(cfg, plan)
@@ -132,6 +133,7 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
     try:
         score_run(cfg, plan, record, cache, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
                   progress=prog, refresh=refresh)
+        stop.check()
     except KeyboardInterrupt:
         raise interrupted(record) from None
     record.usage = usage_of(record.cases, time.perf_counter() - t0, limits=limits)
