@@ -95,3 +95,27 @@ def test_validate_catches_what_failed_only_after_paid_calls(make_project, check,
             assert res.exit_code == 2, res.output
             assert "llmops.yaml" in line and key in line and says in line and "Traceback" not in res.output
         assert srv.request_count == 0
+
+
+def test_a_sigterm_swallowed_mid_call_still_stops_the_run(make_project, litellm_loaded, monkeypatch):
+    """Where the KeyboardInterrupt of a SIGTERM was swallowed (inside aiohttp,
+    4 of 96 times), the run finished: exit 0, baseline written. The recorded
+    signal now stops it at the next checkpoint: interrupted, no baseline.
+    (Through a real process and a real signal: benchmarks/sigterm_stress.py.)"""
+    import signal
+
+    from llmops_cli import stop
+
+    monkeypatch.setattr(stop, "received", [])
+
+    def reply(messages, body):
+        stop.request(signal.SIGTERM)  # the handler ran; its KeyboardInterrupt never reached llmops
+        return answer(messages, body)
+
+    with FakeOpenAI(reply=reply) as srv:
+        cfg = make_project(srv.url)
+        res = run("eval", cfg, "--update-baseline", "-o", cfg.parent / "run.json")
+    assert res.exit_code == 130, res.output  # the CLI's main() maps it to 143 after SIGTERM
+    assert stop.terminated()
+    assert not (cfg.parent / "baseline.json").exists()
+    assert json.loads((cfg.parent / "run.json").read_text())["status"] == "interrupted"
