@@ -5,11 +5,17 @@ a case the candidate failed counts as the metric's worst value — never
 silently dropped. What the comparison says is in :mod:`llmops_cli.comparison`;
 the exit code it leads to, in :mod:`llmops_cli.outcome`.
 
-**Intervals.** Each metric's delta (candidate − baseline) gets a standard
-error from a seeded paired bootstrap (:mod:`llmops_cli.stats`), cases — or
-whole clusters with ``gate.cluster`` — resampled with replacement; the
-interval is delta ± z·SE (measured to keep its level where BCa and
-percentile intervals over-alarm for BLEU; see the README).
+**Intervals.** Each metric's delta (candidate − baseline) gets an
+unbiased standard error — the analytic paired SE of a per-case mean (CR2
+cluster-robust with ``gate.cluster``), or a seeded paired bootstrap's
+rescaled by √(u/(u − 1)) for corpus BLEU and quantiles
+(:mod:`llmops_cli.pairing`, :mod:`llmops_cli.stats`) — and the interval is
+delta ± t·SE with n − 1 (or the clusters') degrees of freedom: measured to
+keep its level from 8 cases up (benchmarks/calibration_small.py), where BCa
+and percentile intervals over-alarm for BLEU (see the README). Pass/fail
+metrics are tested exactly on their discordant pairs
+(:mod:`llmops_cli.exact`); intervals are clipped to what a bounded metric
+can reach.
 
 **Rules.** Mode ``paired``: a metric *regresses* when its interval lies
 wholly below ``-max_drop``, a one-sided test at level (1 − confidence)/2.
@@ -31,7 +37,7 @@ metric compared per value; ``gate.slices`` rules join the Holm family.
 
 **Power.** For each gated metric the MDE is the smallest true drop that
 exits 1 with 80% probability under the actual rule:
-``max_drop + (z₁₋α₁ + z₀.₈)·SE`` with α₁ the one-sided level after the
+``max_drop + (q₁₋α₁ + z₀.₈)·SE`` (``q`` the test's t quantile) with α₁ the one-sided level after the
 Bonferroni bound of Holm's first step (a guarantee, since Holm rejects at
 least what Bonferroni does); see :mod:`llmops_cli.power`. A metric that
 does not vary has no MDE (its power is unknown).

@@ -1,6 +1,6 @@
 """Power analysis of the gate: how large a drop (or, for lower-is-better
 metrics, a rise) each rule catches with 80% probability — the MDE,
-``margin + (z₁₋α₁ + z_π)·SE`` (see :mod:`llmops_cli.stats`) — the warning
+``margin + (q₁₋α₁ + z_π)·SE``, ``q`` the t quantile (see :mod:`llmops_cli.stats`) — the warning
 when that is more than the user cares about, and the ``require_power``
 checks that can refuse a run before any model call.
 """

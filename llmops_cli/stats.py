@@ -40,8 +40,8 @@ read off it, Holm's step-down correction, and power under the gate's rule.
   the two equal on thousands of random families.
 * **Power** under the rule "upper bound below ``-max_drop``" at one-sided
   level α₁: a true drop ``d`` is caught with probability
-  ``Φ((d − max_drop)/SE − z₁₋α₁)``; the smallest drop caught with power π
-  is ``max_drop + (z₁₋α₁ + z_π)·SE``.
+  ``Φ((d − max_drop)/SE − q₁₋α₁)`` (``q`` the t quantile with the summary's
+  df); the smallest drop caught with power π is ``max_drop + (q₁₋α₁ + z_π)·SE``.
 
 Everything after the bootstrap itself is pure Python on a
 :class:`BootstrapSummary`, which is JSON-serialisable and memoised, so a
