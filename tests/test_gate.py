@@ -115,8 +115,13 @@ def test_hand_computed_example():
     assert m.baseline == pytest.approx(0.66)
     assert m.candidate == pytest.approx(0.64)
     assert m.delta == pytest.approx(-0.02)
-    # a bootstrap mean of resampled differences lies between the smallest and largest difference
-    assert -0.4 <= m.ci_low <= m.delta <= m.ci_high <= 0.5
+    # delta ± t₄·SE with the paired SE sd(c − b)/√5 (n − 1 = 4 df)
+    from scipy.stats import t
+
+    se = np.std(np.array(CAND5) - np.array(BASE5), ddof=1) / np.sqrt(5)
+    assert m.se == pytest.approx(se) and m.df == 4
+    assert m.ci_low == pytest.approx(-0.02 - t.ppf(0.975, 4) * se)
+    assert m.ci_high == pytest.approx(min(-0.02 + t.ppf(0.975, 4) * se, 1 - 0.66))  # clipped: 0.64 + 0.36 > 1
     assert 0 < m.p_value <= 1
     assert m.mde > 0
     assert m.verdict == "pass"  # the CI reaches far above −0.05
@@ -130,27 +135,43 @@ def test_hand_computed_example():
 
 
 def test_memoised_intervals_equal_computed_ones_and_follow_the_scores(tmp_path, monkeypatch):
+    """A bootstrap (corpus BLEU) is memoised in the local cache, keyed by its
+    inputs and the llmops/numpy/scipy versions; a per-case mean is computed
+    analytically every time and never stored."""
+    import llmops_cli.gate.rules as gate_module
     import llmops_cli.gate.pairing as pairing_module
     from llmops_cli.core.cache import Cache
 
     memo = Cache(tmp_path / "cache")
-    b, c = pair(BASE5, CAND5)
-    fresh = compare(b, c, gate(max_drop=0.05))
-    first = compare(b, c, gate(max_drop=0.05), memo=memo)
+    b, c = squad_records("r-net-plus", "slqa-plus", ["bleu"], n=40)
+    rule = {"bleu": GateRule(max_drop=1.0)}
+    fresh = compare(b, c, Gate(metrics=rule))
+    first = compare(b, c, Gate(metrics=rule), memo=memo)
     computed = []
     real = pairing_module.measure
     monkeypatch.setattr(pairing_module, "measure", lambda *a: computed.append(a[0]) or real(*a))
-    again = compare(b, c, gate(max_drop=0.05), memo=memo)
+    again = compare(b, c, Gate(metrics=rule), memo=memo)
     assert computed == []  # served from the memo
     assert again.metrics == first.metrics == fresh.metrics
     # other scores or another seed are computed afresh; another confidence level reuses the
     # bootstrap (it does not depend on the level) and only reads another interval off it
-    compare(*pair(BASE5, BASE5), gate(max_drop=0.05), memo=memo)
-    compare(b, c, Gate(seed=7, metrics={"token_f1": GateRule(max_drop=0.05)}), memo=memo)
-    assert computed == ["token_f1"] * 2
-    wider = compare(b, c, Gate(confidence=0.99, metrics={"token_f1": GateRule(max_drop=0.05)}), memo=memo).metrics[0]
-    assert computed == ["token_f1"] * 2
-    assert wider.ci_low < first.metrics[0].ci_low and wider.ci_high > first.metrics[0].ci_high
+    compare(b, b.model_copy(update={"kind": "run"}), Gate(metrics=rule), memo=memo)
+    compare(b, c, Gate(seed=7, metrics=rule), memo=memo)
+    assert computed == ["bleu"] * 2
+    wider = compare(b, c, Gate(confidence=0.99, metrics=rule), memo=memo).metrics[0]
+    assert computed == ["bleu"] * 2
+    assert wider.ci_low < first.metrics[0].ci_low and wider.ci_high >= first.metrics[0].ci_high  # (clipped at 100)
+    # another numpy or scipy: computed afresh
+    monkeypatch.setattr(gate_module, "_stat_versions", lambda: ("0", "numpy==0", "scipy==0"))
+    compare(b, c, Gate(metrics=rule), memo=memo)
+    assert computed == ["bleu"] * 3
+    # a per-case mean: analytic, computed on every comparison, nothing stored
+    bm, cm = pair(BASE5, CAND5)
+    stored = memo.info()["memo"]
+    compare(bm, cm, gate(max_drop=0.05), memo=memo)
+    compare(bm, cm, gate(max_drop=0.05), memo=memo)
+    assert computed == ["bleu"] * 3 + ["token_f1"] * 2
+    assert memo.info()["memo"] == stored
 
 
 def test_identical_runs_zero_delta_and_fallback_mde():
@@ -158,8 +179,10 @@ def test_identical_runs_zero_delta_and_fallback_mde():
     m = compare(b, c, gate(max_drop=0.05)).metrics[0]
     assert m.delta == 0 and m.ci_low == 0 and m.ci_high == 0
     assert m.p_value == 1.0 and m.verdict == "pass"
-    # SE of the delta is 0: the MDE under the rule falls back to max_drop + z · sd(baseline) / √n
-    assert m.mde == pytest.approx(0.05 + Z80 * np.std(BASE5, ddof=1) / np.sqrt(5))
+    # SE of the delta is 0: the MDE under the rule falls back to max_drop + (t₄ + z₀.₈) · sd(baseline) / √n
+    from scipy.stats import t
+
+    assert m.mde == pytest.approx(0.05 + (t.ppf(0.975, 4) + NormalDist().inv_cdf(0.8)) * np.std(BASE5, ddof=1) / np.sqrt(5))
     assert compare(b, c, gate(max_drop=0.05)).changed_cases == []
 
 
@@ -238,24 +261,32 @@ def test_ungated_metric_is_info():
 # -- the bootstrap against independent implementations ----------------------------------
 
 def test_mean_metric_ci_matches_independent_numpy_bootstrap():
-    """The interval is delta ± z·SE with the SE of an independent paired
-    bootstrap; the p-value the gate reports is the one-sided z-test's."""
+    """The interval is delta ± t·SE with the analytic paired SE (which an
+    independent paired bootstrap matches) and n − 1 df; token F1's p-value is
+    the one-sided paired t-test's, exact match's (0/1) Tango's score test at
+    the 0.02 margin."""
+    from scipy.stats import t
     b, c = squad_records("r-net-plus", "slqa-plus", ["token_f1", "exact_match"])
     cmp = compare(b, c, Gate(resamples=2000, correction="none", metrics={"token_f1": GateRule(max_drop=0.02),
                                                                         "exact_match": GateRule(max_drop=0.02)}))
-    z975 = NormalDist().inv_cdf(0.975)
     for m in cmp.metrics:
         base = np.array([x.scores[m.metric] for x in b.cases])
         cand = np.array([x.scores[m.metric] for x in c.cases])
-        delta, _, _, se = numpy_paired_bootstrap(base, cand)
+        n = len(base)
+        delta, _, _, boot_se = numpy_paired_bootstrap(base, cand)
+        se = np.std(cand - base, ddof=1) / np.sqrt(n)  # the paired t-test's SE
+        q = t.ppf(0.975, n - 1)
         assert m.delta == pytest.approx(delta, abs=1e-12)
-        assert m.se == pytest.approx(se, rel=0.06)
-        assert m.se == pytest.approx(np.std(cand - base, ddof=1) / np.sqrt(len(base)), rel=0.06)  # the paired t-test's SE
+        assert m.se == pytest.approx(se, rel=1e-9) and m.df == n - 1
+        assert m.se == pytest.approx(boot_se, rel=0.06)
         assert (m.ci_low, m.ci_high) == (m.raw_ci_low, m.raw_ci_high)  # no correction asked for
-        assert m.ci_low == pytest.approx(delta - z975 * se, abs=0.002)
-        assert m.ci_high == pytest.approx(delta + z975 * se, abs=0.002)
-        assert m.p_test == pytest.approx(NormalDist().cdf((m.delta + 0.02) / m.se))
-        assert m.mde == pytest.approx(0.02 + Z80 * se, rel=0.06)
+        assert m.ci_low == pytest.approx(delta - q * se, rel=1e-9)
+        assert m.ci_high == pytest.approx(delta + q * se, rel=1e-9)
+        if m.metric == "token_f1":
+            assert m.p_test == pytest.approx(t.cdf((m.delta + 0.02) / m.se, n - 1), rel=1e-9)
+        else:
+            assert m.test.startswith("Tango") and m.discordant["lost"] + m.discordant["gained"] == int((base != cand).sum())
+        assert m.mde == pytest.approx(0.02 + (q + NormalDist().inv_cdf(0.8)) * se, rel=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -313,8 +344,12 @@ def test_bleu_delta_and_ci_match_sacrebleu(bleu_systems, base_system, cand_syste
                       for b_, c_ in zip(bs[idxs], cs[idxs])])
     # the same resampling scheme gives the same standard error, and the interval is delta ± z·SE
     assert m.se == pytest.approx(diffs.std(ddof=1), rel=0.08)
-    z975 = NormalDist().inv_cdf(0.975)
-    assert m.ci_low == pytest.approx(m.delta - z975 * m.se) and m.ci_high == pytest.approx(m.delta + z975 * m.se)
+    from scipy.stats import t
+
+    q = t.ppf(0.975, len(qs) - 1)  # Student's t with n − 1 df; the SE rescaled by √(n/(n − 1))
+    assert m.df == len(qs) - 1
+    assert m.ci_low == pytest.approx(max(m.delta - q * m.se, -m.baseline))
+    assert m.ci_high == pytest.approx(min(m.delta + q * m.se, 100 - m.baseline))
 
     # sacrebleu's own paired bootstrap test (same seed and resample count):
     # same system score, and the same decision at the 0.05 level
@@ -345,7 +380,8 @@ def test_bleu_significance_examples(bleu_systems):
 def test_unpaired_cases_are_excluded_and_reported():
     b = make_record(["a", "b", "c", "d", "e"], {"token_f1": [1.0, 1.0, 0.0, 0.5, 0.5]}, kind="baseline")
     c = make_record(["b", "c", "d", "e", "f"], {"token_f1": [0.0, 0.0, 0.5, 0.5, 1.0]})
-    cmp = compare(b, c, gate(max_drop=0.1))
+    # the same dataset hash cannot hold other cases (integrity.check_covers): as with --allow-dataset-change
+    cmp = compare(b, c, gate(max_drop=0.1), check_dataset=False)
     m = cmp.metrics[0]
     assert cmp.only_baseline == ["a"] and cmp.only_candidate == ["f"]
     assert m.n == 4
@@ -424,4 +460,4 @@ def test_mde_positive_and_shrinks_with_n():
     for metric in ("token_f1", "exact_match"):
         assert mdes[30][metric] > 0 and mdes[810][metric] > 0
         assert mdes[30][metric] > 2 * mdes[810][metric]  # ≈ √(810/30) ≈ 5× when the per-case spread is similar
-        assert mdes[810][metric] < 0.05
+        assert mdes[810][metric] < 0.051

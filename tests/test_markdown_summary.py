@@ -68,6 +68,8 @@ def regressed(make_project, litellm_loaded, monkeypatch):
 
     with FakeOpenAI(reply=reply) as srv:
         cfg = make_project(srv.url, extra='checks:\n  names_it: {icontains: "{{ references[0] }}"}\n')
+        # 4 of 6 cases fell: a t-test on 6 cases (5 df) cannot show it at 97.5% (p 0.033); a floor fails the gate
+        cfg.write_text(cfg.read_text().replace("token_f1: {max_drop: 0.05}", "token_f1: {max_drop: 0.05, min: 0.5}"))
         monkeypatch.chdir(cfg.parent)
         res = CliRunner().invoke(cli, ["eval", "llmops.yaml", "--update-baseline"])
         assert res.exit_code == 0, res.output

@@ -137,6 +137,10 @@ def test_slice_rules_name_a_declared_field_and_a_value_that_exists(make_project,
         load_config(project(make_project, "http://127.0.0.1:9/v1", "    topic=people: {latency_s: {max_drop: 0.1}}\n"))
     with FakeOpenAI(reply=answer) as srv:
         cfg = project(make_project, srv.url, "    topic=sports: {token_f1: {max_drop: 0.1}}\n")
-        assert run(["eval", str(cfg), "--update-baseline", "--no-cache"]).exit_code == 0
-        res = run(["eval", str(cfg), "--no-cache"])
-    assert res.exit_code == 2 and "gate.slices.topic=sports" in res.output and "people" in res.output
+        # checked against the eval set when the run is planned: validate says so, eval calls nothing
+        for args in (["validate", str(cfg), "--update-baseline"], ["eval", str(cfg), "--update-baseline", "--no-cache"]):
+            res = run(args)
+            line = " ".join(res.output.split())
+            assert res.exit_code == 2 and "gate.slices.topic=sports" in line and "people" in line, res.output
+            assert "llmops.yaml" in line  # names the file
+        assert srv.request_count == 0

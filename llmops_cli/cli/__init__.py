@@ -23,14 +23,29 @@ _terminated: list[int] = []
 
 def _on_sigterm(signum, frame) -> None:
     """SIGTERM (a cancelled CI job, ``docker stop``) is handled like Ctrl-C:
-    the partial run record is written, then the exit code is 143."""
+    the partial run record is written, then the exit code is 143. The
+    signal is also recorded (:mod:`llmops_cli.core.stop`), so that it is not lost
+    when the ``KeyboardInterrupt`` lands in code that swallows it."""
+    from llmops_cli.core import stop
+
     _terminated.append(signum)
+    stop.request(signum)
+    raise KeyboardInterrupt
+
+
+def _on_sigint(signum, frame) -> None:
+    """Ctrl-C: Python's own behaviour (``KeyboardInterrupt``), recorded too."""
+    from llmops_cli.core import stop
+
+    stop.request(signum)
     raise KeyboardInterrupt
 
 
 def _interrupted_code() -> int:
     """130 after Ctrl-C, 143 (128 + SIGTERM) after SIGTERM."""
-    return 143 if _terminated else 130
+    from llmops_cli.core import stop
+
+    return 143 if _terminated or stop.terminated() else 130
 
 
 def _command_path(command, args: list[str]) -> str:
@@ -74,12 +89,18 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
     command = typer.main.get_command(cli)
     try:
         # not standalone mode: ours maps Ctrl-C to 130/143 (never 1, the code of a regression) and usage errors to one line
         code = command.main(args=argv, prog_name="llmops", standalone_mode=False)
     except SystemExit as done:  # our commands exit with their documented codes
-        if done.code == 130:
+        from llmops_cli.core import stop
+
+        if done.code == 130 or stop.requested():  # a stop asked for is never lost, whatever the command made of it
+            if done.code != 130:
+                sys.stderr.write("llmops: interrupted\n")
             raise SystemExit(_interrupted_code()) from None
         raise
     except (Abort, KeyboardInterrupt):  # interrupted outside a run: nothing to keep

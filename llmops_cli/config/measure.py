@@ -118,6 +118,9 @@ class LengthRule(_Strict):
         return self
 
 
+CHECK_TIMEOUT_S = 10.0  # a python check's default time limit per case, seconds
+
+
 class Check(_Strict):
     """A per-case check, scored 1 (pass) or 0 (fail) with a reason kept in the
     record (``python`` may also return a 0–1 score). Exactly one type:
@@ -132,7 +135,9 @@ class Check(_Strict):
     0–1 float, or ``(score, reason)``. String values are Jinja2 templates over
     the case's inputs and ``references``. ``field``: check this field of a
     JSON answer instead of the whole output (an answer that does not parse
-    fails the check)."""
+    fails the check). ``timeout``: seconds a ``python`` check may take on one
+    case (default :data:`CHECK_TIMEOUT_S`); a call that takes longer fails
+    the check for that case, with the reason."""
 
     equals: str | None = None
     contains: str | list[str] | None = None
@@ -146,6 +151,7 @@ class Check(_Strict):
     python: str | None = None
     match: Literal["any", "all"] = "any"
     field: str | None = None
+    timeout: float | None = Field(None, gt=0, le=3600, allow_inf_nan=False)  # None: CHECK_TIMEOUT_S
 
     @model_validator(mode="after")
     def _exactly_one(self):

@@ -263,10 +263,19 @@ class Config(_Strict):
         """What actually grades for judge ``name``: ``{model, api_base,
         params, template_sha256}`` — the model and api_base it calls (see
         :meth:`judge_target`), its params, and the SHA-256 (64 hex digits) of
-        its template text."""
+        its template text — plus its ``criteria``, ``samples`` (when not 1)
+        and ``reduce`` when set: each changes the grade, so each joins the
+        fingerprint."""
         model, api_base, _ = self.judge_target(name)
-        return {"model": model, "api_base": api_base, "params": self.judges[name].params.dump(),
-                "template_sha256": sha256_text(self.judge_template(name))}
+        j = self.judges[name]
+        out: dict[str, Any] = {"model": model, "api_base": api_base, "params": j.params.dump(),
+               "template_sha256": sha256_text(self.judge_template(name))}
+        # what else decides the grade; only when set, so that a judge without them keeps its fingerprint
+        for key, value in (("criteria", j.criteria), ("samples", j.samples if j.samples != 1 else None),
+                           ("reduce", j.reduce)):
+            if value is not None:
+                out[key] = value
+        return out
 
     # -- identity --------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -32,7 +32,13 @@ class MetricComparison:
     strict: "the drop does not exceed max_drop" is *not* shown);
     ``p_adjusted``: ``p_test`` after Holm. ``se``: the delta's standard
     error; ``mde``: smallest drop exiting 1 with 80% probability, ``None``
-    when its power is unknown (no variance). ``candidate_all``: the
+    when its power is unknown (no variance). ``df``: degrees of freedom
+    of the Student-t quantile behind the interval and p (None: normal);
+    ``test``: the test that decided, in words; ``discordant``: for a 0/1
+    metric tested exactly, its ``lost``/``gained``/``n`` pairs;
+    ``too_few``: set when those pairs can never reach significance
+    (e.g. "3 cases changed: too few to decide at 95%"), the p-value then
+    not shown. ``candidate_all``: the
     candidate's aggregate over its whole run (what ``min`` and ``max`` apply
     to). ``higher_is_better``: False for costs, latencies, tokens and
     perplexity (in ``unit``: ``USD``, ``s``, ``tokens``), whose bad direction
@@ -73,6 +79,10 @@ class MetricComparison:
     unit: str = ""
     max_increase_pct: float | None = None
     slice: str | None = None  # "field=value": this comparison covers that slice's cases only
+    df: float | None = None  # degrees of freedom of the t quantile (None: the normal)
+    test: str = ""  # the test that decided: "t, 7 df, paired SE", "McNemar exact", ...
+    discordant: dict | None = None  # a 0/1 metric: {"lost", "gained", "n"} pairs
+    too_few: str = ""  # a 0/1 metric whose changed cases can never reach significance: why
 
     @property
     def failed(self) -> bool:
@@ -89,7 +99,7 @@ class MetricComparison:
         paired mode). ``None`` without a rule or standard error."""
         if self.max_drop is None or self.se is None or self.alpha_one_sided is None:
             return None
-        return stats.power(drop, self.max_drop, self.se, self.alpha_one_sided)
+        return stats.power(drop, self.max_drop, self.se, self.alpha_one_sided, self.df)
 
 
 @dataclass

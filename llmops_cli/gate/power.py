@@ -1,6 +1,6 @@
 """Power analysis of the gate: how large a drop (or, for lower-is-better
 metrics, a rise) each rule catches with 80% probability — the MDE,
-``margin + (z₁₋α₁ + z_π)·SE`` (see :mod:`llmops_cli.gate.stats`) — the warning
+``margin + (q₁₋α₁ + z_π)·SE``, ``q`` the t quantile (see :mod:`llmops_cli.gate.stats`) — the warning
 when that is more than the user cares about, and the ``require_power``
 checks that can refuse a run before any model call.
 """
@@ -43,9 +43,9 @@ def assess_power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Ga
     assert res.se is not None and alpha1 is not None and res.baseline is not None  # set from the measurement first
     if gate.mode == "strict":
         # a truly unchanged candidate must pass: its interval's lower bound must clear -max_drop
-        res.mde = stats.detectable_drop(0.0, res.se, (1 - gate.confidence) / 2, TARGET_POWER)
+        res.mde = stats.detectable_drop(0.0, res.se, (1 - gate.confidence) / 2, TARGET_POWER, res.df)
         if margin_ is not None and margin_ < res.mde:
-            p_pass = stats.power(margin_, 0.0, res.se, (1 - gate.confidence) / 2)
+            p_pass = stats.power(margin_, 0.0, res.se, (1 - gate.confidence) / 2, res.df)
             res.power_warning = (f"{res.metric}: strict mode passes an unchanged candidate only {p_pass:.0%} of the time "
                                  f"({'max_drop' if res.higher_is_better else 'margin'} {margin_:.4g} < {res.mde:.3g} needed)")
         return
@@ -53,13 +53,13 @@ def assess_power(res: MetricComparison, d: dict, rule: GateRule | None, gate: Ga
     if req is None and gate.require_power is not None and res.higher_is_better:  # a 0–1 drop has no meaning for costs
         req = gate.require_power.model_copy(update={"drop": gate.require_power.drop * res.scale})
     target_power = req.power if req else TARGET_POWER
-    res.mde = stats.detectable_drop(max_drop, res.se, alpha1, TARGET_POWER)
+    res.mde = stats.detectable_drop(max_drop, res.se, alpha1, TARGET_POWER, res.df)
     if margin_ is None or gate.mode != "paired":
         return
     target = req.drop if req else (2 * max_drop if max_drop > 0 else None)
     if target is None:
         return
-    needed = stats.detectable_drop(max_drop, res.se, alpha1, target_power)
+    needed = stats.detectable_drop(max_drop, res.se, alpha1, target_power, res.df)
     worst = pairing.worst_of(res.metric)
     floor = res.baseline - worst if worst is not None else math.inf  # how far it can fall; a cost can rise without end
     if needed > target or target > floor:

@@ -5,11 +5,17 @@ a case the candidate failed counts as the metric's worst value — never
 silently dropped. What the comparison says is in :mod:`llmops_cli.gate.comparison`;
 the exit code it leads to, in :mod:`llmops_cli.gate.outcome`.
 
-**Intervals.** Each metric's delta (candidate − baseline) gets a standard
-error from a seeded paired bootstrap (:mod:`llmops_cli.gate.stats`), cases — or
-whole clusters with ``gate.cluster`` — resampled with replacement; the
-interval is delta ± z·SE (measured to keep its level where BCa and
-percentile intervals over-alarm for BLEU; see the README).
+**Intervals.** Each metric's delta (candidate − baseline) gets an
+unbiased standard error — the analytic paired SE of a per-case mean (CR2
+cluster-robust with ``gate.cluster``), or a seeded paired bootstrap's
+rescaled by √(u/(u − 1)) for corpus BLEU and quantiles
+(:mod:`llmops_cli.gate.pairing`, :mod:`llmops_cli.gate.stats`) — and the interval is
+delta ± t·SE with n − 1 (or the clusters') degrees of freedom: measured to
+keep its level from 8 cases up (benchmarks/calibration_small.py), where BCa
+and percentile intervals over-alarm for BLEU (see the README). Pass/fail
+metrics are tested exactly on their discordant pairs
+(:mod:`llmops_cli.gate.exact`); intervals are clipped to what a bounded metric
+can reach.
 
 **Rules.** Mode ``paired``: a metric *regresses* when its interval lies
 wholly below ``-max_drop``, a one-sided test at level (1 − confidence)/2.
@@ -31,7 +37,7 @@ metric compared per value; ``gate.slices`` rules join the Holm family.
 
 **Power.** For each gated metric the MDE is the smallest true drop that
 exits 1 with 80% probability under the actual rule:
-``max_drop + (z₁₋α₁ + z₀.₈)·SE`` with α₁ the one-sided level after the
+``max_drop + (q₁₋α₁ + z₀.₈)·SE`` (``q`` the test's t quantile) with α₁ the one-sided level after the
 Bonferroni bound of Holm's first step (a guarantee, since Holm rejects at
 least what Bonferroni does); see :mod:`llmops_cli.gate.power`. A metric that
 does not vary has no MDE (its power is unknown).
@@ -42,17 +48,50 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llmops_cli.gate import pairing, stats
+from llmops_cli.gate import exact, pairing, stats
 from llmops_cli.core.cache import memoised
 from llmops_cli.gate.comparison import Comparison, MetricComparison
 from llmops_cli.record.environment import environment_changes, model_drift
 from llmops_cli.config import Gate, GateRule
 from llmops_cli.core.errors import BaselineError, InputError
 from llmops_cli.core.fingerprint import config_diff
+from llmops_cli.record.integrity import check_covers
 from llmops_cli.gate.power import assess_power
 from llmops_cli.record.schema import RunRecord
 
-GATE_VERSION = 2  # bump when the bootstrap changes: memoised intervals are keyed by it
+GATE_VERSION = 3  # bump when the bootstrap changes: memoised intervals are keyed by it
+
+
+def _local_memo(memo):
+    """The memo the gate's statistics may be kept in: the local SQLite cache
+    only. A shared store (Redis) holds answers, never the verdict's numbers:
+    whatever is stored there would be read back as the gate's own."""
+    from llmops_cli.core.cache.sqlite import Cache
+
+    return memo if isinstance(memo, Cache) else None
+
+
+def _stat_versions() -> tuple[str, ...]:
+    """What memoised statistics depend on besides their inputs: llmops,
+    numpy and scipy (read from package metadata, not imported)."""
+    from llmops_cli import __version__
+    from llmops_cli.record.environment import installed_version
+
+    return (__version__, *(f"{name}=={installed_version(name) or '-'}" for name in ("numpy", "scipy")))
+
+
+def binary_metrics(baseline: RunRecord, candidate: RunRecord, names: list[str]) -> set[str]:
+    """The metrics among ``names`` that declare themselves pass/fail (0/1 per
+    case): a scorer registered ``binary`` (``exact_match``) or a check. The
+    gate tests them exactly when every paired value is 0 or 1
+    (:mod:`llmops_cli.gate.exact`)."""
+    out = set()
+    for m in names:
+        sc = pairing.scorer_of(m)
+        info = (candidate.metrics.get(m) or baseline.metrics.get(m))
+        if (sc is not None and sc.binary) or (sc is None and info is not None and info.info.get("check")):
+            out.add(m)
+    return out
 
 
 def _rule_text(rule: GateRule | None, mode: str) -> str:
@@ -88,7 +127,7 @@ def _better(s: stats.BootstrapSummary, higher: bool) -> stats.BootstrapSummary:
     """The summary oriented so that positive means better: a lower-is-better
     metric's delta is negated (the interval is symmetric, so only the tests
     change), and every rule below reads "a fall beyond the margin"."""
-    return s if higher else stats.BootstrapSummary(-s.theta, s.se, s.units)
+    return s if higher else stats.BootstrapSummary(-s.theta, s.se, s.units, s.df)
 
 
 # -- the comparison ------------------------------------------------------------------------
@@ -109,19 +148,22 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
             unscored candidate cases gets verdict ``unscored`` (the run cannot
             pass).
         memo: a :class:`~llmops_cli.core.cache.Cache` to memoise each
-            metric's bootstrap (keyed by the paired scores, statistics,
-            clusters, resamples and seed) and the Holm correction in, or
-            ``None``.
+            metric's bootstrap in (keyed by the paired scores, statistics,
+            clusters, resamples, seed and the llmops, numpy and scipy
+            versions), or ``None``. Only a local (SQLite) cache is used: a
+            shared Redis cache never holds the gate's statistics.
 
     Raises:
-        BaselineError: the dataset hashes differ (exit 2), or a gated metric
-            is missing from the baseline.
+        BaselineError: the dataset hashes differ (exit 2), the baseline lacks
+            a case its dataset hash covers, or a gated metric is missing
+            from the baseline.
         InputError: ``gate.cluster`` names a field the cases do not have.
     """
     if check_dataset:
         from llmops_cli.gate.baseline import check_dataset as _check
 
         _check(baseline, candidate.dataset_hash, baseline_path)
+        check_covers(baseline, candidate, baseline_path)
     names = metrics or list(gate.metrics) or [m for m in candidate.metrics if m in baseline.metrics]
     for m in names:
         if m not in baseline.metrics:
@@ -135,6 +177,8 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
             raise InputError(None, "gate.cluster", f"case {missing[0]!r} has no input field {gate.cluster!r} to cluster by "
                              "(add it to dataset.inputs)")
         cluster_of = {cid: cmap[cid].inputs[gate.cluster] for cid in common}
+    memo = _local_memo(memo)
+    binary = binary_metrics(baseline, candidate, names + [m for rules in gate.slices.values() for m in rules])
     counts: dict[int, Any] = {}  # resample draws, shared by the metrics of this comparison only
 
     def counts_for(units: int):
@@ -145,9 +189,14 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
     def measure(metric: str, ids: list[str]) -> tuple[pairing.Paired, dict | None]:
         p = pairing.pair(metric, ids, bmap, cmap)
         groups = pairing.groups(p.ids, cluster_of)
-        key = [GATE_VERSION, metric, p.b, p.c, p.bs, p.cs, p.failed_refs, groups, gate.resamples, gate.seed]
-        return p, None if not p.ids else memoised(memo, "bootstrap", key,
-                                                  lambda: pairing.measure(metric, p, groups, counts_for))
+        if not p.ids:
+            return p, None
+        sc = pairing.scorer_of(metric)
+        if p.bs is None and (sc is None or sc.quantile is None):  # a per-case mean: analytic, nothing to memoise
+            return p, pairing.measure(metric, p, groups, counts_for, metric in binary)
+        key = [GATE_VERSION, _stat_versions(), metric, p.b, p.c, p.bs, p.cs, p.failed_refs, groups, gate.resamples,
+               gate.seed]
+        return p, memoised(memo, "bootstrap", key, lambda: pairing.measure(metric, p, groups, counts_for))
 
     tests = [_Test(m, None, gate.metrics.get(m), *measure(m, common), common) for m in names]
     for label, ids, rules in slices_of(candidate, common, gate):
@@ -215,12 +264,21 @@ class _Test:
     ids: list[str]
 
 
-def _unscored_share(candidate: RunRecord, metric: str) -> float:
-    """Share (0–1) of the candidate's cases a *judge* left unscored (failed
-    cases of reference metrics are bounded by ``max_error_share`` instead)."""
+def _unscored_share(candidate: RunRecord, metric: str, pairs: pairing.Paired | None = None) -> float:
+    """Share (0–1) of the candidate's cases ``metric`` left unscored though
+    they were answered: a judge's unparseable verdicts (over all its cases),
+    else the paired cases whose answer the metric could not score —
+    perplexity without log-probabilities, similarity without an embedding,
+    a plugin that returned None (``pairs``). Failed calls are bounded by
+    ``max_error_share`` instead."""
     summ = candidate.metrics.get(metric)
-    total = (summ.n_scored + summ.n_unscored) if summ else 0
-    return summ.n_unscored / total if summ and total and summ.info.get("judge") else 0.0
+    if summ is not None and summ.info.get("judge"):
+        total = summ.n_scored + summ.n_unscored
+        return summ.n_unscored / total if total else 0.0
+    if pairs is None:
+        return 0.0
+    total = len(pairs.ids) + pairs.n_unscored
+    return pairs.n_unreadable / total if total else 0.0
 
 
 def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gate: Gate,
@@ -231,20 +289,23 @@ def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gat
     alpha = 1 - gate.confidence
     half = alpha / 2
     summaries = [stats.BootstrapSummary(**t.measured["summary"]) if t.measured is not None else None for t in tests]
-    over_limit = {t.metric for t in tests
-                  if max_unscored_share is not None and _unscored_share(candidate, t.metric) > max_unscored_share}
+    shares = {t.metric: _unscored_share(candidate, t.metric, t.pairs) for t in tests if t.slice is None
+              and (t.rule is not None or _unscored_share(candidate, t.metric) > 0)}  # gated, or a judge
+    over_limit = {m for m, share in shares.items() if max_unscored_share is not None and share > max_unscored_share}
     margins = [margin(t.metric, t.rule, t.measured["baseline"] if t.measured else None) for t in tests]
     better = [_better(sm, pairing.higher_is_better(t.metric)) if sm else None for t, sm in zip(tests, summaries)]
+    # pass/fail metrics: McNemar's exact test (Tango's score test with a margin) on the discordant pairs
+    pairs = {i: exact.Discordant(**t.measured["binary"]) for i, t in enumerate(tests)
+             if gate.mode == "paired" and t.measured is not None and t.measured.get("binary")
+             and margins[i] is not None and pairing.higher_is_better(t.metric)}
+    too_few = {i for i, d in pairs.items() if exact.too_few(d, _margin(margins[i]), half)}  # can never fire: out of the family
     family = [i for i, t in enumerate(tests) if gate.mode == "paired" and summaries[i] is not None
-              and t.metric not in over_limit and margins[i] is not None]
-    p_test: dict[int, float] = {}
-    for i in family:
-        b_i, m_i = better[i], margins[i]
-        assert b_i is not None and m_i is not None  # the family's members have both
-        p_test[i] = b_i.p_drop_exceeds(m_i)
+              and t.metric not in over_limit and margins[i] is not None and i not in too_few]
+    p_test = {i: exact.p_drop_exceeds(pairs[i], _margin(margins[i])) if i in pairs
+              else _summary(better[i]).p_drop_exceeds(_margin(margins[i])) for i in family}
     pvals = [p_test[i] for i in family]
     if gate.correction == "holm" and len(family) > 1:
-        rej, adj = memoised(memo, "holm", [pvals, half], lambda: list(stats.holm(pvals, half)))
+        rej, adj = stats.holm(pvals, half)  # computed, never read from a store
         levels = stats.holm_levels(pvals, half)
     else:
         rej, adj, levels = [p <= half for p in pvals], list(pvals), [half] * len(pvals)
@@ -270,19 +331,32 @@ def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gat
         s = summaries[i]
         assert s is not None  # measured (d), so summarised
         res.baseline, res.candidate, res.delta, res.se = d["baseline"], d["candidate"], s.theta, d["se"]
-        res.raw_ci_low, res.raw_ci_high = s.bound(half), s.bound(1 - half)
+        res.df = s.df
+        res.test = _test_name(s, pairs.get(i), margins[i], t.metric, cluster=gate.cluster is not None)
+        clip = _reachable(m, res.baseline)
+        res.raw_ci_low, res.raw_ci_high = clip(s.bound(half), s.bound(1 - half))
         res.ci_low, res.ci_high, res.ci_confidence = res.raw_ci_low, res.raw_ci_high, gate.confidence
         res.p_value = s.p_two_sided()
         if i in decided:
             reject, res.p_adjusted, level = decided[i]
             res.p_test = p_test[i]
-            res.ci_low, res.ci_high, res.ci_confidence = s.bound(level), s.bound(1 - level), 1 - 2 * level
+            res.ci_low, res.ci_high = clip(s.bound(level), s.bound(1 - level))
+            res.ci_confidence = 1 - 2 * level
+        if i in pairs:
+            res.discordant = pairs[i].to_dict()
+        if i in too_few:
+            k = exact.needed(_margin(margins[i]), half, pairs[i].n)
+            res.too_few = (f"{pairs[i].changed} case{'s' if pairs[i].changed != 1 else ''} changed: too few to decide at "
+                           f"{gate.confidence:.0%}" + (f" (needs at least {k})" if k else ""))
+            res.notes.append(res.too_few)
         res.alpha_one_sided = alpha_power if i in decided else half
         assess_power(res, d, rule, gate, margins[i])
         if m in over_limit:
-            share = _unscored_share(candidate, m)
+            share = shares[m]
+            judged = bool(candidate.metrics.get(m) and candidate.metrics[m].info.get("judge"))
             res.verdict = "unscored"
-            res.reason = f"{share:.0%} of cases unscored by the judge (limit max_unscored_share {max_unscored_share:.0%})"
+            res.reason = (f"{share:.0%} of cases unscored by the {'judge' if judged else 'metric'} "
+                          f"(limit max_unscored_share {max_unscored_share:.0%})")
         elif rule is not None:
             if rule.min is not None or rule.max is not None:
                 res.candidate_all = pairing.candidate_all(m, candidate, None if t.slice is None else t.ids)
@@ -296,6 +370,30 @@ def _verdicts(tests: list[_Test], baseline: RunRecord, candidate: RunRecord, gat
                 assert b is not None  # measured (d), so summarised
                 _apply_rule(res, mg, gate, b, decided.get(i, (False,))[0])
     return results, len(family)
+
+
+def _test_name(s: stats.BootstrapSummary, pairs, margin_: float | None, metric: str, cluster: bool) -> str:
+    """Which test decided the metric, in a few words (the table's notes, JSON)."""
+    if pairs is not None:
+        return "McNemar exact" if not margin_ else "Tango score (non-inferiority)"
+    how = "bootstrap SE" if pairing.scorer_of(metric) is not None and (
+        pairing.scorer_of(metric).from_stats is not None or pairing.scorer_of(metric).quantile is not None) else \
+        ("cluster-robust SE (CR2)" if cluster else "paired SE")
+    return f"t, {s.df:g} df, {how}" if s.df else f"normal, {how}"
+
+
+def _reachable(metric: str, baseline_aggregate: float | None):
+    """A function clipping an interval ``(low, high)`` of the delta to what a
+    bounded metric can reach from this baseline: ``[bottom − baseline, top −
+    baseline]`` for 0–1 (0–100) scores; unbounded metrics (costs, times,
+    perplexity) unchanged. Clipping never changes a verdict: a clipped upper
+    end is still ≥ 0, a clipped lower end (strict mode) says rightly that a
+    baseline below the margin cannot fall further than it."""
+    worst = pairing.worst_of(metric)
+    if worst is None or baseline_aggregate is None or not pairing.higher_is_better(metric):
+        return lambda lo, hi: (lo, hi)
+    floor, ceiling = worst - baseline_aggregate, pairing.scale_of(metric) - baseline_aggregate
+    return lambda lo, hi: (min(max(lo, floor), ceiling), max(min(hi, ceiling), floor))
 
 
 def _apply_rule(res: MetricComparison, max_drop: float, gate: Gate, s: stats.BootstrapSummary, reject: bool) -> None:
@@ -322,6 +420,15 @@ def _apply_rule(res: MetricComparison, max_drop: float, gate: Gate, s: stats.Boo
             res.verdict = "unproven"
             res.reason = (f"strict: CI {'upper' if up else 'lower'} bound {raw_good:+.4g} {'≥' if up else '≤'} {limit}, "
                           f"so a {'rise' if up else 'drop'} beyond the margin is not ruled out")
+    elif reject and res.discordant is not None:
+        d = res.discordant
+        p = res.p_adjusted
+        assert p is not None  # a rejection comes from the corrected family, which sets it
+        res.verdict = "regressed"
+        res.reason = (f"{res.test}: {d['lost']} of {d['lost'] + d['gained']} changed cases fell"
+                      f"{f' beyond a margin of {max_drop:g}' if max_drop else ''} "
+                      f"({'Holm-adjusted ' if gate.correction == 'holm' and res.p_adjusted != res.p_test else ''}"
+                      f"p {'< 0.001' if p < 0.001 else format(p, '.3g')})")
     elif reject:
         assert res.p_adjusted is not None  # a rejection comes from the corrected family, which sets it
         adj = "Holm-adjusted " if gate.correction == "holm" and res.ci_confidence != gate.confidence else ""
@@ -353,3 +460,13 @@ def _judge_note(res: MetricComparison, baseline: RunRecord, candidate: RunRecord
                          "perplexities under different tokenizers do not compare")
 
 
+def _margin(m: float | None) -> float:
+    """A rule's margin where the code has checked it is set (a tested rule has one)."""
+    assert m is not None, "a tested rule has a margin"
+    return m
+
+
+def _summary(s: stats.BootstrapSummary | None) -> stats.BootstrapSummary:
+    """A metric's summary where the family holds it (the family's members have one)."""
+    assert s is not None, "a family member has a summary"
+    return s

@@ -9,9 +9,18 @@ read off it, Holm's step-down correction, and power under the gate's rule.
   corpus BLEU, as sacrebleu's ``--paired-bs`` does, Koehn 2004), so a
   replicate recomputes the corpus-level aggregate exactly. The replicates'
   standard deviation is the delta's standard error (SE).
-* **Intervals**: the *standard bootstrap interval* ``delta ± z·SE``
-  (Efron & Tibshirani 1993, §13.2), and the matching one-sided z-test
-  p-values. Under "nothing changed" baseline and candidate are exchangeable,
+* **Intervals**: ``delta ± q·SE`` (the *standard bootstrap interval*,
+  Efron & Tibshirani 1993, §13.2), and the matching one-sided p-values. At
+  small n the normal quantile and the bootstrap's plug-in variance (divisor
+  n, not n − 1) are both too optimistic: 5.5% false alarms at 8 cases where
+  2.5% was stated. So a summary carries degrees of freedom ``df`` and the
+  quantile ``q`` is Student's t with ``df`` (``n − 1`` cases, or ``G − 1``
+  clusters: Cameron & Miller 2015, "A Practitioner's Guide to
+  Cluster-Robust Inference", J. Human Resources 50:317, §VI.C), and a
+  bootstrap SE is rescaled by ``√(u/(u − 1))`` over ``u`` resampling units
+  (:func:`small_sample`), the bootstrap analogue of the unbiased variance
+  (Efron & Tibshirani 1993, §5.2). Per-case means use the analytic paired
+  SE instead (:mod:`llmops_cli.gate.pairing`). ``df`` None is the normal. Under "nothing changed" baseline and candidate are exchangeable,
   so the delta's distribution is symmetric about 0, which a symmetric
   interval respects. Intervals that take their shape from the resampled
   distribution import the sample's own skew instead, which for corpus BLEU
@@ -31,8 +40,8 @@ read off it, Holm's step-down correction, and power under the gate's rule.
   the two equal on thousands of random families.
 * **Power** under the rule "upper bound below ``-max_drop``" at one-sided
   level α₁: a true drop ``d`` is caught with probability
-  ``Φ((d − max_drop)/SE − z₁₋α₁)``; the smallest drop caught with power π
-  is ``max_drop + (z₁₋α₁ + z_π)·SE``.
+  ``Φ((d − max_drop)/SE − q₁₋α₁)`` (``q`` the t quantile with the summary's
+  df); the smallest drop caught with power π is ``max_drop + (q₁₋α₁ + z_π)·SE``.
 
 Everything after the bootstrap itself is pure Python on a
 :class:`BootstrapSummary`, which is JSON-serialisable and memoised, so a
@@ -47,6 +56,7 @@ from statistics import NormalDist
 from typing import Callable, Sequence
 
 from llmops_cli.measure.scorers import quantile  # noqa: E402,F401  (an aggregate of the scorers; public here too)
+from llmops_cli.gate.student import t_cdf, t_ppf
 
 _N = NormalDist()
 
@@ -57,11 +67,13 @@ class BootstrapSummary:
     observed delta (candidate − baseline aggregate, metric units); ``se``,
     the standard deviation of its bootstrap replicates (0 when the runs
     agree on every case); ``units``, the number of resampling units (cases
-    or clusters)."""
+    or clusters); ``df``: degrees of freedom of the Student-t quantile the
+    intervals and p-values use (None: the normal)."""
 
     theta: float
     se: float
     units: int
+    df: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,19 +82,19 @@ class BootstrapSummary:
         """The interval endpoint at lower-tail probability ``level`` (0–1):
         ``bound(α/2)`` and ``bound(1 − α/2)`` form the two-sided interval at
         confidence 1 − α."""
-        return self.theta + _N.inv_cdf(level) * self.se if self.se > 0 else self.theta
+        return self.theta + t_ppf(level, self.df) * self.se if self.se > 0 else self.theta
 
     def _below(self, x: float) -> float:
-        """P(Z ≤ (x − theta)/se): the level whose endpoint is ``x``."""
+        """P(T ≤ (x − theta)/se): the level whose endpoint is ``x``."""
         if self.se > 0:
-            return _N.cdf((x - self.theta) / self.se)
+            return t_cdf((x - self.theta) / self.se, self.df)
         return 1.0 if x > self.theta else (0.0 if x < self.theta else 0.5)
 
     def p_drop_exceeds(self, max_drop: float) -> float:
         """One-sided p-value of H₀ "delta ≥ −max_drop" (no drop beyond
         ``max_drop``): small when the drop exceeds ``max_drop``."""
         if self.se > 0:
-            return _N.cdf((self.theta + max_drop) / self.se)  # = 1 − level at −max_drop, without cancellation
+            return t_cdf((self.theta + max_drop) / self.se, self.df)  # = 1 − level at −max_drop, without cancellation
         return 0.0 if self.theta < -max_drop else 1.0
 
     def p_not_inferior(self, max_drop: float) -> float:
@@ -96,7 +108,18 @@ class BootstrapSummary:
         """Two-sided p-value of "delta = 0"."""
         if self.se <= 0:
             return 1.0 if self.theta == 0 else 0.0
-        return 2 * _N.cdf(-abs(self.theta) / self.se)
+        return 2 * t_cdf(-abs(self.theta) / self.se, self.df)
+
+
+def small_sample(s: BootstrapSummary) -> BootstrapSummary:
+    """A bootstrap summary made fit for small samples: its SE rescaled by
+    ``√(u/(u − 1))`` (the bootstrap's variance has the plug-in divisor ``u``,
+    the number of resampling units; Efron & Tibshirani 1993, §5.2) and
+    ``df = u − 1`` for a Student-t quantile (over ``u`` clusters, the
+    ``T(G − 1)`` of Cameron & Miller 2015, §VI.C). Unchanged with one unit."""
+    if s.units < 2:
+        return s
+    return BootstrapSummary(s.theta, s.se * math.sqrt(s.units / (s.units - 1)), s.units, s.units - 1)
 
 
 class ResampleCounts:
@@ -257,19 +280,23 @@ def z(p: float) -> float:
     return _N.inv_cdf(p)
 
 
-def power(drop: float, max_drop: float, se: float, alpha_one_sided: float) -> float:
+def power(drop: float, max_drop: float, se: float, alpha_one_sided: float, df: float | None = None) -> float:
     """Probability (0–1) that a true drop ``drop`` (metric units, ≥ 0) makes
     the rule "upper bound below ``-max_drop``" fire at one-sided level
-    ``alpha_one_sided``, with standard error ``se`` (normal approximation)."""
+    ``alpha_one_sided``, with standard error ``se``: ``Φ((d − δ)/SE − q)``
+    with ``q`` the rule's critical value (Student's t with ``df``, else the
+    normal's; the usual normal approximation to the noncentral t)."""
     if se <= 0:
         return 1.0 if drop > max_drop else 0.0
-    return _N.cdf((drop - max_drop) / se - z(1 - alpha_one_sided))
+    return _N.cdf((drop - max_drop) / se - t_ppf(1 - alpha_one_sided, df))
 
 
-def detectable_drop(max_drop: float, se: float, alpha_one_sided: float, target_power: float = 0.8) -> float:
+def detectable_drop(max_drop: float, se: float, alpha_one_sided: float, target_power: float = 0.8,
+                    df: float | None = None) -> float:
     """The smallest true drop the rule catches with probability
-    ``target_power``: ``max_drop + (z₁₋α₁ + z_π)·SE`` (metric units)."""
-    return max_drop + (z(1 - alpha_one_sided) + z(target_power)) * se
+    ``target_power``: ``max_drop + (q₁₋α₁ + z_π)·SE`` (metric units; ``q``
+    Student's t quantile with ``df``, else the normal's)."""
+    return max_drop + (t_ppf(1 - alpha_one_sided, df) + z(target_power)) * se
 
 
 def cases_needed(n: int, max_drop: float, se: float, alpha_one_sided: float, target_drop: float,

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from llmops_cli.core.errors import LlmopsError
+from llmops_cli.core import stop
+from llmops_cli.core.errors import Interrupted, LlmopsError
 from llmops_cli.run.concurrency import DEFAULT_CAP
 from llmops_cli.run.execute import DEFAULT_RETRIES
 from llmops_cli.gate.outcome import Outcome, from_comparison, from_error
@@ -265,6 +266,9 @@ def evaluate(opts: EvalOptions, progress: ProgressFn | None = None) -> Outcome:
             return Outcome("shard written", f"shard {s.index}/{s.count} written: {rpath} ({len(record.cases)} of "
                            f"{s.total} cases); not gated: merge the shards (llmops merge), then llmops gate", record,
                            record_path=rpath, notes=notes)
+        if stop.requested():  # Ctrl-C or SIGTERM swallowed where it landed: never a baseline, never a verdict
+            record.status = "interrupted"
+            raise Interrupted("interrupted (Ctrl-C or SIGTERM); no baseline written, no verdict given", record)
         if opts.update_baseline:
             write_baseline(record, bpath, max_unscored_share=cfg.max_unscored_share)
             return _with_html(Outcome("baseline written", f"baseline written: {bpath}", record, record_path=rpath,

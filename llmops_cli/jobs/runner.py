@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from llmops_cli.core import __version__
+from llmops_cli import __version__
+from llmops_cli.core import stop
 from llmops_cli.core.cache import Cache
 from llmops_cli.config import Config
-from llmops_cli.measure.prepare import prepare
 from llmops_cli.record.environment import collect_environment
 from llmops_cli.core.errors import InputError, Interrupted, RunIncomplete
 from llmops_cli.run.concurrency import DEFAULT_CAP, LimitStats
@@ -25,6 +25,7 @@ from llmops_cli.plan.requests import Plan, Request, make_plan
 from llmops_cli.record.schema import Call, CaseRecord, RunRecord, Usage, new_run_id, now_iso
 from llmops_cli.record.usage import served_summary, usage_of
 from llmops_cli.measure.score import score_run
+from llmops_cli.measure.prepare import prepare
 
 NOT_RUN = "not run"  # a case's error when its call was never made (interrupted, or the run stopped early)
 ProgressFn = Callable[[int, int], None]
@@ -129,6 +130,7 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
         limits.append(execute(plan.requests, cache, concurrency=concurrency, max_concurrency=max_concurrency,
                               retries=retries, on_done=prog.tick, refresh=refresh, config_path=cfg.path,
                               max_failed_cases=allowed_failures(len(plan.cases), cfg.max_error_share)))
+        stop.check()  # a signal swallowed where it landed (inside aiohttp) still stops the run
     except KeyboardInterrupt:
         raise interrupted() from None
     record = build_record(cfg, plan)
@@ -144,6 +146,7 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
     try:
         score_run(cfg, plan, record, cache, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
                   progress=prog, refresh=refresh)
+        stop.check()
     except KeyboardInterrupt:
         raise interrupted(record) from None
     record.usage = usage_of(record.cases, time.perf_counter() - t0, limits=limits)

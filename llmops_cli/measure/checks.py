@@ -11,8 +11,12 @@ over the case's inputs and ``references``, rendered when the run is planned
 check looks at one field of a JSON answer; an answer that does not parse, or
 lacks the field, fails the check — it is never left out.
 
-A ``python`` check that raises, or returns something that is not a score, is
-*unscored* for that case (the reason says why), never 0 or 1.
+A ``python`` check runs contained (:func:`call_contained`): whatever it
+raises — ``SystemExit`` included — or returns that is not a score, and a
+call that outlasts its time limit (``timeout``, default 10 s), *fails* the
+check for that case with the reason: the answer exists and the check could
+not pass it, so it counts as 0, never left out and never a pass. Only
+Ctrl-C and SIGTERM pass through (the run stops).
 """
 
 from __future__ import annotations
@@ -91,7 +95,39 @@ def _validator(schema: dict[str, Any] | str, cfg: Config, path, key: str):
         cls.check_schema(schema)
     except jsonschema.SchemaError as e:
         raise ConfigError(path, key, f"not a valid JSON Schema: {e.message}") from None
-    return cls(schema)
+    validator = cls(schema)
+    if isinstance(schema, dict):  # a boolean schema (true/false) has no $ref
+        _resolve_refs(validator, schema, path, key)
+    return validator
+
+
+def _refs(node: Any, where: str = "#"):
+    """Every ``$ref`` in a schema: ``(its location, the reference)``."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref" and isinstance(v, str):
+                yield where, v
+            else:
+                yield from _refs(v, f"{where}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _refs(v, f"{where}/{i}")
+
+
+def _resolve_refs(validator, schema: dict[str, Any], path, key: str) -> None:
+    """Resolve every ``$ref`` of ``schema`` now (jsonschema's ``referencing``
+    resolver), so that a reference pointing nowhere is exit 2 before any
+    model call rather than an error on the first answer checked."""
+    from referencing.exceptions import Unresolvable
+
+    resolver = getattr(validator, "_resolver", None)
+    if resolver is None:
+        return
+    for where, ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable as e:
+            raise ConfigError(path, key, f"the $ref {ref!r} at {where} resolves to nothing ({type(e).__name__})") from None
 
 
 def module_file(target: str, cfg: Config, *, existing: bool = True) -> Path | None:
@@ -134,7 +170,7 @@ def _import(target: str, cfg: Config, path, key: str) -> Callable[..., Any]:
                 sys.path.remove(str(cfg.base_dir))
     except ConfigError:
         raise
-    except Exception as e:  # the user's module failed to import: bad input, named
+    except (Exception, SystemExit) as e:  # the user's module failed to import (or exited): bad input, named
         raise ConfigError(path, key, f"cannot import {where}: {type(e).__name__}: {e}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
@@ -179,7 +215,8 @@ def _target(output: str, field: str | None) -> tuple[Any, str | None]:
 def run_check(check: Prepared, output: str, value: Any, inputs: dict[str, Any], references: list[str],
               chunks: list[dict[str, Any]]) -> Verdict:
     """One check on one output: ``(1.0, None)`` on a pass, ``(0.0, reason)``
-    on a failure, ``(None, reason)`` when a python check gave no score.
+    on a failure (a python check that raised, returned no score or ran out
+    of time included).
     ``value`` is the check's rendered value for this case."""
     spec = check.spec
     text, missing = _target(output, spec.field)
@@ -238,15 +275,25 @@ def _call(check: Prepared, output: str, inputs, references, chunks) -> Verdict:
     bool, 0–1 number, ``(score, reason)`` or ``{"score", "reason"}``."""
     import inspect
 
+    from llmops_cli.config.measure import CHECK_TIMEOUT_S
+
     args = {"output": output, "inputs": inputs, "references": references, "chunks": chunks}
     assert check.function is not None  # prepare_checks imported it for this python check
     try:
         params = inspect.signature(check.function).parameters
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            args = {k: v for k, v in args.items() if k in params}
-        result = check.function(**args)
-    except Exception as e:  # the user's function failed on this case: unscored, with the reason
-        return None, f"{check.spec.python} raised {type(e).__name__}: {_short(str(e), 80)}"
+    except (TypeError, ValueError):
+        params = None
+    if params is not None and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        args = {k: v for k, v in args.items() if k in params}
+    limit = check.spec.timeout or CHECK_TIMEOUT_S
+    try:
+        result = call_contained(check.function, args, limit)
+    except CheckTimeout:
+        return 0.0, f"{check.spec.python} took longer than {limit:g} s (checks.{check.name}.timeout)"
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # the user's function failed on this answer (SystemExit included): a failed check
+        return 0.0, f"{check.spec.python} raised {type(e).__name__}: {_short(str(e), 80)}"
     reason = None
     if isinstance(result, dict):
         reason = result.get("reason")
@@ -258,8 +305,60 @@ def _call(check: Prepared, output: str, inputs, references, chunks) -> Verdict:
     elif isinstance(result, (int, float)) and 0 <= result <= 1:
         score = float(result)
     else:
-        return None, f"{check.spec.python} returned {_short(repr(result), 40)}, not a bool or a 0–1 score"
+        return 0.0, f"{check.spec.python} returned {_short(repr(result), 40)}, not a bool or a 0–1 score"
     return score, (None if score == 1.0 else (str(reason) if reason else "failed"))
+
+
+class CheckTimeout(BaseException):
+    """A python check outlasted its time limit (a BaseException, so that a
+    check's own ``except Exception`` cannot swallow it)."""
+
+
+def call_contained(fn, kwargs: dict[str, Any], limit: float):
+    """``fn(**kwargs)`` under a time limit of ``limit`` seconds.
+
+    In the main thread on POSIX, a one-shot ``ITIMER_REAL`` timer raises
+    :class:`CheckTimeout` inside the call when it runs out (the previous
+    SIGALRM handler and timer are restored afterwards); elsewhere the call
+    runs in a daemon thread that is abandoned when it runs out (it cannot be
+    killed; the run goes on without it).
+
+    Raises:
+        CheckTimeout: the call took longer than ``limit``.
+        BaseException: whatever ``fn`` raised (``SystemExit`` included: the
+            caller turns it into a failed check)."""
+    import signal
+    import threading
+
+    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+        def expire(signum, frame):
+            raise CheckTimeout()
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        old_timer = signal.setitimer(signal.ITIMER_REAL, limit)
+        try:
+            return fn(**kwargs)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            if old_timer[0]:
+                signal.setitimer(signal.ITIMER_REAL, *old_timer)
+    box: dict[str, Any] = {}
+
+    def target():
+        try:
+            box["result"] = fn(**kwargs)
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+
+    worker = threading.Thread(target=target, daemon=True, name="llmops-check")
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive():
+        raise CheckTimeout()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 # -- scoring a run -------------------------------------------------------------------------

@@ -10,7 +10,9 @@ A package declares, in its ``pyproject.toml``::
 The object an entry point names is either
 
 * a per-case function ``fn(output: str, references: list[str]) -> float``
-  (0–1; registered under the entry point's name, aggregated by the mean), or
+  (0–1; registered under the entry point's name, aggregated by the mean; a
+  function with the attribute ``binary = True`` declares itself pass/fail,
+  tested exactly by the gate), or
 * anything whose import registers scorers itself with
   :func:`llmops_cli.measure.scorers.register` (a decorated function, or a module).
 
@@ -57,7 +59,8 @@ def load_plugins() -> dict[str, str]:
             def per_case(outputs, references, name=ep.name, fn=fn) -> Any:
                 return _per_case(name, outputs, references, fn)
 
-            register(ep.name, description=(fn.__doc__ or "").strip().split("\n")[0], sequential=True)(per_case)  # 0–1 means
+            register(ep.name, description=(fn.__doc__ or "").strip().split("\n")[0],
+                     binary=bool(getattr(fn, "binary", False)), sequential=True)(per_case)  # 0–1 means
             added.add(ep.name)
         for name in added:
             PLUGINS[name] = source

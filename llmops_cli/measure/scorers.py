@@ -73,7 +73,9 @@ class Scorer:
     score lies in [0, ``scale``] and that the aggregate is their mean, so the
     sequential gate may decide it case by case
     (:mod:`llmops_cli.gate.sequential_rules`); corpus scores, quantiles and
-    unbounded measurements may not."""
+    unbounded measurements may not. ``binary``: every case scores 0 or 1 (pass/fail, as
+    ``exact_match``): the gate tests it with McNemar's exact test on the
+    discordant pairs (:mod:`llmops_cli.gate.exact`)."""
 
     name: str
     fn: Callable[[Outputs, References], MetricResult]
@@ -87,6 +89,7 @@ class Scorer:
     quantile: float | None = None
     unit: str = ""
     sequential: bool = False
+    binary: bool = False
 
 
 SCORERS: dict[str, Scorer] = {}
@@ -94,12 +97,12 @@ SCORERS: dict[str, Scorer] = {}
 
 def register(name: str, scale: float = 1.0, from_stats=None, description: str = "", worst: float | None = 0.0,
              worst_stats=None, external: bool = False, higher_is_better: bool = True, quantile: float | None = None,
-             unit: str = "", sequential: bool = False):
+             unit: str = "", sequential: bool = False, binary: bool = False):
     """Decorator: register ``fn`` under ``name`` (see :class:`Scorer` for the arguments)."""
 
     def deco(fn):
         SCORERS[name] = Scorer(name, fn, scale, from_stats, description, worst, worst_stats, external,
-                               higher_is_better, quantile, unit, sequential)
+                               higher_is_better, quantile, unit, sequential, binary)
         return fn
 
     return deco
@@ -171,7 +174,7 @@ def token_f1_score(prediction: str, references: Sequence[str]) -> float:
     return max(_f1(p, normalize_answer(r).split()) for r in references)
 
 
-@register("exact_match", description="SQuAD exact match, 0–1", sequential=True)
+@register("exact_match", description="SQuAD exact match, 0–1", sequential=True, binary=True)
 def exact_match(outputs: Outputs, references: References) -> MetricResult:
     return _per_case("exact_match", outputs, references, exact_match_score)
 

@@ -19,6 +19,7 @@ rendered, before any model call.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,10 +152,12 @@ def render_messages(system: str | None, user: str, variables: dict[str, Any], pa
 
 # -- check values rendered per case (at planning, before any call) ---------------------------
 
-def render_values(cfg: Config, inputs: dict[str, Any], references: list[str]) -> dict[str, Any]:
+def render_values(cfg: Config, inputs: dict[str, Any], references: list[str], case_id: str | None = None) -> dict[str, Any]:
     """Each templated check's value for one case (a string, or a list for
     ``contains``-like checks), rendered over the case's inputs and
-    ``references``. Raises :class:`ConfigError` naming the check."""
+    ``references``; a templated ``regex`` is compiled too. Raises
+    :class:`ConfigError` naming the check (and the case, ``case_id``, for a
+    regex that is invalid once rendered)."""
     variables = {**inputs, "references": references}
     out: dict[str, Any] = {}
     for name, spec in cfg.checks.items():
@@ -166,7 +169,14 @@ def render_values(cfg: Config, inputs: dict[str, Any], references: list[str]) ->
             out[name] = [render(v, variables, cfg.path or "<config>", key) if "{{" in v or "{%" in v else v for v in value]
         else:
             out[name] = render(value, variables, cfg.path or "<config>", key) if "{{" in value or "{%" in value else value
+            if spec.type == "regex" and out[name] is not value:
+                try:
+                    re.compile(out[name])
+                except re.error as e:
+                    raise ConfigError(cfg.path or "<config>", key, f"invalid regular expression once rendered for case "
+                                      f"{case_id!r}: /{out[name]}/: {e}") from None
     return out
+
 
 
 def check_no_references(cfg: Config) -> None:

@@ -83,10 +83,13 @@ def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, 
 
     Raises:
         DatasetError: eval set or corpus unreadable/empty.
-        ConfigError: a template uses an undefined variable or fails while rendering.
+        ConfigError: a template uses an undefined variable or fails while
+            rendering, a check's regex is invalid once rendered for a case,
+            or a ``gate.slices`` rule names a value no case has.
     """
     cases = load_dataset(cfg.dataset, cfg.base_dir, limit)
     full_hash, shard_info = dataset_hash(cases), None
+    check_slice_rules(cfg, cases)  # gate.slices against the eval set: exit 2 before any call
     if shard is not None:
         from llmops_cli.plan.shards import select
 
@@ -116,7 +119,7 @@ def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, 
     if cfg.checks:  # rendered now: an undefined variable in a check is exit 2 before any call
         from llmops_cli.plan.prompt import render_values
 
-        check_values = [render_values(cfg, c.inputs, c.references) for c in cases]
+        check_values = [render_values(cfg, c.inputs, c.references, c.id) for c in cases]
     plan = Plan(cases, full_hash, corpus_hash, retrievals, messages, chunk_vars=chunk_vars,
                 check_values=check_values, shard=shard_info)
     if with_prompts:
@@ -126,3 +129,22 @@ def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, 
                 ep_r = ep.for_sample(rep)
                 plan.requests.append(Request(i, rep, msgs, ep_r.key(msgs, rep), ep_r))
     return plan
+
+
+def check_slice_rules(cfg: Config, cases: list[Case]) -> None:
+    """Every ``gate.slices`` rule ``field=value`` must name a value some case
+    of the eval set has (``field=*`` matches any), checked when the run is
+    planned — before any model call.
+
+    Raises:
+        ConfigError: key ``gate.slices.<field=value>``, listing the values
+            the eval set has."""
+    for key in cfg.gate.slices:
+        field, _, value = key.partition("=")
+        if value == "*":
+            continue
+        values = {c.slices[field] for c in cases if field in c.slices}
+        if value not in values:
+            raise ConfigError(cfg.path or "<config>", f"gate.slices.{key}", f"no case of the eval set has {field} = {value!r}"
+                              + (f" (values: {', '.join(sorted(values))})" if values else
+                                 f" ({field!r} is not one of dataset.slices)"))

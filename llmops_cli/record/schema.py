@@ -320,9 +320,12 @@ def load_record(path: str | Path, what: str = "run record", model: type[RunRecor
     or a subclass holding less of each case).
 
     Raises:
-        BaselineError: missing file, invalid JSON, another schema version, or
-            a record that does not validate (the message names the key).
+        BaselineError: missing file, invalid JSON, another schema version, a
+            record that does not validate (the message names the key), or a
+            non-finite score (:func:`~llmops_cli.record.integrity.check_finite`).
     """
+    from llmops_cli.record.integrity import check_finite
+
     path = Path(path)
     try:  # straight from JSON to the models (no intermediate dicts; a 10,000-case record is ~20 MB)
         record = model.model_validate_json(path.read_bytes())
@@ -330,6 +333,7 @@ def load_record(path: str | Path, what: str = "run record", model: type[RunRecor
         pass  # the slower path below names what is wrong
     else:
         if record.schema_version == SCHEMA_VERSION and "schema_version" in record.model_fields_set:
+            check_finite(record, path)
             return record
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -345,8 +349,10 @@ def load_record(path: str | Path, what: str = "run record", model: type[RunRecor
     if version != SCHEMA_VERSION:
         raise BaselineError(path, "schema_version", f"is {version!r}; this llmops reads schema version {SCHEMA_VERSION}")
     try:
-        return model.model_validate(data)
+        record = model.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         key = ".".join(str(x) for x in first["loc"])
         raise BaselineError(path, key, first["msg"]) from None
+    check_finite(record, path)
+    return record

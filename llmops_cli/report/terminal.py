@@ -28,11 +28,14 @@ def print_run_summary(console, record: RunRecord) -> None:
     t.add_column("score", justify="right")
     t.add_column("scored", justify="right")
     t.add_column("unscored", justify="right")
-    t.add_column("judge self-agreement", justify="right")
+    judged = any(m.info.get("judge") for m in record.metrics.values())  # the column only when a judge is listed
+    if judged:
+        t.add_column("judge self-agreement", justify="right")
     for name, m in record.metrics.items():
         agree = m.info.get("self_agreement")
         t.add_row(name, fmt(m.aggregate, m.scale, unit=m.info.get("unit", "")), f"{m.n_scored}/{m.n_scored + m.n_unscored}", str(m.n_unscored),
-                  "—" if agree is None else f"{agree:.2f} ({m.info.get('disagreement_rate', 0):.0%} cases disagree)")
+                  *(("—" if agree is None else f"{agree:.2f} ({m.info.get('disagreement_rate', 0):.0%} cases disagree)",)
+                    if judged else ()))
     console.print(t)
     console.print("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s")
     if record.usage.slowest:
@@ -62,11 +65,15 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     elif cmp.baseline_fingerprint == cmp.candidate_fingerprint:
         console.print(f"config unchanged (fingerprint {cmp.candidate_fingerprint})", style="dim")
     t = Table(title="gate", title_justify="left")
+    counts = any(m.n_unscored for m in cmp.metrics)  # a metric left answered cases unscored: show how many were compared
     for col in ("metric", "baseline", "candidate", "delta", f"{cmp.confidence:.0%} CI", "p", "MDE", "rule", "verdict"):
         t.add_column(col, justify="left" if col in ("metric", "rule", "verdict") else "right")
+        if counts and col == "metric":
+            t.add_column("scored", justify="right")
     for m in cmp.metrics:
         style = VERDICT_STYLE.get(m.verdict, "")
-        t.add_row(m.metric, fmt(m.baseline, m.scale, unit=m.unit), fmt(m.candidate, m.scale, unit=m.unit), fmt(m.delta, m.scale, True, m.unit), fmt_ci(m),
+        t.add_row(m.metric, *((f"{m.n}/{m.n + m.n_unscored}",) if counts else ()), fmt(m.baseline, m.scale, unit=m.unit),
+                  fmt(m.candidate, m.scale, unit=m.unit), fmt(m.delta, m.scale, True, m.unit), fmt_ci(m),
                   fmt_p(m), fmt_mde(m), m.rule, f"[{style}]{m.verdict}[/]" if style else m.verdict)
     console.print(t)
     console.print(gate_rule_text(cmp), style="dim")

@@ -32,6 +32,8 @@ def fmt_ci(m: MetricComparison) -> str:
 def fmt_p(m: MetricComparison) -> str:
     """The p-value of the rule's test (Holm-adjusted where corrected), else
     the two-sided p of "no change"."""
+    if m.too_few:  # no outcome of so few changed cases could fire: no p-value that cannot decide
+        return "too few"
     p = m.p_adjusted if m.p_adjusted is not None else (m.p_test if m.p_test is not None else m.p_value)
     if p is None:
         return "—"
@@ -115,15 +117,19 @@ def _rule_sentence(cmp: Comparison) -> str:
                 "sequence; p is its anytime-valid p-value.")
     if cmp.mode == "plain":
         return "plain mode: a metric regresses when candidate − baseline < −max_drop, or candidate < min."
-    boot = f"{cmp.resamples} bootstrap resamples, interval delta ± z·SE{', clustered by ' + cmp.cluster if cmp.cluster else ''}"
+    how = ("interval delta ± t·SE with n − 1 df (G − 1 clusters): the paired SE for means"
+           f"{' (cluster-robust, clustered by ' + cmp.cluster + ')' if cmp.cluster else ''}, "
+           f"a {cmp.resamples}-resample paired bootstrap for BLEU and quantiles")
+    exact = any(m.discordant is not None for m in cmp.tests)
     if cmp.mode == "strict":
-        return (f"strict mode: a metric passes only when the {cmp.confidence:.0%} paired-bootstrap CI of candidate − baseline "
-                f"lies above −max_drop ({boot}), and candidate ≥ min over the whole run.")
+        return (f"strict mode: a metric passes only when the {cmp.confidence:.0%} CI of candidate − baseline "
+                f"lies above −max_drop ({how}), and candidate ≥ min over the whole run.")
     holm = (f"; Holm-corrected over {cmp.family_size} gated metrics (p and CI adjusted)"
             if cmp.correction == "holm" and cmp.family_size > 1 else "")
-    return (f"paired mode: a metric regresses when the {cmp.confidence:.0%} paired-bootstrap CI of candidate − baseline "
-            f"lies wholly below −max_drop ({boot}{holm}), or candidate < min over the whole run. "
-            "MDE: the drop caught with 80% probability under this rule.")
+    return (f"paired mode: a metric regresses when the {cmp.confidence:.0%} CI of candidate − baseline "
+            f"lies wholly below −max_drop ({how}{holm}), or candidate < min over the whole run"
+            + ("; a pass/fail metric is decided by McNemar's exact test on the cases that changed (Tango's score test "
+               "with a margin)" if exact else "") + ". MDE: the drop caught with 80% probability under this rule.")
 
 def usage_line(u) -> str:
     """Calls, cache, tokens, USD, errors, retries, the most calls in flight,
