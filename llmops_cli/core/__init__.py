@@ -9,6 +9,7 @@
 * :mod:`.cache` — the cache of answers and memoised results: keys, ``memoised``,
   the SQLite (local) and Redis (shared) stores.
 * :mod:`.exports` — lazy public names for the packages' ``__init__``.
+* :mod:`.stop` — SIGTERM and Ctrl-C recorded, so a run that was asked to stop never writes a baseline or a verdict.
 """
 
 from llmops_cli.core.exports import lazy_exports

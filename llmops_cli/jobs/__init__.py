@@ -4,6 +4,8 @@
 * :mod:`.evaluate` — :func:`evaluate`, :func:`validate`, :func:`merge_runs`: the
   ``eval``/``score``/``baseline update``/``validate``/``gate``/``merge`` jobs.
 * :mod:`.merge` — checking and merging shard records.
+* :mod:`.sequential_run` — a sequential run: the seeded order answered in waves until the gate decides.
+* :mod:`.config_schema` — the config's JSON Schema (with the scorer registry's names), for editors.
 * :mod:`.ref_baseline` and :mod:`.gitref` — ``--baseline-ref``: the config at a git
   ref, run and made the baseline.
 * :mod:`.view` — ``llmops report``: the HTML report of a saved run.

@@ -9,6 +9,7 @@
 * :mod:`.perplexity` — perplexity from the calls' token log-probabilities.
 * :mod:`.operational` — cost, latency and token metrics measured from the calls.
 * :mod:`.score` — scoring a run: metrics per case (memoised), judges, aggregates.
+* :mod:`.estimate` — the run's calls, tokens and cost range before it runs (``validate``, ``--max-cost``).
 * :mod:`.prepare` — what a config needs beyond its YAML (prompt files, templates,
   plugins, checks, judge templates), made ready in one step before any call.
 

@@ -5,6 +5,7 @@
 * :mod:`.compact` — the per-case models held compactly in memory (raw responses as
   JSON text, one shared fields-set, one float object per score value).
 * :mod:`.usage` — usage totals over a run's calls and who served them.
+* :mod:`.integrity` — a record's numbers are finite and a baseline covers its eval set.
 * :mod:`.environment` — the installed library versions recorded with a run, and what
   changed around two runs besides their config (library versions, served-model drift).
 

@@ -5,7 +5,9 @@
 * :mod:`.provider` — everything LiteLLM-facing: import, one call with retries,
   cost, credentials, key redaction.
 * :mod:`.faults` — the retry policy: which errors are retried, ``Retry-After``, back-off.
-* :mod:`.concurrency` — the adaptive limit on calls in flight per endpoint.
+* :mod:`.concurrency` — the adaptive limit on calls in flight per endpoint; :mod:`.queueing` — its delay
+  signal (a server that queues instead of refusing).
+* :mod:`.budget` — ``--max-cost``: the run's spend watched call by call.
 * :mod:`.deployments` — ``deployments:``/``fallbacks:`` through one ``litellm.Router``.
 * :mod:`.local_model` — the embedded SmolLM2 model as a LiteLLM provider.
 * :mod:`.aio` — settling asyncio tasks after an interrupted run.
