@@ -8,15 +8,14 @@ from rich.console import Console
 
 from llmops_cli import prepare
 from llmops_cli.config import load_config as _load_config
+from llmops_cli.core.fingerprint import fingerprint
+from llmops_cli.report.terminal import print_run_summary
+from test_gate import make_record
 
 
 def load_config(path):
     """The config as a run uses it: parsed, then prepared."""
     return prepare(_load_config(path))
-
-from llmops_cli.core.fingerprint import fingerprint
-from llmops_cli.report.terminal import print_run_summary
-from test_gate import make_record
 
 
 def fp(make_project, judge: str) -> str:
