@@ -7,7 +7,7 @@ then saves and gates as it does a one-process run.
 Why: a run against a fast server is CPU-bound in one process (LiteLLM spends
 milliseconds of CPU per call), so a second core can take half the cases.
 
-**Workers.** Worker k is ``python -m llmops_cli.jobs.processes`` running
+**Workers.** Worker k is ``python -m llmops_cli.jobs.process_worker`` running
 ``evaluate`` with ``shard=(k, N)`` on the same config, eval set, cache
 (the SQLite file is shared: WAL mode, one answer per key; a Redis cache is
 shared anyway), limit, retries and refresh; the calls in flight are split:
@@ -55,15 +55,15 @@ from typing import TYPE_CHECKING, Any, Callable
 from llmops_cli.core.errors import InputError, Interrupted, RunIncomplete
 
 if TYPE_CHECKING:
-    from llmops_cli.jobs.evaluate import EvalOptions
     from llmops_cli.record.schema import RunRecord
 
 STOP_WAIT_S = 30.0  # how long stopped workers get to write their partial records before they are killed
 _POLL_S = 0.05
 
 
-def check_processes(opts: EvalOptions, sequential: bool = False) -> int:
-    """``opts.processes`` checked against the other options; returns it.
+def check_processes(opts, sequential: bool = False) -> int:
+    """``opts.processes`` (:class:`~llmops_cli.jobs.evaluate.EvalOptions`)
+    checked against the other options; returns it.
 
     ``sequential``: whether the run would be gated sequentially.
 
@@ -108,7 +108,7 @@ class _Worker:
     stopped: bool = False
 
 
-def _worker_options(opts: EvalOptions, k: int, n: int, record_path: Path, concurrency: int | None,
+def _worker_options(opts, k: int, n: int, record_path: Path, concurrency: int | None,
                     max_concurrency: int) -> dict[str, Any]:
     """The JSON-able options of worker ``k`` of ``n``: its shard of this run."""
     def s(v):
@@ -144,8 +144,8 @@ def _spawn(spec: dict[str, Any], k: int, record_path: Path) -> tuple[_Worker, th
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "llmops_cli.jobs.processes", json.dumps(spec), str(w)],
-                                pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=sys.__stderr__.fileno(),
+        proc = subprocess.Popen([sys.executable, "-m", "llmops_cli.jobs.process_worker", json.dumps(spec), str(w)],
+                                pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=_stderr_fd(),
                                 env=env, process_group=0)
     finally:
         os.close(w)
@@ -153,6 +153,15 @@ def _spawn(spec: dict[str, Any], k: int, record_path: Path) -> tuple[_Worker, th
     reader = threading.Thread(target=_read, args=(worker, r), daemon=True)
     reader.start()
     return worker, reader
+
+
+def _stderr_fd() -> int | None:
+    """Where a worker's stray stdout goes: this process's stderr (stdout
+    may carry ``--json``)."""
+    try:
+        return sys.__stderr__.fileno() if sys.__stderr__ is not None else None
+    except (OSError, ValueError):
+        return None
 
 
 def _stop(workers: list[_Worker]) -> None:
@@ -180,7 +189,7 @@ def _wait_stopped(workers: list[_Worker]) -> None:
             w.proc.wait()
 
 
-def run_processes(opts: EvalOptions, progress: Callable[[int, int], None] | None = None) -> RunRecord:
+def run_processes(opts, progress: Callable[[int, int], None] | None = None) -> RunRecord:
     """Run ``opts``'s eval set as ``opts.processes`` worker processes, one
     shard each, and return the merged record (not yet saved; see the module).
 
@@ -270,53 +279,3 @@ def _merged_partial(workers: list[_Worker]) -> RunRecord | None:
         return _merge(workers)
     except LlmopsError:
         return None
-
-
-# -- the worker -------------------------------------------------------------------------------
-
-def _worker_main(argv: list[str]) -> int:
-    """Run one shard (``argv``: the options as JSON, the message pipe's fd);
-    report progress and the outcome on the pipe; return the exit code."""
-    from llmops_cli.jobs.evaluate import EvalOptions, evaluate
-
-    spec = json.loads(argv[0])
-    spec["shard"] = tuple(spec["shard"])
-    out = os.fdopen(int(argv[1]), "w", encoding="utf-8", buffering=1)
-    terminated: list[int] = []
-
-    def on_sigterm(signum, frame):
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    last = [0.0]
-
-    def send(msg: dict[str, Any]) -> None:
-        try:
-            out.write(json.dumps(msg) + "\n")
-        except (BrokenPipeError, OSError):
-            pass
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= 0.1 or done >= total:
-            last[0] = now
-            send({"done": done, "total": total})
-
-    try:
-        outcome = evaluate(EvalOptions(**spec), progress=progress)
-        code = outcome.exit_code
-        send({"result": {"status": outcome.status, "reason": outcome.reason}})
-    except KeyboardInterrupt:  # outside the run (e.g. while importing)
-        code = 130
-    if code == 130 and terminated:
-        code = 143
-    try:
-        out.close()
-    except OSError:
-        pass
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))
