@@ -35,7 +35,8 @@ cases), as it does for ``--shard``.
 run), ``--baseline-ref``, sequential gating (it stops on the verdict of the
 cases answered so far, in one order), ``--max-cost`` (a budget is counted
 per process), an open cache object (it cannot be shared with processes),
-and ``-j C`` below N.
+``-j C`` below N, and a system that is not POSIX (the workers get their own
+process group and a pipe by descriptor).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def check_processes(opts, sequential: bool = False) -> int:
                ("--baseline-ref", opts.baseline_ref, "the ref's baseline run is one process; drop --processes"),
                ("--sequential", sequential, "sequential gating stops on the cases answered so far, in one order"),
                ("--max-cost", opts.max_cost is not None, "a spending limit is counted per process"),
-               ("cache", opts.cache is not None, "an open cache object cannot be shared with worker processes"))
+               ("cache", opts.cache is not None, "an open cache object cannot be shared with worker processes"),
+               ("this system", os.name != "posix", "worker processes need a POSIX system (Linux, macOS)"))
     for key, given, why in refused:
         if given:
             raise InputError(None, "--processes", f"cannot be used with {key}: {why}")
