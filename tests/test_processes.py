@@ -78,6 +78,7 @@ def test_two_processes_give_one_process_scores_and_verdict_and_share_the_cache(m
         merged = load_record(d / "p2-base.json")
         assert merged.shard is None and merged.status == "complete" and len(merged.cases) == len(CASES)
         assert [c["id"] for c in base["cases"]] == [c["id"] for c in CASES]  # the eval set's order
+        assert merged.usage.calls == len(CASES)
         assert [(c["id"], c["scores"]) for c in base["cases"]] == scores(d / "p2-base.json")
 
         # one process: every answer comes from the cache the workers wrote

@@ -26,7 +26,8 @@ with the merged partial record when there is one).
 **The record** is the merged one: the cases in the eval set's order with the
 scores each worker computed, metrics re-aggregated from the cases exactly as
 one process aggregates them — the same scores and verdict as one process.
-Its usage is summed over the workers except ``wall_s``: the elapsed time of
+Its usage is summed over the workers (the most calls in flight too: the
+workers' peaks added, an upper bound) except ``wall_s``: the elapsed time of
 the whole run. ``max_error_share`` applies per worker (to its shard's
 cases), as it does for ``--shard``.
 
@@ -267,7 +268,11 @@ def _merge(workers: list[_Worker]) -> RunRecord:
     from llmops_cli.jobs.merge import merge_records
     from llmops_cli.record.schema import load_record
 
-    record, _ = merge_records([(w.record_path, load_record(w.record_path)) for w in workers])
+    shards = [(w.record_path, load_record(w.record_path)) for w in workers]
+    record, _ = merge_records(shards)
+    peaks = [r.usage.concurrency_peak for _, r in shards if r.usage.concurrency_peak is not None]
+    if peaks:  # the workers ran at once: their calls in flight add up (at most)
+        record.usage.concurrency_peak = sum(peaks)
     return record
 
 
