@@ -240,6 +240,45 @@ def bench_faults(n: int) -> dict:
             "down_exit_code": p.returncode, "down_wall_s": down_s, "down_traceback": "Traceback" in p.stderr}
 
 
+def bench_processes(sizes=(400, 810), rounds: int = 3) -> dict:
+    """``llmops eval --processes 1`` vs ``--processes 2`` as whole processes (start-up included), at equal total
+    concurrency 32 (``-j 32``: each of 2 workers gets 16), against the test server with 200 ms latency and 64 slots,
+    no cache, 4 metrics (token_f1, exact_match, bleu, rougeL). Wall time, medians of ``rounds``, alternated; the
+    machine's load average (``os.getloadavg``) before and after each size."""
+    out: dict = {"rounds": rounds, "cores": os.cpu_count(), "sizes": []}
+    with FakeOpenAI(reply=lambda m, b: "alpha beta", latency_s=0.2, slots=64) as srv:
+        for n in sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = write_project(Path(tmp), srv.url, n, "[token_f1, exact_match, bleu, rougeL]")
+                walls: dict[int, list[float]] = {1: [], 2: []}
+                load_before = os.getloadavg()
+                for _ in range(rounds):
+                    for p in (1, 2):
+                        t = time.perf_counter()
+                        r = subprocess.run([*LLMOPS, "eval", str(cfg), "--update-baseline", "--no-cache", "-j", "32",
+                                            "--processes", str(p), "-q", "-o", f"{tmp}/run-{p}.json"],
+                                           capture_output=True, text=True, cwd=tmp)
+                        walls[p].append(time.perf_counter() - t)
+                        assert r.returncode == 0, r.stderr[-2000:]
+                a, b = (json.loads(Path(f"{tmp}/run-{p}.json").read_text()) for p in (1, 2))
+                same = [c["scores"] for c in a["cases"]] == [c["scores"] for c in b["cases"]]
+                out["sizes"].append({"cases": n, "p1_s": statistics.median(walls[1]), "p2_s": statistics.median(walls[2]),
+                                     "p1_all": walls[1], "p2_all": walls[2], "same_scores": same,
+                                     "load_before": load_before, "load_after": os.getloadavg()})
+    return out
+
+
+def processes_rows(p: dict) -> str:
+    rows = []
+    for s in p["sizes"]:
+        rows.append((f"{s['cases']} cases, 200 ms, 64 slots, -j 32: --processes 2 vs 1, wall (whole process)",
+                     f"{s['p2_s']:.2f} s vs {s['p1_s']:.2f} s ({s['p2_s'] / s['p1_s']:.2f}×; same scores: "
+                     f"{s['same_scores']}; load {s['load_before'][0]:.2f} → {s['load_after'][0]:.2f})",
+                     "≤ 0.9× to default to the cores", s["p2_s"] <= 0.9 * s["p1_s"] and s["same_scores"]))
+    return "| measure | result | target | |\n|---|---|---|---|\n" + "\n".join(
+        f"| {n} | {v} | {t} | {'PASS' if ok else 'FAIL'} |" for n, v, t, ok in rows)
+
+
 def queueing_rows(q: dict) -> str:
     one, wide = q["one_slot"], q["wide"]
     a, j = one["adaptive"], one["j1"]
@@ -263,7 +302,14 @@ def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results.json"))
     ap.add_argument("--scale", type=int, metavar="N", help="only the large-run row, at N cases (e.g. 100000)")
     ap.add_argument("--queueing", action="store_true", help="only the rows of servers that queue (one slot; 64 slots)")
+    ap.add_argument("--processes-row", action="store_true",
+                    help="only --processes 1 vs 2 (400 and 810 cases, 200 ms, 64 slots, -j 32)")
     a = ap.parse_args()
+    if a.processes_row:
+        p = bench_processes((100,) if a.quick else (400, 810))
+        print(json.dumps(p, indent=1))
+        print(processes_rows(p))
+        return
     if a.queueing:
         print(queueing_rows(bench_queueing(*((100, 200) if a.quick else (400, 400)))))
         return

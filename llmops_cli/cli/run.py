@@ -78,6 +78,10 @@ MaxCost = Annotated[Optional[float], typer.Option("--max-cost", metavar="USD", m
                                                        "(exit 2, before any call; `validate` shows the estimate), "
                                                        "and stop one whose spend passes it (exit 3, record kept, "
                                                        "answers cached).")]
+Processes = Annotated[int, typer.Option("--processes", min=1, rich_help_panel=RUN,
+                                        help="Worker processes: run the eval set's shards at once in N processes "
+                                             "sharing the cache, merged into one record and gated as one run "
+                                             "(the calls in flight, -j or --max-concurrency, are split among them).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="For hooks: print nothing when the gate passes; otherwise "
                                      "only the gate table and the verdict.", rich_help_panel=REPORTS)]
 
@@ -117,7 +121,7 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = Non
              baseline_ref: BaselineRef = None, allow_dataset_change: AllowDatasetChange = False,
              output: Output = None, junit: Junit = None, markdown: Markdown = None, comment: Comment = None,
              html: Html = None, json_out: Json = False, top: Top = 5, quiet: Quiet = False,
-             max_cost: MaxCost = None,
+             max_cost: MaxCost = None, processes: Processes = 1,
              shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", show_default=False,
                                                           rich_help_panel=RUN,
                                                           help="Run only shard K of N (cases split by a hash of their "
@@ -141,7 +145,7 @@ def eval_cmd(config: Config, limit: Limit = None, concurrency: Concurrency = Non
                        record_path=output, outputs=outputs, update_baseline=update_baseline, baseline=baseline, plain=plain,
                        allow_judge_change=allow_judge_change, junit=junit, markdown=markdown, comment=comment, html=html,
                        top=top, shard=shard, baseline_ref=baseline_ref, allow_dataset_change=allow_dataset_change,
-                       sequential=sequential, max_cost=max_cost),
+                       sequential=sequential, max_cost=max_cost, processes=processes),
            top=top, quiet=quiet, json_out=json_out, watch=watch)
 
 
@@ -191,7 +195,7 @@ cli.add_typer(baseline_app, name="baseline")
 def baseline_update(config: Config, limit: Limit = None, concurrency: Concurrency = None,
                     max_concurrency: MaxConcurrency = DEFAULT_MAX_CONCURRENCY, retries: Retries = DEFAULT_RETRIES, outputs: Outputs = None, no_cache: NoCache = False,
                     refresh: Refresh = False, cache_dir: CacheDir = None, cache_url: CacheUrl = None,
-                    output: Output = None, max_cost: MaxCost = None,
+                    output: Output = None, max_cost: MaxCost = None, processes: Processes = 1,
                     from_run: Annotated[Optional[Path], typer.Option(dir_okay=False, rich_help_panel=GATE,
                                                                      help="Promote an existing run record instead of "
                                                                           "running.")] = None,
@@ -203,4 +207,4 @@ def baseline_update(config: Config, limit: Limit = None, concurrency: Concurrenc
     finish(EvalOptions(config, limit=limit, concurrency=concurrency, max_concurrency=max_concurrency, retries=retries,
                        use_cache=not no_cache, cache_dir=cache_dir, cache_url=cache_url, refresh=refresh,
                        record_path=output, outputs=outputs, update_baseline=True, from_run=from_run,
-                       max_cost=max_cost), quiet=quiet)
+                       max_cost=max_cost, processes=processes), quiet=quiet)

@@ -5,6 +5,8 @@
   ``eval``/``score``/``baseline update``/``validate``/``gate``/``merge`` jobs.
 * :mod:`.merge` — checking and merging shard records.
 * :mod:`.sequential_run` — a sequential run: the seeded order answered in waves until the gate decides.
+* :mod:`.processes`, :mod:`.process_worker` — ``eval --processes N``: one run's shards in worker processes,
+  merged and gated as one.
 * :mod:`.config_schema` — the config's JSON Schema (with the scorer registry's names), for editors.
 * :mod:`.ref_baseline` and :mod:`.gitref` — ``--baseline-ref``: the config at a git
   ref, run and made the baseline.

@@ -68,7 +68,10 @@ class EvalOptions:
     stop calling the model once the verdict is certain. ``max_cost``: US dollars the
     run's new calls may cost (:mod:`llmops_cli.run.budget`): a run whose estimated
     lower bound exceeds it is refused before any call (exit 2), a run whose
-    spend passes it stops (exit 3, record written, answers cached)."""
+    spend passes it stops (exit 3, record written, answers cached).
+    ``processes``: worker processes answering the run's shards at once, merged
+    into one record before it is gated (:mod:`llmops_cli.jobs.processes`); 1:
+    this process alone."""
 
     config: str | Path | None
     limit: int | None = None
@@ -98,6 +101,7 @@ class EvalOptions:
     allow_dataset_change: bool = False
     sequential: bool = False
     max_cost: float | None = None
+    processes: int = 1
 
 
 ProgressFn = Callable[[int, int], None]
@@ -147,6 +151,10 @@ def _prepare(opts: EvalOptions):
         check_options(opts)
     check_shard_option(opts)
     _check_sequential(opts, cfg)
+    if opts.processes != 1:
+        from llmops_cli.jobs.processes import check_processes
+
+        check_processes(opts, sequential=cfg.gate.sequential is not None and _sequential_run(opts))
     if not opts.from_run:
         files = {"--output": None if candidate else opts.record_path or record_path_for(None, "<run-id>"),
                  "--junit": opts.junit, "--markdown": opts.markdown, "--comment": opts.comment,
@@ -321,6 +329,10 @@ def _run(cfg, opts: EvalOptions, cache, progress: ProgressFn | None, baseline=No
     from llmops_cli.jobs.runner import load_outputs, run_eval, score_outputs
     from llmops_cli.run.budget import Budget, active
 
+    if opts.processes > 1:  # the shards in worker processes, merged here
+        from llmops_cli.jobs.processes import run_processes
+
+        return run_processes(opts, progress)
     if baseline is not None and cfg.gate.sequential is not None and _sequential_run(opts):
         from llmops_cli.jobs.sequential_run import run_sequential
 
