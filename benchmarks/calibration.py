@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -52,10 +51,10 @@ EXAMPLE = ROOT / "examples" / "squad-predictions"
 METRICS = ["exact_match", "token_f1", "bleu", "rougeL"]
 
 
-def scored_systems(systems: list[str]) -> dict[str, RunRecord]:
-    """Each system's 810 answers scored by the library with the four metrics."""
+def scored_systems(systems: list[str], metrics: list[str] = METRICS) -> dict[str, RunRecord]:
+    """Each system's 810 answers scored by the library with ``metrics``."""
     cfg = load_config(EXAMPLE / "llmops.yaml")
-    cfg.metrics = list(METRICS)
+    cfg.metrics = list(metrics)
     out = {}
     for s in systems:
         preds = json.loads((EXAMPLE / f"predictions-{s}.json").read_text(encoding="utf-8"))
@@ -63,10 +62,10 @@ def scored_systems(systems: list[str]) -> dict[str, RunRecord]:
     return out
 
 
-def failed_case(case: CaseRecord) -> CaseRecord:
+def failed_case(case: CaseRecord, metrics: list[str] = METRICS) -> CaseRecord:
     """The case as a failed call left it: no output, no scores."""
     return CaseRecord(id=case.id, inputs=case.inputs, references=case.references, output=None,
-                      error="BadRequestError: planted failure", scores={m: None for m in METRICS})
+                      error="BadRequestError: planted failure", scores={m: None for m in metrics})
 
 
 def draw(runs: dict[str, RunRecord], systems: list[str], rng: random.Random, kind: str, plant: float = 0.0) -> RunRecord:
@@ -91,15 +90,15 @@ def gate(correction: str, mode: str, resamples: int) -> Gate:
     return Gate(**kw)
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n (Wilson 1927)."""
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion k/n (Wilson 1927;
+    statsmodels' ``proportion_confint(method="wilson")``); (0, 1) for n = 0."""
+    from statsmodels.stats.proportion import proportion_confint
+
     if n == 0:
         return 0.0, 1.0
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return c - h, c + h
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return float(lo), float(hi)
 
 
 def rate(k: int, n: int) -> str:

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -57,19 +56,9 @@ sys.path.insert(0, str(ROOT))
 from llmops_cli.config import Gate, GateRule  # noqa: E402
 from llmops_cli.gate.rules import compare  # noqa: E402
 from llmops_cli.record.schema import CaseRecord, MetricSummary, RunRecord  # noqa: E402
+from calibration import wilson  # noqa: E402  (benchmarks/calibration.py, beside this script)
 
 KINDS = {"continuous": "token_f1", "0/1": "exact_match"}
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n (Wilson 1927)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return c - h, c + h
 
 
 def rate(k: int, n: int) -> str:

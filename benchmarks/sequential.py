@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -52,34 +51,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmops_cli.config import Gate, GateRule, load_config  # noqa: E402
+from llmops_cli.config import Gate, GateRule  # noqa: E402
 from llmops_cli.config.measure import Sequential  # noqa: E402
 from llmops_cli.gate.rules import compare  # noqa: E402
 from llmops_cli.gate.outcome import from_comparison  # noqa: E402
 from llmops_cli.record.schema import CaseRecord, MetricSummary, RunRecord  # noqa: E402
-from llmops_cli.jobs.runner import score_outputs  # noqa: E402
 from llmops_cli.gate.sequential_rules import SequentialGate, compare_sequential  # noqa: E402
 from llmops_cli.jobs.sequential_run import seeded_order  # noqa: E402
+from calibration import failed_case, scored_systems, wilson  # noqa: E402  (benchmarks/calibration.py, beside this script)
 
 EXAMPLE = ROOT / "examples" / "squad-predictions"
 METRICS = ["exact_match", "token_f1", "rouge1", "rougeL"]
 SYSTEMS = ["bert-ensemble", "logistic-regression", "slqa-plus", "r-net-plus"]
 GATE_SEED = 12345  # gate.seed's default: the order `llmops eval --sequential` uses
-
-
-def scored_systems() -> dict[str, RunRecord]:
-    cfg = load_config(EXAMPLE / "llmops.yaml")
-    cfg.metrics = list(METRICS)
-    out = {}
-    for s in SYSTEMS:
-        preds = json.loads((EXAMPLE / f"predictions-{s}.json").read_text(encoding="utf-8"))
-        out[s] = score_outputs(cfg, preds, name=s)
-    return out
-
-
-def failed_case(case: CaseRecord) -> CaseRecord:
-    return CaseRecord(id=case.id, inputs=case.inputs, references=case.references, output=None,
-                      error="BadRequestError: planted failure", scores={m: None for m in METRICS})
 
 
 def record_of(cases: list[CaseRecord], like: RunRecord, kind: str = "run") -> RunRecord:
@@ -95,7 +79,7 @@ def draw(runs, rng: random.Random, kind: str, plant: float = 0.0, systems=("r-ne
     cases = []
     for i in range(len(first.cases)):
         if plant and rng.random() < plant:
-            cases.append(failed_case(first.cases[i]))
+            cases.append(failed_case(first.cases[i], METRICS))
         else:
             cases.append(runs[systems[rng.randrange(len(systems))]].cases[i])
     return record_of(cases, first, kind)
@@ -132,16 +116,6 @@ def through_the_gate(baseline: RunRecord, candidate: RunRecord, gate: Gate, seed
     return from_comparison(compare_sequential(baseline, record, gate.model_copy(update={"sequential": None}))).exit_code
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
-
-
 def rate(k: int, n: int) -> str:
     lo, hi = wilson(k, n)
     return f"{k / n:.1%} ({k}/{n}; {lo:.1%}–{hi:.1%})" if n else "—"
@@ -153,7 +127,7 @@ def mean(xs) -> float:
 
 def run(args) -> dict:
     t0 = time.perf_counter()
-    runs = scored_systems()
+    runs = scored_systems(SYSTEMS, METRICS)
     total = len(runs["bert-ensemble"].cases)
     print(f"scored {len(SYSTEMS)} systems × {total} questions in {time.perf_counter() - t0:.1f} s; waves of {args.wave}",
           flush=True)
