@@ -159,7 +159,7 @@ def estimate_run(cfg: Config, plan: Plan, cache: Cache | None, *, refresh: bool 
     """The calls ``plan`` (made with prompts) will make and what the new ones
     cost (see the module docstring). ``refresh``: nothing counts as cached.
     Reads ``cache``; calls nothing."""
-    from llmops_cli.measure.judge import judge_endpoint, judge_messages
+    from llmops_cli.measure.judge import judge_endpoint, judge_messages, judge_template
 
     hits = {}
     for r in plan.requests:
@@ -184,7 +184,7 @@ def estimate_run(cfg: Config, plan: Plan, cache: Cache | None, *, refresh: bool 
     path = cfg.path or "<config>"
     for name, judge in cfg.judges.items():
         jep = judge_endpoint(cfg, name)
-        template = cfg.judge_template(name)
+        template = judge_template(cfg, name)
         group = CallGroup(f"judge {name}", jep.model)
         low = high = 0
         for r in plan.requests:
