@@ -255,9 +255,12 @@ def wait_for_change(files: list[Path], before: dict[Path, Stat | None] | None = 
     events = watchfiles.watch(*folders, watch_filter=lambda _change, path: Path(path) in relevant,
                               debounce=debounce_ms, step=step_ms, stop_event=stop_event, rust_timeout=POLL_MS,
                               yield_on_timeout=True, recursive=False, raise_interrupt=True)
+    from llmops_cli.core import stop
+
     first = True
     try:
-        for changes in events:
+        for changes in events:  # at least every POLL_MS (yield_on_timeout)
+            stop.check()  # a Ctrl-C or SIGTERM swallowed where it landed still ends the watch
             if first and before:  # the watch is in place: what changed since the run began?
                 first = False
                 moved = [p for p, st in before.items() if p in relevant and _stat(p) != st]
