@@ -143,36 +143,36 @@ def run(args) -> dict:
         print(f"  {name}: sequential exit 1 {rate(seq_exit1, n)}, mean {mean(seq_cases):.0f} cases; "
               f"fixed-n exit 1 {rate(fix_exit1, fix_n) if fix_n else '—'}", flush=True)
 
+    def stochastic(g: Gate, count: int, fixed_cap: int, plant: float = 0.0, what: str = ""):
+        """``count`` comparisons of fresh stochastic baseline/candidate draws (each candidate answer failing with
+        probability ``plant``) under ``g``: sequential exits 1, cases answered, and the fixed-n gate's exits 1 on
+        the first ``fixed_cap`` draws; with ``plant``, also each draw's token F1 drop."""
+        seq1, cases, fix1, fixn, drops = 0, [], 0, 0, []
+        for k in range(count):
+            b, c = draw(runs, rng, "baseline"), draw(runs, rng, "run", plant=plant)
+            code, n, _ = sequential(b, c, g, rng.randrange(2**31), args.wave)
+            seq1 += code == 1
+            cases.append(n)
+            if plant:
+                drops.append(mean([x.scores["token_f1"] for x in b.cases])
+                             - mean([x.scores.get("token_f1") or 0.0 for x in c.cases]))
+            if k < fixed_cap:
+                fix1 += fixed(b, c, g) == 1
+                fixn += 1
+            if what and args.progress and (k + 1) % 200 == 0:
+                print(f"    {what} {k + 1}/{count}: sequential {seq1}, fixed {fix1}/{fixn}", flush=True)
+        return seq1, cases, fix1, fixn, drops
+
     # -- A/A -----------------------------------------------------------------------------------
     if args.aa:
         t1 = time.perf_counter()
-        g = gate_for(METRICS, 0.01)
-        seq1, cases, fix1, fixn = 0, [], 0, 0
-        for k in range(args.aa):
-            base, cand = draw(runs, rng, "baseline"), draw(runs, rng, "run")
-            code, n, _ = sequential(base, cand, g, rng.randrange(2**31), args.wave)
-            seq1 += code == 1
-            cases.append(n)
-            if k < args.fixed:
-                fix1 += fixed(base, cand, g) == 1
-                fixn += 1
-            if args.progress and (k + 1) % 200 == 0:
-                print(f"    A/A {k + 1}/{args.aa}: sequential {seq1}, fixed {fix1}/{fixn}", flush=True)
+        seq1, cases, fix1, fixn, _ = stochastic(gate_for(METRICS, 0.01), args.aa, args.fixed, what="A/A")
         row("A/A, 4 metrics, max_drop 0.01", args.aa, seq1, cases, fix1, fixn, "exit 1 ≤ 2.5%")
         print(f"    ({time.perf_counter() - t1:.0f} s)", flush=True)
 
     # -- A/A at max_drop 0: the truth sits on the boundary, the hardest case for the guarantee ------
     if args.aa_zero:
-        g = gate_for(METRICS, 0.0)
-        seq1, cases, fix1, fixn = 0, [], 0, 0
-        for k in range(args.aa_zero):
-            base, cand = draw(runs, rng, "baseline"), draw(runs, rng, "run")
-            code, n, _ = sequential(base, cand, g, rng.randrange(2**31), args.wave)
-            seq1 += code == 1
-            cases.append(n)
-            if k < min(args.fixed, args.aa_zero):
-                fix1 += fixed(base, cand, g) == 1
-                fixn += 1
+        seq1, cases, fix1, fixn, _ = stochastic(gate_for(METRICS, 0.0), args.aa_zero, min(args.fixed, args.aa_zero))
         row("A/A, 4 metrics, max_drop 0", args.aa_zero, seq1, cases, fix1, fixn, "exit 1 ≤ 2.5%")
 
     # -- deterministic candidates --------------------------------------------------------------
@@ -198,34 +198,14 @@ def run(args) -> dict:
 
     # -- unchanged stochastic model, max_drop 0.05 ---------------------------------------------
     if args.unchanged:
-        g = gate_for(METRICS, 0.05)
-        seq1, cases, fix1, fixn = 0, [], 0, 0
-        for k in range(args.unchanged):
-            b, c = draw(runs, rng, "baseline"), draw(runs, rng, "run")
-            code, n, _ = sequential(b, c, g, rng.randrange(2**31), args.wave)
-            seq1 += code == 1
-            cases.append(n)
-            if k < min(args.fixed, 200):
-                fix1 += fixed(b, c, g) == 1
-                fixn += 1
+        seq1, cases, fix1, fixn, _ = stochastic(gate_for(METRICS, 0.05), args.unchanged, min(args.fixed, 200))
         row("unchanged stochastic model, 4 metrics, max_drop 0.05", args.unchanged, seq1, cases, fix1, fixn,
             "exit 0, ≥ 50% of calls saved")
 
     # -- planted regression --------------------------------------------------------------------
     if args.planted:
-        g = gate_for(METRICS, 0.01)
-        seq1, cases, fix1, fixn = 0, [], 0, 0
-        drops = []
-        for k in range(args.planted):
-            b, c = draw(runs, rng, "baseline"), draw(runs, rng, "run", plant=args.plant)
-            code, n, _ = sequential(b, c, g, rng.randrange(2**31), args.wave)
-            seq1 += code == 1
-            cases.append(n)
-            drops.append(mean([x.scores["token_f1"] for x in b.cases])
-                         - mean([x.scores.get("token_f1") or 0.0 for x in c.cases]))
-            if k < min(args.fixed, 300):
-                fix1 += fixed(b, c, g) == 1
-                fixn += 1
+        seq1, cases, fix1, fixn, drops = stochastic(gate_for(METRICS, 0.01), args.planted, min(args.fixed, 300),
+                                                    plant=args.plant)
         row(f"planted: {args.plant:.0%} of answers fail (token F1 drop ≈ {mean(drops):.3f}), max_drop 0.01",
             args.planted, seq1, cases, fix1, fixn, "detect (power)")
 
