@@ -13,6 +13,7 @@ import asyncio
 import errno
 import gc
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -519,6 +520,46 @@ def test_settle_cancels_late_tasks_and_closes_orphaned_coroutines():
 
     assert unawaited(clean=False)  # the scenario does leak without settle ...
     assert unawaited(clean=True) == []  # ... and not with it
+
+
+def test_run_leaves_no_task_pending_when_the_clean_up_starts_one(caplog):
+    """The leak CI saw once ("Task was destroyed but it is pending!" for
+    LiteLLM's timing hook): a task started during the loop's own clean-up —
+    here from the ``finally`` of an async generator that ``shutdown_asyncgens``
+    closes. ``asyncio.run`` closes the loop with that task pending;
+    :func:`llmops_cli.run.aio.run` runs the clean-up until no task is left."""
+    from llmops_cli.run import aio
+
+    finished = []
+
+    async def hook():
+        await asyncio.sleep(0.05)
+        finished.append(True)
+
+    async def stream():
+        try:
+            yield 1
+            await asyncio.sleep(30)
+            yield 2
+        finally:
+            asyncio.ensure_future(hook())  # fire-and-forget, as LiteLLM's hooks are
+
+    async def main():
+        agen = stream()
+        await agen.__anext__()  # left suspended: closed by the loop's clean-up
+        return agen  # kept alive until the loop has closed it
+
+    def destroyed(runner) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="asyncio"):
+            agen = runner(main())
+            del agen
+            gc.collect()
+        return [r.getMessage() for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
+
+    assert destroyed(asyncio.run)  # the scenario does leak with asyncio.run ...
+    assert destroyed(aio.run) == []  # ... and not with ours: the hook was cancelled or finished, not dropped
+    assert aio.run(asyncio.sleep(0, result=7)) == 7
 
 
 @pytest.mark.parametrize("sig, code, after", [(signal.SIGTERM, 143, 2), (signal.SIGTERM, 143, 12), (signal.SIGINT, 130, 7)])

@@ -53,9 +53,9 @@ def embed(cfg: Config, texts: list[str], cache: Cache | None, retries: int = 8) 
         else:
             todo.append(t)
     if todo:
-        import asyncio
+        from llmops_cli.run import aio
 
-        asyncio.run(_embed_all(cfg, todo, out, cache, retries))
+        aio.run(_embed_all(cfg, todo, out, cache, retries))
     return out
 
 

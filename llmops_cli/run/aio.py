@@ -12,9 +12,16 @@ awaited" on stderr:
   set-up, which it runs in the loop's default executor: a call cancelled
   while that set-up runs drops it.
 
+A third showed in CI (1 run of ~20): "Task was destroyed but it is
+pending!" for LiteLLM's ``async_service_success_hook``, a task created while
+``asyncio.run`` was already closing the loop (by a callback run in the last
+turn of its clean-up), so it was never started and the loop's ``close()``
+dropped it.
+
 :func:`settle` cancels and awaits every task until none is left, waits for
 the executor, then closes the coroutines its jobs returned that nobody awaited
-(:class:`ClosingExecutor` keeps them).
+(:class:`ClosingExecutor` keeps them). :func:`run` is ``asyncio.run`` with a
+clean-up that repeats until no task is left, after each of its steps.
 """
 
 from __future__ import annotations
@@ -23,7 +30,10 @@ import asyncio
 import inspect
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class ClosingExecutor(ThreadPoolExecutor):
@@ -76,3 +86,48 @@ async def settle(executor: ClosingExecutor | None = None, rounds: int = 5) -> No
     if executor is not None:
         await asyncio.get_running_loop().shutdown_default_executor()
         executor.close_orphans()
+
+
+def run(main: Coroutine[Any, Any, T], rounds: int = 10) -> T:
+    """Run ``main`` on a new event loop and return its result, as
+    ``asyncio.run`` does; but before the loop is closed, every task is
+    cancelled and awaited again after each clean-up step (async generators
+    closed, default executor shut down), so a task that LiteLLM starts from a
+    ``finally`` or a callback during the clean-up is run to its end or
+    cancelled, never dropped pending.
+
+    Args:
+        main: the coroutine to run.
+        rounds: at most this many cancel-and-wait rounds per step (a
+            cancelled task can start another).
+
+    Raises:
+        whatever ``main`` raises; ``KeyboardInterrupt`` where a signal landed.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _drain(loop, rounds)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            _drain(loop, rounds)
+            loop.run_until_complete(loop.shutdown_default_executor())
+            _drain(loop, rounds)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _drain(loop: asyncio.AbstractEventLoop, rounds: int) -> None:
+    """Let the callbacks already scheduled run, then cancel and await every
+    task left, until none is (at most ``rounds`` times)."""
+    for _ in range(rounds):
+        loop.run_until_complete(asyncio.sleep(0))  # one more turn: a ready callback may start a task
+        rest = asyncio.all_tasks(loop)
+        if not rest:
+            return
+        for t in rest:
+            t.cancel()
+        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))

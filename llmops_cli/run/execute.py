@@ -198,9 +198,9 @@ def execute(requests: list[Request], cache: Cache | None, *, concurrency: int | 
     if todo:
         for ep in {_ep(r) for r in todo}:
             check_credentials(ep, config_path)  # fail on a missing key before any call, not after retries
-        import asyncio  # only when something is called: a fully cached run skips its import
+        from llmops_cli.run import aio  # only when something is called: a fully cached run skips asyncio
 
-        return asyncio.run(_answer_all(todo, cache, concurrency, max(1, max_concurrency), retries, on_done,
+        return aio.run(_answer_all(todo, cache, concurrency, max(1, max_concurrency), retries, on_done,
                                        max_failed_cases, config_path))
     return None
 
