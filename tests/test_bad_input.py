@@ -562,6 +562,28 @@ def test_run_leaves_no_task_pending_when_the_clean_up_starts_one(caplog):
     assert aio.run(asyncio.sleep(0, result=7)) == 7
 
 
+def test_run_passes_an_interrupt_through_when_the_main_task_settles_in_its_finally():
+    """A KeyboardInterrupt raised in a worker (a progress callback, a signal)
+    leaves the main task pending; its ``finally`` (:func:`settle`) then
+    cancels every other task — the clean-up's own among them. The caller
+    still gets the KeyboardInterrupt, never a CancelledError."""
+    from llmops_cli.run import aio
+
+    async def worker(i):
+        await asyncio.sleep(0.01 * i)
+        if i == 2:
+            raise KeyboardInterrupt
+
+    async def main():
+        try:
+            await asyncio.gather(*(worker(i) for i in range(5)))
+        finally:
+            await aio.settle()
+
+    with pytest.raises(KeyboardInterrupt):
+        aio.run(main())
+
+
 @pytest.mark.parametrize("sig, code, after", [(signal.SIGTERM, 143, 2), (signal.SIGTERM, 143, 12), (signal.SIGINT, 130, 7)])
 def test_interrupt_mid_run_prints_one_line_and_no_unawaited_coroutine(make_project, litellm_loaded, tmp_path, sig, code, after):
     questions = [{"id": f"q{i}", "question": f"Question {i}?", "answers": ["x"]} for i in range(40)]

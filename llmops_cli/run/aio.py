@@ -121,13 +121,20 @@ def run(main: Coroutine[Any, Any, T], rounds: int = 10) -> T:
 
 
 def _drain(loop: asyncio.AbstractEventLoop, rounds: int) -> None:
-    """Let the callbacks already scheduled run, then cancel and await every
-    task left, until none is (at most ``rounds`` times)."""
+    """Cancel and await every task left, then give the callbacks already
+    scheduled one more turn (one may start a task), until a turn starts none
+    (at most ``rounds`` times). The turn's own task can be cancelled by a
+    task's clean-up (:func:`settle` cancels every other task): then again."""
     for _ in range(rounds):
-        loop.run_until_complete(asyncio.sleep(0))  # one more turn: a ready callback may start a task
         rest = asyncio.all_tasks(loop)
-        if not rest:
+        if rest:
+            for t in rest:
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+            continue
+        try:
+            loop.run_until_complete(asyncio.sleep(0))
+        except asyncio.CancelledError:
+            continue
+        if not asyncio.all_tasks(loop):
             return
-        for t in rest:
-            t.cancel()
-        loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
