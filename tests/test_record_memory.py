@@ -4,6 +4,9 @@ shared fields-set per model class) yet unchanged on disk."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import tracemalloc
 
 import pytest
@@ -225,3 +228,80 @@ def test_an_answer_cached_before_served_model_was_kept_reads_it_from_its_raw_res
     assert call.cached and call.repeat == 1 and isinstance(call.response, RawJSON)
     assert call.served_model == "gpt-4o-mini-2024-07-18" and call.system_fingerprint == "fp_44709d6fcb"
     assert _cached_call({"output": "x", "response": None}, 0).served_model is None
+
+
+# -- a large record is read one case at a time ------------------------------------------------
+
+@pytest.fixture
+def stream_all(monkeypatch):
+    """Every record read one case at a time, however small."""
+    from llmops_cli.record import schema
+
+    monkeypatch.setattr(schema, "STREAM_ABOVE", -1)
+
+
+def test_a_record_read_one_case_at_a_time_is_the_record_read_whole(tmp_path, monkeypatch):
+    from llmops_cli.gate.baseline import load_baseline
+    from llmops_cli.record import schema
+
+    rec = _record(40)
+    rec.cases[3].error, rec.cases[3].scores["token_f1"] = "timeout", None
+    path = save_record(rec, tmp_path / "run.json")
+    base = save_record(rec, tmp_path / "baseline.json", as_baseline=True)
+    whole = (load_record(path), load_baseline(base), load_baseline(base, gated=True))
+    monkeypatch.setattr(schema, "STREAM_ABOVE", -1)
+    streamed = (load_record(path), load_baseline(base), load_baseline(base, gated=True))
+    for a, b in zip(whole, streamed):
+        assert type(a) is type(b) and [type(c) for c in a.cases] == [type(c) for c in b.cases]
+        assert a.model_dump() == b.model_dump()
+        assert a.model_fields_set == b.model_fields_set
+    assert save_record(streamed[0], tmp_path / "again.json").read_bytes() == path.read_bytes()
+    # a record whose cases are not its last field (edited by hand) reads the same
+    data = json.loads(path.read_text(encoding="utf-8"))
+    cases = data.pop("cases")
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps({"cases": cases, **data}), encoding="utf-8")
+    assert load_record(moved).model_dump() == whole[0].model_dump()
+
+
+@pytest.mark.usefixtures("stream_all")
+@pytest.mark.parametrize("edit, key", [
+    (lambda t: t.replace('"token_f1": 0.5', '"token_f1": NaN', 1), r"cases\[0\] \(id 'q0'\)\.scores\.token_f1"),
+    (lambda t: t[: len(t) // 2], "line"),
+    (lambda t: json.dumps({**json.loads(t), "cases": {"q0": {}}}), "cases"),
+    (lambda t: json.dumps([json.loads(t)]), None),
+    (lambda t: t.replace('"id": "q1"', '"id": 7', 1), r"cases\.1\.id"),
+])
+def test_bad_input_read_one_case_at_a_time_is_named_as_before(tmp_path, edit, key):
+    path = save_record(_record(3), tmp_path / "run.json")
+    path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(BaselineError) as e:
+        load_record(path)
+    assert "run.json" in str(e.value)
+    if key is not None:
+        assert re.search(key, str(e.value)), str(e.value)
+
+
+def _peak_growth_mb(path, stream_above: int) -> float:
+    """Peak RSS growth (MB) of a fresh process loading ``path`` as a baseline to gate against."""
+    script = ("from llmops_cli.record import schema\nfrom llmops_cli.gate.baseline import load_baseline\n"
+              "def hwm():  # this process's own peak (ru_maxrss would start from the forking parent's)\n"
+              "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+              f"schema.STREAM_ABOVE = {stream_above}\n"
+              "before = hwm()\n"
+              f"b = load_baseline({str(path)!r}, gated=True)\n"
+              "print((hwm() - before) / 1024, len(b.cases))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0])
+
+
+def test_a_large_baseline_read_one_case_at_a_time_peaks_far_lower(tmp_path):
+    """Parsed whole, a baseline's JSON tree is built before any case is: a
+    20,000-case baseline (~15 MB) grew the peak RSS by several times its
+    size; read one case at a time, by about what its cases keep."""
+    rec = _record(20_000)
+    path = save_record(rec, tmp_path / "baseline.json", as_baseline=True)
+    size_mb = path.stat().st_size / 2**20
+    whole, streamed = _peak_growth_mb(path, 2**62), _peak_growth_mb(path, -1)
+    assert streamed < 0.5 * whole, (streamed, whole, size_mb)
+    assert streamed < 2 * size_mb, (streamed, whole, size_mb)
