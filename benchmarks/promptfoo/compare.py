@@ -206,13 +206,16 @@ def write_projects(d: Path, cases: list[dict], url: str) -> None:
         "params": {"temperature": 0, "max_tokens": MAX_TOKENS, "timeout": 120},
         "prompt": {"system": SYSTEM, "user": USER},
         "dataset": {"path": "cases.jsonl", "id": "id", "inputs": ["question", "context"], "references": "answers"},
-        "metrics": ["exact_match", "token_f1"],
+        "metrics": ["exact_match", "token_f1", "bleu", "rougeL"],
         "baseline": "baseline.json",
     }, indent=1) + "\n")  # JSON is YAML
     with (pf / "tests.jsonl").open("w") as f:
         for c in cases:
             f.write(json.dumps({"description": c["id"], "vars": {"question": c["question"], "context": c["context"]},
-                                "assert": [{"type": "icontains-any", "value": c["answers"]}]}) + "\n")
+                                "assert": [{"type": "icontains-any", "value": c["answers"]},
+                                           # BLEU and ROUGE-L as a RAG eval has them; threshold 0: scored, never failing
+                                           {"type": "bleu", "value": c["answers"], "threshold": 0},
+                                           {"type": "rouge-l", "value": c["answers"][0], "threshold": 0}]}) + "\n")
     (pf / "prompt.json").write_text(json.dumps([{"role": "system", "content": SYSTEM},
                                                 {"role": "user", "content": USER}], indent=1) + "\n")
     (pf / "promptfooconfig.yaml").write_text(json.dumps({
