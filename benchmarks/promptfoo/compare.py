@@ -213,9 +213,9 @@ def write_projects(d: Path, cases: list[dict], url: str) -> None:
         for c in cases:
             f.write(json.dumps({"description": c["id"], "vars": {"question": c["question"], "context": c["context"]},
                                 "assert": [{"type": "icontains-any", "value": c["answers"]},
-                                           # BLEU and ROUGE-L as a RAG eval has them; threshold 0: scored, never failing
+                                           # BLEU and ROUGE (promptfoo has ROUGE-N only) as a RAG eval has them; threshold 0: scored, never failing
                                            {"type": "bleu", "value": c["answers"], "threshold": 0},
-                                           {"type": "rouge-l", "value": c["answers"][0], "threshold": 0}]}) + "\n")
+                                           {"type": "rouge-n", "value": c["answers"][0], "threshold": 0}]}) + "\n")
     (pf / "prompt.json").write_text(json.dumps([{"role": "system", "content": SYSTEM},
                                                 {"role": "user", "content": USER}], indent=1) + "\n")
     (pf / "promptfooconfig.yaml").write_text(json.dumps({
