@@ -262,6 +262,11 @@ def test_a_record_read_one_case_at_a_time_is_the_record_read_whole(tmp_path, mon
     moved = tmp_path / "moved.json"
     moved.write_text(json.dumps({"cases": cases, **data}), encoding="utf-8")
     assert load_record(moved).model_dump() == whole[0].model_dump()
+    # "cases" given twice: the last one, as json.loads (and the one-pass parse) read it — never both
+    text = path.read_text(encoding="utf-8")
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"cases": [' + json.dumps(cases[0]) + '], ' + text.lstrip()[1:], encoding="utf-8")
+    assert [c.id for c in load_record(twice).cases] == [c.id for c in whole[0].cases]
 
 
 @pytest.mark.usefixtures("stream_all")

@@ -343,14 +343,18 @@ def _stream_validate(path: Path, model: type[RunRecord]) -> RunRecord:
     head: dict[str, Any] = {}
 
     def everything_but_cases(events):  # builds the run-level fields into head; yields the events of "cases"
-        key, builder, depth = None, None, 0
+        key, builder, depth, key_seen = None, None, 0, False
         for ev in events:
             prefix, event, value = ev
             if builder is None:
                 if prefix == "":
                     if event not in ("start_map", "end_map", "map_key"):
                         raise ValueError("a run record is a JSON object")
-                    key = value if event == "map_key" else key
+                    if event == "map_key":
+                        if value == "cases" and key_seen:
+                            raise ValueError("cases given twice")  # the slower path reads it as json.loads does
+                        key_seen = key_seen or value == "cases"
+                        key = value
                     continue
                 if key == "cases":
                     if prefix == "cases" and event not in ("start_array", "end_array"):
