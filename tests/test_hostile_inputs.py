@@ -119,3 +119,75 @@ def test_a_sigterm_swallowed_mid_call_still_stops_the_run(make_project, litellm_
     assert stop.terminated()
     assert not (cfg.parent / "baseline.json").exists()
     assert json.loads((cfg.parent / "run.json").read_text())["status"] == "interrupted"
+
+
+# -- nesting deeper than Python's parsers recurse (JSON's C scanner stops at 1,000 levels) ----
+
+DEEP = 3000
+
+
+def _deep_list(n: int = DEEP) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize("edit, key, says", [
+    (lambda t: t + f"params2: {_deep_list()}\n", None, "nested too deeply to read"),
+    (lambda t: t.replace('user: "Context', 'user: "{{ ' + "(" * DEEP + "question" + ")" * DEEP + ' }}Context', 1),
+     "prompt.user", "template nested too deeply to parse"),
+    (lambda t: t + 'checks:\n  r: {regex: "' + "(" * DEEP + "a" + ")" * DEEP + '"}\n', "checks.r.regex",
+     "invalid regular expression"),
+    (lambda t: t + "checks:\n  s: {json_schema: deep.schema.json}\n", "checks.s.json_schema", "nested too deeply"),
+])
+def test_a_config_nested_too_deeply_is_exit_2_naming_the_file_and_key(make_project, edit, key, says):
+    """A config, template, regex or schema file nested past what the YAML,
+    Jinja2, sre or JSON parser recurses through was an internal error (exit
+    3, "RecursionError"); it is bad input: exit 2, one line, before any call."""
+    with FakeOpenAI(reply=answer) as srv:
+        cfg = make_project(srv.url)
+        (cfg.parent / "deep.schema.json").write_text('{"items": ' * DEEP + "{}" + "}" * DEEP)
+        cfg.write_text(edit(cfg.read_text()))
+        for args in (("validate", cfg), ("eval", cfg, "--update-baseline", "--no-cache")):
+            res = run(*args)
+            line = " ".join(res.output.split())
+            assert res.exit_code == 2, res.output
+            assert "llmops.yaml" in line and says in line and "Traceback" not in res.output and "internal" not in line
+            assert key is None or key in line
+        assert srv.request_count == 0
+
+
+def test_an_outputs_file_or_baseline_nested_too_deeply_is_exit_2(gated_project):
+    cfg, srv = gated_project
+    outputs = cfg.parent / "outputs.json"
+    outputs.write_text('{"q1": ' + _deep_list() + "}")
+    res = run("eval", cfg, "--outputs", outputs, "--no-cache")
+    assert res.exit_code == 2 and "outputs.json" in res.output and "nested too deeply" in " ".join(res.output.split())
+    rewrite(cfg.parent / "baseline.json", lambda d: d.__setitem__("environment", {"x": []}))
+    text = (cfg.parent / "baseline.json").read_text().replace('"x": []', '"x": ' + _deep_list(), 1)
+    (cfg.parent / "baseline.json").write_text(text)
+    calls = srv.request_count
+    res = run("eval", cfg, "--no-cache")
+    line = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert "baseline.json" in line and "nested too deeply" in line and "Traceback" not in res.output
+    assert srv.request_count == calls
+
+
+def test_an_answer_nested_too_deeply_fails_its_json_checks_and_the_run_completes(make_project, litellm_loaded):
+    """A model (or an outputs file) answering 3,000 nested brackets stopped
+    scoring with an internal error; the answer is now not readable as JSON:
+    each JSON check fails with the reason and a field metric scores it empty."""
+    deep = _deep_list()
+    with FakeOpenAI(reply=lambda m, b: deep) as srv:
+        cfg = make_project(srv.url, extra="""\
+            checks:
+              j: {is_json: true}
+              s: {json_schema: {type: array}}
+            """)
+        res = run("eval", cfg, "--update-baseline", "--no-cache", "-o", cfg.parent / "run.json")
+        assert res.exit_code == 0, res.output
+    case = json.loads((cfg.parent / "run.json").read_text())["cases"][0]
+    assert case["scores"]["j"] == 0.0 and case["reasons"]["j"] == "not JSON: nested too deeply to read"
+    assert case["scores"]["s"] == 0.0 and "nested too deeply" in case["reasons"]["s"]
+    from llmops_cli.measure.scorers import answer_field
+
+    assert answer_field(deep, "answer") == ("", "not JSON (nested too deeply to read), so no field 'answer'")

@@ -146,6 +146,9 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(path, None, f"cannot read: {e}") from None
     try:
         data = _load_yaml(text)
+        return parse_config(data, path)
+    except RecursionError:  # the YAML parser and the models recurse with the nesting: bad input, not a crash
+        raise ConfigError(path, None, "nested too deeply to read") from None
     except _DuplicateKey as e:
         raise ConfigError(path, _key_path(e.root, e.mapping, e.key),
                           f"duplicate key on line {e.line} (first on line {e.first_line}); give each key once") from None
@@ -154,4 +157,3 @@ def load_config(path: str | Path) -> Config:
         where = f"line {mark.line + 1}" if mark else None
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(path, where, f"invalid YAML: {problem}") from None
-    return parse_config(data, path)

@@ -185,6 +185,8 @@ def load_outputs(path: str | Path) -> dict[str, str]:
         raise InputError(p, None, "outputs file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(p, None, f"cannot read outputs: {e}") from None
+    except RecursionError:
+        raise InputError(p, None, "cannot read outputs: JSON nested too deeply") from None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise InputError(p, None, "expected a JSON object {case_id: output string}")
     return data

@@ -69,8 +69,8 @@ def prepare_checks(cfg: Config) -> dict[str, Prepared]:
         if spec.regex is not None and "{{" not in spec.regex:
             try:
                 p.regex = re.compile(spec.regex)
-            except re.error as e:
-                raise ConfigError(path, key, f"invalid regular expression: {e}") from None
+            except (re.error, RecursionError, OverflowError) as e:  # sre's parser recurses on nested groups
+                raise ConfigError(path, key, f"invalid regular expression: {e or 'nested too deeply'}") from None
         elif spec.json_schema is not None:
             p.validator = _validator(spec.json_schema, cfg, path, key)
         elif spec.python is not None:
@@ -90,14 +90,19 @@ def _validator(schema: dict[str, Any] | str, cfg: Config, path, key: str):
             raise ConfigError(path, key, f"schema file not found: {file}") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ConfigError(path, key, f"cannot read schema {file}: {e}") from None
-    cls = jsonschema.validators.validator_for(schema)
+        except RecursionError:
+            raise ConfigError(path, key, f"cannot read schema {file}: JSON nested too deeply") from None
     try:
-        cls.check_schema(schema)
-    except jsonschema.SchemaError as e:
-        raise ConfigError(path, key, f"not a valid JSON Schema: {e.message}") from None
-    validator = cls(schema)
-    if isinstance(schema, dict):  # a boolean schema (true/false) has no $ref
-        _resolve_refs(validator, schema, path, key)
+        cls = jsonschema.validators.validator_for(schema)
+        try:
+            cls.check_schema(schema)
+        except jsonschema.SchemaError as e:
+            raise ConfigError(path, key, f"not a valid JSON Schema: {e.message}") from None
+        validator = cls(schema)
+        if isinstance(schema, dict):  # a boolean schema (true/false) has no $ref
+            _resolve_refs(validator, schema, path, key)
+    except RecursionError:  # checking a schema recurses into it
+        raise ConfigError(path, key, "JSON Schema nested too deeply to check") from None
     return validator
 
 
@@ -246,15 +251,22 @@ def run_check(check: Prepared, output: str, value: Any, inputs: dict[str, Any], 
     if t == "is_json":
         try:
             json.loads(text)
+        except RecursionError:  # valid JSON, perhaps, but deeper than Python's parser reads: not readable as JSON
+            return 0.0, "not JSON: nested too deeply to read"
         except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
             return 0.0, f"not JSON: {e.msg} (char {e.pos})" if isinstance(e, json.JSONDecodeError) else f"not JSON: {e}"
         return 1.0, None
     if t == "json_schema":
         try:
             data = json.loads(text)
+        except RecursionError:
+            return 0.0, "not JSON: nested too deeply to read"
         except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
             return 0.0, f"not JSON: {e.msg} (char {e.pos})" if isinstance(e, json.JSONDecodeError) else f"not JSON: {e}"
-        err = next(iter(sorted(check.validator.iter_errors(data), key=lambda e: list(e.path))), None)
+        try:
+            err = next(iter(sorted(check.validator.iter_errors(data), key=lambda e: list(e.path))), None)
+        except RecursionError:  # validation recurses with the answer's depth
+            return 0.0, "schema: the answer is nested too deeply to check"
         if err is None:
             return 1.0, None
         where = "/".join(map(str, err.absolute_path)) or "(root)"

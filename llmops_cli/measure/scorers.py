@@ -126,6 +126,8 @@ def answer_field(output: str, field: str) -> tuple[str, str | None]:
 
     try:
         data = json.loads(output)
+    except RecursionError:  # deeper than Python's JSON parser reads
+        return "", f"not JSON (nested too deeply to read), so no field {field!r}"
     except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
         why = f"{e.msg}, char {e.pos}" if isinstance(e, json.JSONDecodeError) else str(e)
         return "", f"not JSON ({why}), so no field {field!r}"

@@ -63,9 +63,11 @@ def check_template(text: str, path: str | Path, key: str) -> None:
     before any model call. Names built at render time are the sandbox's."""
     try:
         _compile(text)
+        unsafe = _private_name(text)
     except jinja2.TemplateSyntaxError as e:
         raise ConfigError(path, key, f"template syntax error on line {e.lineno}: {e.message}") from None
-    unsafe = _private_name(text)
+    except RecursionError:  # Jinja2's parser and compiler recurse: a hostile template is bad input, not a crash
+        raise ConfigError(path, key, "template nested too deeply to parse") from None
     if unsafe is not None:
         raise ConfigError(path, key, f"template error: reads {unsafe!r}, which the template sandbox refuses (a "
                           "template cannot reach Python internals)")
@@ -172,9 +174,9 @@ def render_values(cfg: Config, inputs: dict[str, Any], references: list[str], ca
             if spec.type == "regex" and out[name] is not value:
                 try:
                     re.compile(out[name])
-                except re.error as e:
+                except (re.error, RecursionError, OverflowError) as e:
                     raise ConfigError(cfg.path or "<config>", key, f"invalid regular expression once rendered for case "
-                                      f"{case_id!r}: /{out[name]}/: {e}") from None
+                                      f"{case_id!r}: /{out[name]}/: {e or 'nested too deeply'}") from None
     return out
 
 

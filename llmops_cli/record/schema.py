@@ -411,6 +411,8 @@ def load_record(path: str | Path, what: str = "run record", model: type[RunRecor
         raise BaselineError(path, None, f"cannot read {what}: {e}") from None
     except json.JSONDecodeError as e:
         raise BaselineError(path, f"line {e.lineno}", f"invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise BaselineError(path, None, f"cannot read {what}: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise BaselineError(path, None, f"{what} must be a JSON object")
     version = data.get("schema_version")
