@@ -191,3 +191,21 @@ def test_an_answer_nested_too_deeply_fails_its_json_checks_and_the_run_completes
     from llmops_cli.measure.scorers import answer_field
 
     assert answer_field(deep, "answer") == ("", "not JSON (nested too deeply to read), so no field 'answer'")
+
+
+def test_a_regex_check_that_backtracks_catastrophically_fails_in_its_time_limit(make_project, litellm_loaded):
+    """``(a|aa)+$`` against 40 a's and a b: ``re`` had not finished after a
+    minute; the search now stops at the check's ``timeout`` and the check
+    fails for that case, with the reason; the run completes, and a regex
+    that matches still passes."""
+    with FakeOpenAI(reply=lambda m, b: "a" * 40 + "b") as srv:
+        cfg = make_project(srv.url, extra="""\
+            checks:
+              slow: {regex: "(a|aa)+$", timeout: 0.2}
+              fine: {regex: "a+b$"}
+            """)
+        res = run("eval", cfg, "--update-baseline", "--no-cache", "-o", cfg.parent / "run.json")
+    assert res.exit_code == 0, res.output
+    cases = json.loads((cfg.parent / "run.json").read_text())["cases"]
+    assert all(c["scores"]["slow"] == 0.0 and c["scores"]["fine"] == 1.0 for c in cases)
+    assert cases[0]["reasons"]["slow"] == "the search for /(a|aa)+$/ took longer than 0.2 s (checks.slow.timeout)"

@@ -118,13 +118,14 @@ class LengthRule(_Strict):
         return self
 
 
-CHECK_TIMEOUT_S = 10.0  # a python check's default time limit per case, seconds
+CHECK_TIMEOUT_S = 10.0  # a python check's or a regex search's default time limit per case, seconds
 
 
 class Check(_Strict):
     """A per-case check, scored 1 (pass) or 0 (fail) with a reason kept in the
     record (``python`` may also return a 0–1 score). Exactly one type:
-    ``equals``, ``starts_with``, ``regex`` (``re.search``): a string;
+    ``equals``, ``starts_with``, ``regex`` (a search with the ``regex``
+    library, ``re``'s syntax, under the time limit below): a string;
     ``contains``, ``icontains`` (case-insensitive), ``not_contains``: a string
     or a list (``match: any`` or ``all`` of them for the first two;
     ``not_contains`` fails on any); ``is_json: true``; ``json_schema``: an
@@ -135,9 +136,11 @@ class Check(_Strict):
     0–1 float, or ``(score, reason)``. String values are Jinja2 templates over
     the case's inputs and ``references``. ``field``: check this field of a
     JSON answer instead of the whole output (an answer that does not parse
-    fails the check). ``timeout``: seconds a ``python`` check may take on one
-    case (default :data:`CHECK_TIMEOUT_S`); a call that takes longer fails
-    the check for that case, with the reason."""
+    fails the check). ``timeout``: seconds a ``python`` check, or a ``regex``
+    search, may take on one case (default :data:`CHECK_TIMEOUT_S`); one that
+    takes longer fails the check for that case, with the reason (a regex from
+    an untrusted pull request cannot hang the run by catastrophic
+    backtracking)."""
 
     equals: str | None = None
     contains: str | list[str] | None = None
