@@ -209,3 +209,24 @@ def test_a_regex_check_that_backtracks_catastrophically_fails_in_its_time_limit(
     cases = json.loads((cfg.parent / "run.json").read_text())["cases"]
     assert all(c["scores"]["slow"] == 0.0 and c["scores"]["fine"] == 1.0 for c in cases)
     assert cases[0]["reasons"]["slow"] == "the search for /(a|aa)+$/ took longer than 0.2 s (checks.slow.timeout)"
+
+
+def test_answers_ids_and_names_holding_rich_markup_are_printed_as_text(make_project, litellm_loaded):
+    """A model answer with "[/]" in it (code, a regex) crashed the terminal
+    report with rich's MarkupError after the run; so would a case id, a
+    served-model name or a baseline's version string. Every such text is
+    printed as it is, and the verdict stands (exit 1, not an internal error)."""
+    questions = [{"id": f"[/]q{i}", "question": f"Question {i}?", "answers": ["[bold]x[/bold]"]} for i in range(12)]
+    state = {"answer": "[bold]x[/bold]"}
+    with FakeOpenAI(reply=lambda m, b: state["answer"], served_model="[/]served") as srv:
+        cfg = make_project(srv.url, questions=questions)
+        res = run("eval", cfg, "--update-baseline", "--no-cache")
+        assert res.exit_code == 0, res.output
+        rewrite(cfg.parent / "baseline.json", lambda d: d["environment"].__setitem__("litellm", "[/]0.0"))
+        state["answer"] = "[/] no [link=http://example.invalid]idea[/link]"
+        res = run("eval", cfg, "--no-cache")
+    assert res.exit_code == 1, res.output
+    assert "MarkupError" not in res.output and "internal error" not in res.output
+    flat = " ".join(res.output.split())
+    assert "[/]q0" in flat and "[/] no [link=http://example.invalid]ide" in flat and "[bold]x[/bold]" in flat
+    assert "environment changes: litellm: [/]0.0" in flat

@@ -29,10 +29,10 @@ def init_cmd(directory: Annotated[Path, typer.Argument(metavar="[DIR]", file_oka
         raise SystemExit(err.exit_code) from None
     console = terminal()
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False)
     where = "" if directory.resolve() == Path.cwd().resolve() else f"cd {directory} && "
     console.print("llmops.changed.yaml changes one prompt line; the gate catches it (exit 1). LLMOPS.md says why.")
-    console.print(f"next: {where}llmops eval llmops.yaml --update-baseline && llmops eval llmops.changed.yaml")
+    console.print(f"next: {where}llmops eval llmops.yaml --update-baseline && llmops eval llmops.changed.yaml", markup=False)
 
 
 @cli.command("schema")

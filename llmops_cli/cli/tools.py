@@ -71,7 +71,7 @@ def review_sample(run: Annotated[Path, typer.Argument(metavar="RUN", dir_okay=Fa
         path = write_rows(rows, output)
     except LlmopsError as err:
         _failing(err)
-    terminal().print(f"wrote {len(rows)} cases to {path}; fill the *_human columns, then `llmops review import {path}`")
+    terminal().print(f"wrote {len(rows)} cases to {path}; fill the *_human columns, then `llmops review import {path}`", markup=False)
 
 
 @review_app.command("import")

@@ -4,6 +4,8 @@ tables of ``cache info``, ``scorers`` and ``review import``."""
 
 from __future__ import annotations
 
+from rich.markup import escape
+
 from llmops_cli.gate.comparison import Comparison
 from llmops_cli.plan.dataset import input_text
 from llmops_cli.record.schema import RunRecord
@@ -21,8 +23,8 @@ def print_run_summary(console, record: RunRecord) -> None:
     part = f" (shard {record.shard.index}/{record.shard.count} of {record.shard.total})" if record.shard else ""
     if record.sequential is not None:
         part += f" answered of {record.sequential.total} (sequential)"
-    console.print(f"[bold]run[/] {record.run_id} · {len(record.cases)} cases{part} · fingerprint {record.fingerprint} · "
-                  f"dataset {record.dataset_hash}")
+    console.print(f"[bold]run[/] {escape(record.run_id)} · {len(record.cases)} cases{part} · fingerprint "
+                  f"{escape(record.fingerprint)} · dataset {escape(record.dataset_hash)}")
     t = Table()
     t.add_column("metric")
     t.add_column("score", justify="right")
@@ -33,15 +35,16 @@ def print_run_summary(console, record: RunRecord) -> None:
         t.add_column("judge self-agreement", justify="right")
     for name, m in record.metrics.items():
         agree = m.info.get("self_agreement")
-        t.add_row(name, fmt(m.aggregate, m.scale, unit=m.info.get("unit", "")), f"{m.n_scored}/{m.n_scored + m.n_unscored}", str(m.n_unscored),
+        t.add_row(escape(name), fmt(m.aggregate, m.scale, unit=m.info.get("unit", "")), f"{m.n_scored}/{m.n_scored + m.n_unscored}", str(m.n_unscored),
                   *(("—" if agree is None else f"{agree:.2f} ({m.info.get('disagreement_rate', 0):.0%} cases disagree)",)
                     if judged else ()))
     console.print(t)
-    console.print("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s")
+    console.print("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s", markup=False)
     if record.usage.slowest:
-        console.print("slowest calls: " + ", ".join(f"{s['id']} {s['latency_s']:.2f} s" for s in record.usage.slowest[:3]), style="dim")
+        console.print("slowest calls: " + ", ".join(f"{s['id']} {s['latency_s']:.2f} s" for s in record.usage.slowest[:3]), style="dim",
+                      markup=False)
     if record.judge_usage is not None:
-        console.print("judge " + usage_line(record.judge_usage))
+        console.print("judge " + usage_line(record.judge_usage), markup=False)
 
 def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     """The commits compared (``--baseline-ref``), the gate table, then config
@@ -55,15 +58,16 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     for i, line in enumerate(sequential_lines(cmp)):  # a sequential run: where it stopped
         console.print(line, style="bold" if i == 0 else "dim", markup=False, highlight=False)
     for line in cmp.model_drift:
-        console.print(f"[bold yellow]served model drift[/]: {line}", markup=True, highlight=False)
+        # served model names come from the server, versions from the baseline file: text, never markup
+        console.print(f"[bold yellow]served model drift[/]: {escape(line)}", markup=True, highlight=False)
     if cmp.environment_changes:
-        console.print("[bold]environment changes[/]: " + ", ".join(cmp.environment_changes))
+        console.print("[bold]environment changes[/]: " + escape(", ".join(cmp.environment_changes)))
     if cmp.config_changes:
         console.print("[bold]config changes[/] (baseline → candidate):")
         for line in cmp.config_changes[:12]:
             console.print(f"  {line}", markup=False)
     elif cmp.baseline_fingerprint == cmp.candidate_fingerprint:
-        console.print(f"config unchanged (fingerprint {cmp.candidate_fingerprint})", style="dim")
+        console.print(f"config unchanged (fingerprint {cmp.candidate_fingerprint})", style="dim", markup=False)
     t = Table(title="gate", title_justify="left")
     counts = any(m.n_unscored for m in cmp.metrics)  # a metric left answered cases unscored: show how many were compared
     for col in ("metric", "baseline", "candidate", "delta", f"{cmp.confidence:.0%} CI", "p", "MDE", "rule", "verdict"):
@@ -72,9 +76,9 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
             t.add_column("scored", justify="right")
     for m in cmp.metrics:
         style = VERDICT_STYLE.get(m.verdict, "")
-        t.add_row(m.metric, *((f"{m.n}/{m.n + m.n_unscored}",) if counts else ()), fmt(m.baseline, m.scale, unit=m.unit),
+        t.add_row(escape(m.metric), *((f"{m.n}/{m.n + m.n_unscored}",) if counts else ()), fmt(m.baseline, m.scale, unit=m.unit),
                   fmt(m.candidate, m.scale, unit=m.unit), fmt(m.delta, m.scale, True, m.unit), fmt_ci(m),
-                  fmt_p(m), fmt_mde(m), m.rule, f"[{style}]{m.verdict}[/]" if style else m.verdict)
+                  fmt_p(m), fmt_mde(m), escape(m.rule), f"[{style}]{m.verdict}[/]" if style else m.verdict)
     console.print(t)
     console.print(gate_rule_text(cmp), style="dim")
     for line in metric_notes(cmp):
@@ -92,8 +96,10 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
         for col in ("id", "question", "baseline output", "candidate output", "Δ " + fallen[0].metric) + (("why",) if why else ()):
             ct.add_column(col, overflow="fold")
         for c in fallen:
-            ct.add_row(c.id, _short(input_text(c.inputs), 50), _short(c.baseline_output, 40), _short(c.candidate_output, 40),
-                       fmt(c.delta, 1.0, True), *((_short(case_reason(c), 100),) if why else ()))
+            # case ids, inputs and answers are data (a model's answer may hold "[/]"): text, never markup
+            ct.add_row(*map(escape, (c.id, _short(input_text(c.inputs), 50), _short(c.baseline_output, 40),
+                                     _short(c.candidate_output, 40))),
+                       fmt(c.delta, 1.0, True), *((escape(_short(case_reason(c), 100)),) if why else ()))
         console.print(ct)
     print_slices(console, cmp)
     for m in cmp.failed:
@@ -145,8 +151,8 @@ def print_changed_cases(console, cmp: Comparison, top: int = 10) -> None:
     for col in ("id", "question", "reference", "A output", "B output", "Δ " + cases[0].metric):
         t.add_column(col, overflow="fold")
     for c in cases:
-        t.add_row(c.id, _short(input_text(c.inputs), 50), _short(" | ".join(c.references), 30), _short(c.baseline_output, 40),
-                  _short(c.candidate_output, 40), fmt(c.delta, 1.0, True))
+        t.add_row(*map(escape, (c.id, _short(input_text(c.inputs), 50), _short(" | ".join(c.references), 30),
+                                _short(c.baseline_output, 40), _short(c.candidate_output, 40))), fmt(c.delta, 1.0, True))
     console.print(t)
 
 def print_error(message: str) -> None:
@@ -182,9 +188,9 @@ def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: 
     if loud and rec is not None and not partial:
         print_run_summary(console, rec)
         if out.record_path:
-            console.print(f"run record: {out.record_path}", style="dim")
+            console.print(f"run record: {out.record_path}", style="dim", markup=False)
     if partial and out.record_path:
-        console.print(f"partial run record: {out.record_path}", style="dim")
+        console.print(f"partial run record: {out.record_path}", style="dim", markup=False)
     if loud and rec is not None and not partial and cmp is None:
         print_record_slices(console, rec)
     if cmp is not None and (loud or not out.ok):
@@ -197,7 +203,7 @@ def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: 
         head, _, rest = out.reason.partition(":")
         console.print(f"[bold red]{head}[/]:{escape(rest)}")
     elif loud and out.status == "baseline written":
-        console.print(f"[green]baseline written:[/] {out.baseline_path}")
+        console.print(f"[green]baseline written:[/] {escape(str(out.baseline_path))}")
     elif loud and out.status in ("shard written", "merged"):
         head, _, rest = out.reason.partition(":")
         console.print(f"[green]{escape(head)}:[/]{escape(rest)}", soft_wrap=True)
@@ -214,15 +220,15 @@ def print_agreement(console, rows) -> None:
     for col in ("judge", "labels", "accuracy", "Cohen's kappa", "judge unscored"):
         t.add_column(col, justify="left" if col == "judge" else "right")
     for a in rows:
-        t.add_row(a.judge, str(a.n), "—" if a.accuracy is None else f"{a.accuracy:.3f}",
+        t.add_row(escape(a.judge), str(a.n), "—" if a.accuracy is None else f"{a.accuracy:.3f}",
                   "—" if a.kappa is None else f"{a.kappa:.3f}", str(a.judge_unscored))
     console.print(t)
 
 def print_cache_info(console, info: dict) -> None:
     """The cache's location, size, entries per model and memoised results (:meth:`Cache.info`)."""
-    console.print(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB")
+    console.print(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB", markup=False)
     for model, n in sorted(info["models"].items()):
-        console.print(f"  {model}: {n}")
+        console.print(f"  {model}: {n}", markup=False)
     if info["memo"]:
         console.print("memoised results: " + ", ".join(f"{kind} {n}" for kind, n in sorted(info["memo"].items())))
 
@@ -238,7 +244,8 @@ def print_scorers(console, scorers: dict, plugins: dict[str, str], failed: dict[
     for name in sorted(scorers):
         s = scorers[name]
         scale = s.unit or f"0–{s.scale:g}"
-        t.add_row(name, scale, "higher" if s.higher_is_better else "lower", plugins.get(name, "built-in"), s.description or "")
+        t.add_row(escape(name), escape(scale), "higher" if s.higher_is_better else "lower", escape(plugins.get(name, "built-in")),
+                  escape(s.description or ""))
     console.print(t)
     for name, why in sorted(failed.items()):
         console.print(f"plugin {name} failed to load: {why}", style="yellow", markup=False)
