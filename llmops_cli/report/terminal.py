@@ -90,7 +90,7 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
                       style="yellow")
     fallen = [c for c in cmp.changed_cases if c.delta < 0][:top]
     if fallen:
-        ct = Table(title=f"cases that fell most ({cmp.n_worse_cases} worse, {cmp.n_improved_cases} better on {fallen[0].metric})",
+        ct = Table(title=f"cases that fell most ({cmp.n_worse_cases} worse, {cmp.n_improved_cases} better on {escape(fallen[0].metric)})",
                    title_justify="left")
         why = any(c.reasons or c.candidate_error for c in fallen)
         for col in ("id", "question", "baseline output", "candidate output", "Δ " + fallen[0].metric) + (("why",) if why else ()):
@@ -111,11 +111,11 @@ def print_record_slices(console, record: RunRecord) -> None:
     from rich.table import Table
 
     for field, values in record.slices.items():
-        t = Table(title=f"by {field}", title_justify="left")
-        t.add_column(field)
+        t = Table(title=f"by {escape(field)}", title_justify="left")
+        t.add_column(escape(field))
         t.add_column("n", justify="right")
         for name in record.metrics:
-            t.add_column(name, justify="right")
+            t.add_column(escape(name), justify="right")
         for value, entry in values.items():
             t.add_row(escape(value), str(entry["n"]), *(fmt(entry.get(name), m.scale, unit=m.info.get("unit", ""))
                                                          for name, m in record.metrics.items()))
@@ -127,12 +127,12 @@ def print_slices(console, cmp: Comparison) -> None:
     from rich.table import Table
 
     for field, (metrics, rows) in slice_tables(cmp).items():
-        t = Table(title=f"by {field} (candidate (delta ± CI half-width); rules per slice join the Holm family)",
+        t = Table(title=f"by {escape(field)} (candidate (delta ± CI half-width); rules per slice join the Holm family)",
                   title_justify="left")
-        t.add_column(field)
+        t.add_column(escape(field))
         t.add_column("n", justify="right")
         for name in metrics:
-            t.add_column(name, justify="right")
+            t.add_column(escape(name), justify="right")
         for value, n, cells in rows:
             styled = [f"[{VERDICT_STYLE[c.verdict]}]{escape(slice_cell(c))}[/]" if c and c.verdict != "info"
                       else escape(slice_cell(c)) if c else "—" for c in cells]
