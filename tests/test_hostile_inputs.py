@@ -230,3 +230,45 @@ def test_answers_ids_and_names_holding_rich_markup_are_printed_as_text(make_proj
     flat = " ".join(res.output.split())
     assert "[/]q0" in flat and "[/] no [link=http://example.invalid]ide" in flat and "[bold]x[/bold]" in flat
     assert "environment changes: litellm: [/]0.0" in flat
+
+
+# -- lone UTF-16 surrogates: valid JSON and YAML escapes, not Unicode text -------------------
+
+def test_an_answer_holding_a_lone_surrogate_is_recorded_with_a_replacement_character(make_project, litellm_loaded):
+    """A server answering "\\ud800" (a JSON escape json.loads keeps) ended the
+    run in an internal error: the answer could not be cached or written as
+    UTF-8. It is recorded with U+FFFD in its place, and scored."""
+    with FakeOpenAI(reply=lambda m, b: "Denver \ud800 Broncos") as srv:
+        cfg = make_project(srv.url)
+        res = run("eval", cfg, "--update-baseline", "-o", cfg.parent / "run.json")
+        assert res.exit_code == 0, res.output
+        res = run("eval", cfg, "-o", cfg.parent / "again.json")  # from the cache
+        assert res.exit_code == 0, res.output
+    for name in ("run.json", "again.json"):
+        case = json.loads((cfg.parent / name).read_text(encoding="utf-8"))["cases"][0]
+        assert case["output"] == "Denver \ufffd Broncos" and case["scores"]["token_f1"] > 0
+
+
+@pytest.mark.parametrize("where", ["dataset", "config", "outputs"])
+def test_a_lone_surrogate_in_an_input_file_is_exit_2_naming_where(make_project, where):
+    with FakeOpenAI(reply=answer) as srv:
+        cfg = make_project(srv.url)
+        args = ["validate", cfg, "--update-baseline"]
+        if where == "dataset":
+            path = cfg.parent / "questions.jsonl"
+            lines = path.read_text().splitlines()
+            lines[1] = lines[1].replace('"question": "', '"question": "\\ud800 ', 1)
+            path.write_text("\n".join(lines) + "\n")
+            expect = ["questions.jsonl", "line 2"]
+        elif where == "config":
+            cfg.write_text(cfg.read_text().replace('system: "Answer briefly."', 'system: "Answer \\ud800 briefly."'))
+            expect = ["llmops.yaml", "prompt.system"]
+        else:
+            (cfg.parent / "out.json").write_text(json.dumps({"q1": "x \ud800"}))
+            args = ["eval", cfg, "--outputs", cfg.parent / "out.json", "--update-baseline"]
+            expect = ["out.json", "'q1'"]
+        res = run(*args)
+        line = " ".join(res.output.split())
+        assert res.exit_code == 2, res.output
+        assert all(e in line for e in expect) and "lone UTF-16 surrogate" in line and "internal" not in line
+        assert srv.request_count == 0

@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from llmops_cli.core.errors import ConfigError
+from llmops_cli.core.files import LONE_SURROGATE, lone_surrogate_key
 from llmops_cli.config.models import Config
 
 
@@ -146,6 +147,9 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(path, None, f"cannot read: {e}") from None
     try:
         data = _load_yaml(text)
+        bad = lone_surrogate_key(data)  # YAML's "\ud800" escape: a string UTF-8 cannot hold
+        if bad is not None:
+            raise ConfigError(path, bad or None, LONE_SURROGATE)
         return parse_config(data, path)
     except RecursionError:  # the YAML parser and the models recurse with the nesting: bad input, not a crash
         raise ConfigError(path, None, "nested too deeply to read") from None

@@ -21,6 +21,45 @@ from llmops_cli.core.errors import DatasetError, OutputError
 
 # -- reading tabular files ---------------------------------------------------
 
+LONE_SURROGATE = ("holds a lone UTF-16 surrogate (an escape \\ud800–\\udfff without its pair): not Unicode text, "
+                  "so it could not be written to a record or sent as UTF-8")
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a JSON value (str, or dicts and lists of them) holds a lone
+    UTF-16 surrogate, which ``json.loads`` keeps from an escape such as
+    ``"\\ud800"`` but UTF-8 cannot encode."""
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value) if not value.isascii() else False
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
+
+
+def lone_surrogate_key(value: Any, where: str = "") -> str | None:
+    """The dotted key (``prompt.user``, ``checks.c.contains[1]``) of the first
+    place in a parsed config or JSON value holding a lone surrogate, ``""``
+    for the value itself, or None when there is none."""
+    if isinstance(value, str):
+        return where if has_lone_surrogate(value) else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            key = f"{where}.{k}" if where else str(k)
+            if has_lone_surrogate(k):
+                return ascii(key)
+            found = lone_surrogate_key(v, key)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = lone_surrogate_key(v, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 def _infer_format(path: Path, fmt: str | None) -> str:
     if fmt:
         return fmt
@@ -126,6 +165,8 @@ def read_records(path: Path, fmt: str | None = None, what: str = "file") -> list
                         raise DatasetError(path, f"line {n}", f"invalid JSON: {e.msg}") from None
                     if not isinstance(row, dict):
                         raise DatasetError(path, f"line {n}", "expected a JSON object")
+                    if ("\\ud" in line or "\\uD" in line) and has_lone_surrogate(row):
+                        raise DatasetError(path, f"line {n}", LONE_SURROGATE)
                     rows.append(row)
             elif fmt == "json":
                 text = f.read()
@@ -137,6 +178,8 @@ def read_records(path: Path, fmt: str | None = None, what: str = "file") -> list
                 if not isinstance(rows, list):
                     raise DatasetError(path, None, "expected a JSON list of objects")
                 for n, row in enumerate(rows):
+                    if has_lone_surrogate(row):
+                        raise DatasetError(path, f"[{n}]", LONE_SURROGATE)
                     if not isinstance(row, dict):
                         raise DatasetError(path, f"[{n}]", "expected a JSON object")
             else:

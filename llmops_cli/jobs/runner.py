@@ -189,6 +189,11 @@ def load_outputs(path: str | Path) -> dict[str, str]:
         raise InputError(p, None, "cannot read outputs: JSON nested too deeply") from None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise InputError(p, None, "expected a JSON object {case_id: output string}")
+    from llmops_cli.core.files import LONE_SURROGATE, has_lone_surrogate
+
+    bad = next((k for k, v in data.items() if has_lone_surrogate(k) or has_lone_surrogate(v)), None)
+    if bad is not None:
+        raise InputError(p, ascii(bad), LONE_SURROGATE)
     return data
 
 

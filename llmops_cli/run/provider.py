@@ -194,6 +194,29 @@ def str_or_none(value: Any) -> str | None:
     return sys.intern(value) if isinstance(value, str) and value else None
 
 
+_SURROGATE = None  # the compiled pattern of a lone UTF-16 surrogate, made on first use
+
+
+def valid_text(value: Any) -> Any:
+    """``value`` (a str, or a JSON value of dicts and lists) with every lone
+    UTF-16 surrogate (U+D800–U+DFFF) replaced by U+FFFD. JSON may escape one
+    (``"\\ud800"``) and ``json.loads`` keeps it, but no UTF-8 file can hold
+    it: an answer with one failed to be recorded or cached ("surrogates not
+    allowed"), so the whole run ended in an internal error."""
+    global _SURROGATE
+    if isinstance(value, str):
+        if _SURROGATE is None:
+            import re
+
+            _SURROGATE = re.compile("[\ud800-\udfff]")
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [valid_text(v) for v in value]
+    return value
+
+
 def _output_text(message) -> str:
     """The answer's text: its content, or — for a reply that is only a tool
     call (``tools``/``tool_choice``) — the first tool call's arguments (a
@@ -271,18 +294,18 @@ async def call_model(litellm, req: Request, key: str | None, retries: int, limit
         return None
     except Exception as exc:  # recorded as the case's error, never as a score
         ended = time.perf_counter()
-        return Call(repeat=req.repeat, error=_error_text(exc, ep), retries=attempts - 1,
+        return Call(repeat=req.repeat, error=valid_text(_error_text(exc, ep)), retries=attempts - 1,
                     latency_s=round(attempt_s, 4) if attempt_s is not None else None,
                     queue_s=round(t0 - asked, 4) if t0 is not None else None,
                     backoff_s=round(max(0.0, ended - t0 - in_attempts), 4) if t0 is not None else None)
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
-    raw = response.model_dump(mode="json")
+    raw = valid_text(response.model_dump(mode="json"))
     logprob_sum, logprob_tokens = logprob_totals(raw)
     target = router.answered_by(response) if router is not None else None
     return Call(
         repeat=req.repeat,
-        output=_output_text(choice.message),
+        output=valid_text(_output_text(choice.message)),
         response=raw,
         served_model=str_or_none(raw.get("model")),
         system_fingerprint=str_or_none(raw.get("system_fingerprint")),
