@@ -272,3 +272,20 @@ def test_a_lone_surrogate_in_an_input_file_is_exit_2_naming_where(make_project, 
         assert res.exit_code == 2, res.output
         assert all(e in line for e in expect) and "lone UTF-16 surrogate" in line and "internal" not in line
         assert srv.request_count == 0
+
+
+def test_control_characters_in_answers_and_ids_reach_the_terminal_as_text(make_project, litellm_loaded):
+    """An answer (or case id) holding ESC sequences — clear the screen, write
+    the clipboard (OSC 52) — went to the terminal as they were; they are
+    shown as \\x1b, never executed, and the verdict stands."""
+    questions = [{"id": f"q{i}\x1b]52;c;ZXZpbA==\x07", "question": f"Question {i}?", "answers": ["Broncos"]} for i in range(12)]
+    state = {"answer": "Broncos"}
+    with FakeOpenAI(reply=lambda m, b: state["answer"]) as srv:
+        cfg = make_project(srv.url, questions=questions)
+        assert run("eval", cfg, "--update-baseline", "--no-cache").exit_code == 0
+        state["answer"] = "\x1b[2J\x1b[Hgate passed\x9b"
+        res = run("eval", cfg, "--no-cache")
+    assert res.exit_code == 1, res.output
+    assert "\x1b" not in res.output and "\x9b" not in res.output and "\x07" not in res.output
+    flat = " ".join(res.output.split())
+    assert "\\x1b[2J\\x1b[Hgate" in flat and "\\x1b]52;c;ZXZp" in flat

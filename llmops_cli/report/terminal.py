@@ -4,7 +4,9 @@ tables of ``cache info``, ``scorers`` and ``review import``."""
 
 from __future__ import annotations
 
-from rich.markup import escape
+import re
+
+from rich.markup import escape as _markup_escape
 
 from llmops_cli.gate.comparison import Comparison
 from llmops_cli.plan.dataset import input_text
@@ -15,6 +17,25 @@ from llmops_cli.report.text import sequential_lines
 
 VERDICT_STYLE = {"pass": "green", "improved": "bold green", "regressed": "bold red", "below min": "bold red",
                  "above max": "bold red", "unproven": "bold red", "unscored": "bold yellow", "info": "dim"}
+
+
+# C0 and C1 control characters but tab and newline: a model's answer, a case id or a file name holding ESC could
+# otherwise clear the screen, move the cursor, write the clipboard (OSC 52) or fake a line in the terminal or CI log
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with each control character (C0 but tab and newline, DEL,
+    C1) shown as ``\\xNN``: data reaches the terminal as text, never as a
+    terminal command."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def escape(text: str) -> str:
+    """Data for a rich string with markup: its control characters made
+    :func:`visible` and its ``[`` escaped (a ``[/]`` in an answer is text)."""
+    return _markup_escape(visible(text))
+
 
 def print_run_summary(console, record: RunRecord) -> None:
     """Metrics and usage of one run."""
@@ -39,24 +60,23 @@ def print_run_summary(console, record: RunRecord) -> None:
                   *(("—" if agree is None else f"{agree:.2f} ({m.info.get('disagreement_rate', 0):.0%} cases disagree)",)
                     if judged else ()))
     console.print(t)
-    console.print("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s", markup=False)
+    console.print(visible("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s"), markup=False)
     if record.usage.slowest:
-        console.print("slowest calls: " + ", ".join(f"{s['id']} {s['latency_s']:.2f} s" for s in record.usage.slowest[:3]), style="dim",
+        console.print(visible("slowest calls: " + ", ".join(f"{s['id']} {s['latency_s']:.2f} s" for s in record.usage.slowest[:3])), style="dim",
                       markup=False)
     if record.judge_usage is not None:
-        console.print("judge " + usage_line(record.judge_usage), markup=False)
+        console.print(visible("judge " + usage_line(record.judge_usage)), markup=False)
 
 def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     """The commits compared (``--baseline-ref``), the gate table, then config
     changes and the most fallen cases."""
-    from rich.markup import escape
     from rich.table import Table
 
     if cmp.commits:  # --baseline-ref: the commit each side was read from
         console.print(f"[bold]baseline[/] {escape(cmp.commits.get('baseline', '?'))} · [bold]candidate[/] "
                       f"{escape(cmp.commits.get('candidate', '?'))}", soft_wrap=True)
     for i, line in enumerate(sequential_lines(cmp)):  # a sequential run: where it stopped
-        console.print(line, style="bold" if i == 0 else "dim", markup=False, highlight=False)
+        console.print(visible(line), style="bold" if i == 0 else "dim", markup=False, highlight=False)
     for line in cmp.model_drift:
         # served model names come from the server, versions from the baseline file: text, never markup
         console.print(f"[bold yellow]served model drift[/]: {escape(line)}", markup=True, highlight=False)
@@ -65,9 +85,9 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     if cmp.config_changes:
         console.print("[bold]config changes[/] (baseline → candidate):")
         for line in cmp.config_changes[:12]:
-            console.print(f"  {line}", markup=False)
+            console.print(visible(f"  {line}"), markup=False)
     elif cmp.baseline_fingerprint == cmp.candidate_fingerprint:
-        console.print(f"config unchanged (fingerprint {cmp.candidate_fingerprint})", style="dim", markup=False)
+        console.print(visible(f"config unchanged (fingerprint {cmp.candidate_fingerprint})"), style="dim", markup=False)
     t = Table(title="gate", title_justify="left")
     counts = any(m.n_unscored for m in cmp.metrics)  # a metric left answered cases unscored: show how many were compared
     for col in ("metric", "baseline", "candidate", "delta", f"{cmp.confidence:.0%} CI", "p", "MDE", "rule", "verdict"):
@@ -82,9 +102,9 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     console.print(t)
     console.print(gate_rule_text(cmp), style="dim")
     for line in metric_notes(cmp):
-        console.print(line, style="yellow", markup=False)
+        console.print(visible(line), style="yellow", markup=False)
     for line in cmp.power_warnings:
-        console.print(f"warning: {line}", style="yellow", markup=False)
+        console.print(visible(f"warning: {line}"), style="yellow", markup=False)
     if cmp.only_baseline or cmp.only_candidate:
         console.print(f"unpaired cases excluded: {len(cmp.only_baseline)} only in baseline, {len(cmp.only_candidate)} only in candidate",
                       style="yellow")
@@ -107,7 +127,6 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
 
 def print_record_slices(console, record: RunRecord) -> None:
     """A run's per-slice aggregates (``record.slices``), one table per field."""
-    from rich.markup import escape
     from rich.table import Table
 
     for field, values in record.slices.items():
@@ -123,7 +142,6 @@ def print_record_slices(console, record: RunRecord) -> None:
 
 def print_slices(console, cmp: Comparison) -> None:
     """One table per slice field: a row per value, a column per metric."""
-    from rich.markup import escape
     from rich.table import Table
 
     for field, (metrics, rows) in slice_tables(cmp).items():
@@ -157,7 +175,6 @@ def print_changed_cases(console, cmp: Comparison, top: int = 10) -> None:
 
 def print_error(message: str) -> None:
     """``llmops: error: <message>`` as one line on stderr (never folded)."""
-    from rich.markup import escape
 
     terminal(stderr=True).print(f"[bold red]llmops: error:[/] {escape(message)}", soft_wrap=True)
 
@@ -178,19 +195,18 @@ def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: 
     success; on failure only the gate table (if any) and the verdict.
     ``json_out`` prints the comparison as JSON on stdout (``console`` is then
     on stderr)."""
-    from rich.markup import escape
 
     rec, cmp = out.record, out.comparison
     loud = not quiet
     for line in out.notes if loud else ():
-        console.print(line, style="yellow" if line.startswith("judge changed") else "dim", markup=False)
+        console.print(visible(line), style="yellow" if line.startswith("judge changed") else "dim", markup=False)
     partial = rec is not None and rec.status != "complete"
     if loud and rec is not None and not partial:
         print_run_summary(console, rec)
         if out.record_path:
-            console.print(f"run record: {out.record_path}", style="dim", markup=False)
+            console.print(visible(f"run record: {out.record_path}"), style="dim", markup=False)
     if partial and out.record_path:
-        console.print(f"partial run record: {out.record_path}", style="dim", markup=False)
+        console.print(visible(f"partial run record: {out.record_path}"), style="dim", markup=False)
     if loud and rec is not None and not partial and cmp is None:
         print_record_slices(console, rec)
     if cmp is not None and (loud or not out.ok):
@@ -226,9 +242,9 @@ def print_agreement(console, rows) -> None:
 
 def print_cache_info(console, info: dict) -> None:
     """The cache's location, size, entries per model and memoised results (:meth:`Cache.info`)."""
-    console.print(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB", markup=False)
+    console.print(visible(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB"), markup=False)
     for model, n in sorted(info["models"].items()):
-        console.print(f"  {model}: {n}", markup=False)
+        console.print(visible(f"  {model}: {n}"), markup=False)
     if info["memo"]:
         console.print("memoised results: " + ", ".join(f"{kind} {n}" for kind, n in sorted(info["memo"].items())))
 
@@ -248,7 +264,7 @@ def print_scorers(console, scorers: dict, plugins: dict[str, str], failed: dict[
                   escape(s.description or ""))
     console.print(t)
     for name, why in sorted(failed.items()):
-        console.print(f"plugin {name} failed to load: {why}", style="yellow", markup=False)
+        console.print(visible(f"plugin {name} failed to load: {why}"), style="yellow", markup=False)
 
 
 class progress_bar:
