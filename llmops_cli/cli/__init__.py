@@ -108,15 +108,18 @@ def main(argv: list[str] | None = None) -> None:
     except ClickException as err:  # usage errors: one line, exit 2
         raise SystemExit(_usage_error(err, command, list(sys.argv[1:] if argv is None else argv))) from None
     except LlmopsError as err:  # raised outside a command's own handling (e.g. `cache info` on a broken cache)
-        sys.stderr.write(f"llmops: error: {err}\n")
+        from llmops_cli.report.terminal import visible
+
+        sys.stderr.write(visible(f"llmops: error: {err}") + "\n")
         raise SystemExit(err.exit_code) from None
     except Exception as exc:  # a bug or an environment failure: never a pass, never a regression
         if os.environ.get("LLMOPS_DEBUG"):
             raise
+        from llmops_cli.report.terminal import visible
         from llmops_cli.run.provider import redact
 
-        sys.stderr.write(redact(f"llmops: internal error, the run could not complete: {type(exc).__name__}: {exc} "
-                                "(set LLMOPS_DEBUG=1 for the traceback)")[:1000] + "\n")
+        sys.stderr.write(visible(redact(f"llmops: internal error, the run could not complete: {type(exc).__name__}: "
+                                        f"{exc} (set LLMOPS_DEBUG=1 for the traceback)")[:1000]) + "\n")
         raise SystemExit(3) from None
     if code == 130:  # Typer turns a Ctrl-C it sees into 130
         sys.stderr.write("llmops: interrupted\n")
