@@ -289,3 +289,19 @@ def test_control_characters_in_answers_and_ids_reach_the_terminal_as_text(make_p
     assert "\x1b" not in res.output and "\x9b" not in res.output and "\x07" not in res.output
     flat = " ".join(res.output.split())
     assert "\\x1b[2J\\x1b[Hgate" in flat and "\\x1b]52;c;ZXZp" in flat
+
+
+@pytest.mark.parametrize("rule, key", [("{min: .nan}", "token_f1.min"), ("{max_drop: .inf}", "token_f1.max_drop"),
+                                       ("{max: -.inf}", "token_f1.max")])
+def test_nan_or_infinity_in_a_config_number_is_exit_2(make_project, rule, key):
+    """`min: .nan` made a floor that never fires (every comparison with NaN
+    is false) and `max_drop: .inf` a rule that cannot fail: both passed
+    validation silently. Every config number must be finite."""
+    with FakeOpenAI(reply=answer) as srv:
+        cfg = make_project(srv.url)
+        cfg.write_text(cfg.read_text().replace("token_f1: {max_drop: 0.05}", f"token_f1: {rule}"))
+        res = run("validate", cfg)
+        line = " ".join(res.output.split())
+        assert res.exit_code == 2, res.output
+        assert "llmops.yaml" in line and f"gate.metrics.{key}" in line and "finite number" in line
+        assert srv.request_count == 0

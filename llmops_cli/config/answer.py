@@ -13,7 +13,9 @@ MAX_TIMEOUT_S = 3600  # params.timeout: seconds per request
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # unknown keys are errors; so are NaN and ±Infinity in any number (`min: .nan` made a floor that never fires,
+    # `max_drop: .inf` a rule that cannot fail)
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 OPTIONAL_PARAMS = ("response_format", "tools", "tool_choice")  # left out of snapshots when unset
