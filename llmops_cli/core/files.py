@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -23,19 +24,23 @@ from llmops_cli.core.errors import DatasetError, OutputError
 
 LONE_SURROGATE = ("holds a lone UTF-16 surrogate (an escape \\ud800–\\udfff without its pair): not Unicode text, "
                   "so it could not be written to a record or sent as UTF-8")
+# a lone UTF-16 surrogate: json.loads and YAML keep one from an escape such as "\\ud800" (json.loads pairs the halves
+# of a valid pair into one character), but UTF-8 cannot encode it
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def has_lone_surrogate(value: Any) -> bool:
-    """Whether a JSON value (str, or dicts and lists of them) holds a lone
-    UTF-16 surrogate, which ``json.loads`` keeps from an escape such as
-    ``"\\ud800"`` but UTF-8 cannot encode."""
+def valid_text(value: Any) -> Any:
+    """``value`` (a str, or a JSON value of dicts and lists) with every lone
+    surrogate replaced by U+FFFD: an answer holding one could not be cached
+    or recorded ("surrogates not allowed"), so the whole run ended in an
+    internal error."""
     if isinstance(value, str):
-        return any("\ud800" <= ch <= "\udfff" for ch in value) if not value.isascii() else False
+        return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, dict):
-        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
     if isinstance(value, list):
-        return any(has_lone_surrogate(v) for v in value)
-    return False
+        return [valid_text(v) for v in value]
+    return value
 
 
 def lone_surrogate_key(value: Any, where: str = "") -> str | None:
@@ -43,11 +48,11 @@ def lone_surrogate_key(value: Any, where: str = "") -> str | None:
     place in a parsed config or JSON value holding a lone surrogate, ``""``
     for the value itself, or None when there is none."""
     if isinstance(value, str):
-        return where if has_lone_surrogate(value) else None
+        return where if _SURROGATE.search(value) else None
     if isinstance(value, dict):
         for k, v in value.items():
             key = f"{where}.{k}" if where else str(k)
-            if has_lone_surrogate(k):
+            if isinstance(k, str) and _SURROGATE.search(k):
                 return ascii(key)
             found = lone_surrogate_key(v, key)
             if found is not None:
@@ -58,6 +63,17 @@ def lone_surrogate_key(value: Any, where: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a JSON value holds a lone surrogate (:func:`lone_surrogate_key`)."""
+    return lone_surrogate_key(value) is not None
+
+
+def _may_escape_surrogate(text: str) -> bool:
+    """Whether JSON ``text`` may escape a surrogate (``\\udXXX``): only then
+    are its parsed rows searched for a lone one."""
+    return "\\ud" in text or "\\uD" in text
 
 
 def _infer_format(path: Path, fmt: str | None) -> str:
@@ -165,11 +181,12 @@ def read_records(path: Path, fmt: str | None = None, what: str = "file") -> list
                         raise DatasetError(path, f"line {n}", f"invalid JSON: {e.msg}") from None
                     if not isinstance(row, dict):
                         raise DatasetError(path, f"line {n}", "expected a JSON object")
-                    if ("\\ud" in line or "\\uD" in line) and has_lone_surrogate(row):
+                    if _may_escape_surrogate(line) and has_lone_surrogate(row):
                         raise DatasetError(path, f"line {n}", LONE_SURROGATE)
                     rows.append(row)
             elif fmt == "json":
                 text = f.read()
+                maybe_surrogate = _may_escape_surrogate(text)
                 try:
                     rows = json.loads(text) if text.strip() else []
                 except json.JSONDecodeError as e:
@@ -178,7 +195,7 @@ def read_records(path: Path, fmt: str | None = None, what: str = "file") -> list
                 if not isinstance(rows, list):
                     raise DatasetError(path, None, "expected a JSON list of objects")
                 for n, row in enumerate(rows):
-                    if has_lone_surrogate(row):
+                    if maybe_surrogate and has_lone_surrogate(row):
                         raise DatasetError(path, f"[{n}]", LONE_SURROGATE)
                     if not isinstance(row, dict):
                         raise DatasetError(path, f"[{n}]", "expected a JSON object")

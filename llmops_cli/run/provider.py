@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, cast
 
 from llmops_cli.core.errors import ConfigError
+from llmops_cli.core.files import valid_text
 from llmops_cli.run.faults import congestion_signal, is_retryable, retry_after_s, retrying  # noqa: F401  (public here too)
 from llmops_cli.plan.endpoint import CALL_PARAMS, Endpoint  # noqa: F401  (public here too)
 from llmops_cli.record.schema import Call
@@ -192,29 +193,6 @@ def str_or_none(value: Any) -> str | None:
     served model and system fingerprint repeat over every call: one string
     each, not one per case)."""
     return sys.intern(value) if isinstance(value, str) and value else None
-
-
-_SURROGATE = None  # the compiled pattern of a lone UTF-16 surrogate, made on first use
-
-
-def valid_text(value: Any) -> Any:
-    """``value`` (a str, or a JSON value of dicts and lists) with every lone
-    UTF-16 surrogate (U+D800–U+DFFF) replaced by U+FFFD. JSON may escape one
-    (``"\\ud800"``) and ``json.loads`` keeps it, but no UTF-8 file can hold
-    it: an answer with one failed to be recorded or cached ("surrogates not
-    allowed"), so the whole run ended in an internal error."""
-    global _SURROGATE
-    if isinstance(value, str):
-        if _SURROGATE is None:
-            import re
-
-            _SURROGATE = re.compile("[\ud800-\udfff]")
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {valid_text(k): valid_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [valid_text(v) for v in value]
-    return value
 
 
 def _output_text(message) -> str:
