@@ -231,6 +231,17 @@ def _target(output: str, field: str | None) -> tuple[Any, str | None]:
     return (None, why) if why else (text, None)
 
 
+def _json_answer(text: str) -> tuple[Any, str | None]:
+    """The answer parsed as JSON, or ``(None, reason)`` when it is not
+    readable as JSON (the check fails with the reason)."""
+    try:
+        return json.loads(text), None
+    except RecursionError:  # valid JSON, perhaps, but deeper than Python's parser reads: not readable as JSON
+        return None, "not JSON: nested too deeply to read"
+    except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
+        return None, f"not JSON: {e.msg} (char {e.pos})" if isinstance(e, json.JSONDecodeError) else f"not JSON: {e}"
+
+
 def run_check(check: Prepared, output: str, value: Any, inputs: dict[str, Any], references: list[str],
               chunks: list[dict[str, Any]]) -> Verdict:
     """One check on one output: ``(1.0, None)`` on a pass, ``(0.0, reason)``
@@ -268,20 +279,12 @@ def run_check(check: Prepared, output: str, value: Any, inputs: dict[str, Any], 
             return 0.0, f"the search for /{_short(value, 40)}/ took longer than {limit:g} s (checks.{check.name}.timeout)"
         return (1.0, None) if found else (0.0, f"no match for /{value}/")
     if t == "is_json":
-        try:
-            json.loads(text)
-        except RecursionError:  # valid JSON, perhaps, but deeper than Python's parser reads: not readable as JSON
-            return 0.0, "not JSON: nested too deeply to read"
-        except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
-            return 0.0, f"not JSON: {e.msg} (char {e.pos})" if isinstance(e, json.JSONDecodeError) else f"not JSON: {e}"
-        return 1.0, None
+        _, why = _json_answer(text)
+        return (0.0, why) if why else (1.0, None)
     if t == "json_schema":
-        try:
-            data = json.loads(text)
-        except RecursionError:
-            return 0.0, "not JSON: nested too deeply to read"
-        except ValueError as e:  # a JSONDecodeError, or a plain ValueError (an integer over sys.get_int_max_str_digits())
-            return 0.0, f"not JSON: {e.msg} (char {e.pos})" if isinstance(e, json.JSONDecodeError) else f"not JSON: {e}"
+        data, why = _json_answer(text)
+        if why:
+            return 0.0, why
         try:
             err = next(iter(sorted(check.validator.iter_errors(data), key=lambda e: list(e.path))), None)
         except RecursionError:  # validation recurses with the answer's depth
