@@ -32,9 +32,10 @@ def visible(text: str) -> str:
 
 
 def escape(text: str) -> str:
-    """Data for a rich string with markup: its control characters made
-    :func:`visible` and its ``[`` escaped (a ``[/]`` in an answer is text)."""
-    return _markup_escape(visible(text))
+    """Data for a rich string with markup: its ``[`` escaped (a ``[/]`` in an
+    answer is text); its control characters are the console's
+    (:func:`terminal`)."""
+    return _markup_escape(text)
 
 
 def print_run_summary(console, record: RunRecord) -> None:
@@ -60,12 +61,12 @@ def print_run_summary(console, record: RunRecord) -> None:
                   *(("—" if agree is None else f"{agree:.2f} ({m.info.get('disagreement_rate', 0):.0%} cases disagree)",)
                     if judged else ()))
     console.print(t)
-    console.print(visible("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s"), markup=False)
+    console.print("model " + usage_line(record.usage) + f" · wall {record.usage.wall_s:.1f} s", markup=False)
     if record.usage.slowest:
-        console.print(visible("slowest calls: " + ", ".join(f"{s['id']} {s['latency_s']:.2f} s" for s in record.usage.slowest[:3])), style="dim",
+        console.print("slowest calls: " + ", ".join(f"{s['id']} {s['latency_s']:.2f} s" for s in record.usage.slowest[:3]), style="dim",
                       markup=False)
     if record.judge_usage is not None:
-        console.print(visible("judge " + usage_line(record.judge_usage)), markup=False)
+        console.print("judge " + usage_line(record.judge_usage), markup=False)
 
 def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     """The commits compared (``--baseline-ref``), the gate table, then config
@@ -76,7 +77,7 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
         console.print(f"[bold]baseline[/] {escape(cmp.commits.get('baseline', '?'))} · [bold]candidate[/] "
                       f"{escape(cmp.commits.get('candidate', '?'))}", soft_wrap=True)
     for i, line in enumerate(sequential_lines(cmp)):  # a sequential run: where it stopped
-        console.print(visible(line), style="bold" if i == 0 else "dim", markup=False, highlight=False)
+        console.print(line, style="bold" if i == 0 else "dim", markup=False, highlight=False)
     for line in cmp.model_drift:
         # served model names come from the server, versions from the baseline file: text, never markup
         console.print(f"[bold yellow]served model drift[/]: {escape(line)}", markup=True, highlight=False)
@@ -85,9 +86,9 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     if cmp.config_changes:
         console.print("[bold]config changes[/] (baseline → candidate):")
         for line in cmp.config_changes[:12]:
-            console.print(visible(f"  {line}"), markup=False)
+            console.print(f"  {line}", markup=False)
     elif cmp.baseline_fingerprint == cmp.candidate_fingerprint:
-        console.print(visible(f"config unchanged (fingerprint {cmp.candidate_fingerprint})"), style="dim", markup=False)
+        console.print(f"config unchanged (fingerprint {cmp.candidate_fingerprint})", style="dim", markup=False)
     t = Table(title="gate", title_justify="left")
     counts = any(m.n_unscored for m in cmp.metrics)  # a metric left answered cases unscored: show how many were compared
     for col in ("metric", "baseline", "candidate", "delta", f"{cmp.confidence:.0%} CI", "p", "MDE", "rule", "verdict"):
@@ -102,9 +103,9 @@ def print_comparison(console, cmp: Comparison, top: int = 5) -> None:
     console.print(t)
     console.print(gate_rule_text(cmp), style="dim")
     for line in metric_notes(cmp):
-        console.print(visible(line), style="yellow", markup=False)
+        console.print(line, style="yellow", markup=False)
     for line in cmp.power_warnings:
-        console.print(visible(f"warning: {line}"), style="yellow", markup=False)
+        console.print(f"warning: {line}", style="yellow", markup=False)
     if cmp.only_baseline or cmp.only_candidate:
         console.print(f"unpaired cases excluded: {len(cmp.only_baseline)} only in baseline, {len(cmp.only_candidate)} only in candidate",
                       style="yellow")
@@ -183,7 +184,14 @@ def terminal(stderr: bool = False):
     120 columns wide, so that the tables are not folded at 80."""
     from rich.console import Console
 
-    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    class TextConsole(Console):
+        """Every string it renders — printed, a table's cell, header or title
+        — reaches the terminal as text: control characters :func:`visible`."""
+
+        def render_str(self, text: str, **kwargs):  # type: ignore[override]
+            return super().render_str(visible(text), **kwargs)
+
+    console = TextConsole(stderr=stderr, highlight=False, soft_wrap=False)
     if not console.is_terminal:
         console.width = max(console.width, 120)
     return console
@@ -199,14 +207,14 @@ def print_outcome(console, out, *, top: int = 5, quiet: bool = False, json_out: 
     rec, cmp = out.record, out.comparison
     loud = not quiet
     for line in out.notes if loud else ():
-        console.print(visible(line), style="yellow" if line.startswith("judge changed") else "dim", markup=False)
+        console.print(line, style="yellow" if line.startswith("judge changed") else "dim", markup=False)
     partial = rec is not None and rec.status != "complete"
     if loud and rec is not None and not partial:
         print_run_summary(console, rec)
         if out.record_path:
-            console.print(visible(f"run record: {out.record_path}"), style="dim", markup=False)
+            console.print(f"run record: {out.record_path}", style="dim", markup=False)
     if partial and out.record_path:
-        console.print(visible(f"partial run record: {out.record_path}"), style="dim", markup=False)
+        console.print(f"partial run record: {out.record_path}", style="dim", markup=False)
     if loud and rec is not None and not partial and cmp is None:
         print_record_slices(console, rec)
     if cmp is not None and (loud or not out.ok):
@@ -242,9 +250,9 @@ def print_agreement(console, rows) -> None:
 
 def print_cache_info(console, info: dict) -> None:
     """The cache's location, size, entries per model and memoised results (:meth:`Cache.info`)."""
-    console.print(visible(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB"), markup=False)
+    console.print(f"{info['path']}: {info['entries']} entries, {info['bytes'] / 1e6:.1f} MB", markup=False)
     for model, n in sorted(info["models"].items()):
-        console.print(visible(f"  {model}: {n}"), markup=False)
+        console.print(f"  {model}: {n}", markup=False)
     if info["memo"]:
         console.print("memoised results: " + ", ".join(f"{kind} {n}" for kind, n in sorted(info["memo"].items())))
 
@@ -264,7 +272,7 @@ def print_scorers(console, scorers: dict, plugins: dict[str, str], failed: dict[
                   escape(s.description or ""))
     console.print(t)
     for name, why in sorted(failed.items()):
-        console.print(visible(f"plugin {name} failed to load: {why}"), style="yellow", markup=False)
+        console.print(f"plugin {name} failed to load: {why}", style="yellow", markup=False)
 
 
 class progress_bar:
