@@ -148,7 +148,7 @@ class AdaptiveLimit:
         self.throttled += signal == "429"
         if self.adaptive and started_in == self._round:
             if self.delay is not None:
-                self.delay.congested()
+                self.delay.congested(self)
             self.limit = max(1.0, self.limit / 2)
             self._slow_start = False
             self._round += 1

@@ -39,12 +39,20 @@ https://github.com/Netflix/concurrency-limits) do for services:
   is the provider's own (answers of different lengths, a slow model): the
   limit goes back, slow start resumes if it was on, the baseline becomes the
   window's mean latency and the next probe needs twice the ratio (up to 4×);
+* **the run's first window** — its calls were all sent at once, so the
+  least latency seen holds our own start-up work and may have queued: once
+  an answer in it is slow, no call is sent until the window is judged (each
+  one sent then would wait behind the whole burst), and a knee it finds is
+  checked by a try below it after one window instead of :data:`HOLD` (when
+  that try loses throughput, the knee stands and is held as any other);
 * **above the knee** the limit does not grow with each success; after
   :data:`HOLD` windows at the knee it tries one window at 1.25× the knee (at
   least one more call); it stays there only when the throughput rose by at
   least :data:`GAIN_SHARE` of the rise in calls (``Gradient2``'s "latency
   rose with the limit but the throughput did not": back to the knee, and the
-  next try waits twice as long, up to :data:`MAX_HOLD` windows);
+  next try waits twice as long, up to :data:`MAX_HOLD` windows); a try whose
+  first :data:`MIN_WINDOW` answers already took too long for the throughput
+  to have risen (Little's law) ends there;
 * **below the knee** — tries alternate with one at half the knee, judged as a
   probe (as BBR's ProbeRTT drains its queue to re-measure the least delay):
   when no call was ever alone at the server, even the least latency seen
@@ -127,6 +135,7 @@ class Probe:
     throughput: float
     latency: float
     slow_start: bool
+    early: bool = False  # a probe of the run's first window: its baseline came from answers sent together
 
 
 class DelaySignal:
@@ -155,6 +164,8 @@ class DelaySignal:
         self._at_knee = (0.0, 0.0)  # (answers, seconds) at the knee since the last try above it
         self._suspects: list[float] = []  # the throughputs of the windows in a row that suggested a queue
         self._answers = 0
+        self._recheck = False  # the try below the knee under way checks a knee found in the run's first window
+        self._paused_limit: float | None = None  # the limit while the first window's sending is paused
 
     def baseline(self) -> float | None:
         """The latency of a call that does not queue (seconds), or None before any answer."""
@@ -170,14 +181,19 @@ class DelaySignal:
 
     def holds(self, limit: float) -> bool:
         """Whether a success must not raise ``limit``: a probe is being
-        measured, or the limit is at or above a confirmed knee."""
-        return self._probe is not None or (self.knee is not None and limit >= self.knee)
+        measured, the first window's sending is paused, or the limit is at
+        or above a confirmed knee."""
+        return (self._probe is not None or self._paused_limit is not None
+                or (self.knee is not None and limit >= self.knee))
 
-    def congested(self) -> None:
-        """The limit is being halved on a 429/503/timeout: a probe in
-        measurement is void (its window would measure the halving), and slow
-        start is over for good."""
+    def congested(self, lim: SteeredLimit) -> None:
+        """The limit is about to be halved on a 429/503/timeout: a probe in
+        measurement is void (its window would measure the halving), slow
+        start is over for good, and a paused first window's limit is the
+        one halved."""
         self._probe, self._hystart = None, False
+        if self._paused_limit is not None:
+            lim.limit, self._paused_limit = self._paused_limit, None
 
     def flow(self, now: float, in_flight: int, lim: SteeredLimit) -> None:
         """Account ``in_flight`` calls up to ``now``, just before that count
@@ -212,6 +228,10 @@ class DelaySignal:
         # on at once (as HyStart ends TCP's slow start on a rising delay), not a window of doubling later
         if lim._slow_start and latency > QUEUE_RATIO * self._base():
             lim._slow_start, self._hystart = False, True  # no more doubling until the window has been judged
+            if self._first:
+                # the run's first calls were all sent at once: a queue seen now is theirs, and every call sent
+                # until the window is judged would wait behind all of them. None is sent until then
+                self._paused_limit, lim.limit = lim.limit, 1.0
         # the run's first window alone: there answers over time measure a queue's throughput exactly (it starts at
         # the first answer); later windows in slow start come in bursts of a round, judged as any other
         early = (self._hystart and self._first and w.count >= MIN_WINDOW
@@ -219,6 +239,7 @@ class DelaySignal:
         least, late = MIN_WINDOW, False
         if self._probe is not None:
             least = VERDICT_WINDOW
+        futile = self._probe is not None and self._probe.kind == "up" and self._futile(w, lim)
         if self._probe is not None and self._probe.kind == "down":
             # no queue: the throughput fell with the limit, and waiting for the window's answers one by one is slow;
             # judged as soon as the queue's throughput would have given them all
@@ -226,12 +247,27 @@ class DelaySignal:
         # a window spans ROUNDS baseline latencies at least: answers come in bursts, and a window of one burst
         # would measure the burst, not the throughput
         long_enough = now - w.start >= ROUNDS * self._base()
-        if early or late or (long_enough and w.count >= max(least, int(lim.limit) // 2)):
+        if early or late or futile or (long_enough and w.count >= max(least, int(lim.limit) // 2)):
             w.area += lim._in_flight * (now - w.last)
             w.last = now
             self._window = Window(now, now) if lim._in_flight <= int(lim.limit) else None
             self._fresh = w.fresh[1] / w.fresh[0] if w.fresh[0] else None
-            self._decide(*w.measures(now), now - w.start, lim)
+            self._decide(*w.measures(now), now - w.start, lim, futile)
+
+    def _futile(self, w: Window, lim: SteeredLimit) -> bool:
+        """Whether a try above the knee has already failed, before its
+        window is full: :data:`MIN_WINDOW` answers to calls sent at the
+        higher limit took so much longer than at the knee that, by Little's
+        law (X = N/R), the throughput cannot have risen by
+        :data:`GAIN_SHARE` of the rise in calls (with a 20% margin). Against
+        one slot this ends each try in half the answers; it never accepts one."""
+        probe = self._probe
+        assert probe is not None
+        count, total = w.fresh
+        if count < MIN_WINDOW or probe.latency <= 0:
+            return False
+        more = int(lim.limit) / int(probe.limit)
+        return total / count > 1.2 * probe.latency * more / (1 + GAIN_SHARE * (more - 1))
 
     @staticmethod
     def _keep(lower: float, before: float) -> float:
@@ -245,15 +281,21 @@ class DelaySignal:
         if lim._in_flight > int(lim.limit):
             self._window = None  # the next window starts once the calls in flight drained to the new limit
 
-    def _decide(self, x: float, r: float, n: float, span: float, lim: SteeredLimit) -> None:
+    def _decide(self, x: float, r: float, n: float, span: float, lim: SteeredLimit, futile: bool = False) -> None:
         """Act on a closed window of ``span`` seconds: throughput ``x``
-        (calls/s), mean latency ``r`` (s), mean calls in flight ``n``."""
+        (calls/s), mean latency ``r`` (s), mean calls in flight ``n``;
+        ``futile``: a try above the knee already failed (:meth:`_futile`)."""
         probe, self._probe = self._probe, None
+        recheck = self._recheck and probe is not None
+        if probe is not None:
+            self._recheck = False
         paused = self._hystart
         early, self._hystart = self._hystart and self._first, False
         self._first = False
         if paused:  # slow start was paused on one slow answer: the window judges it (a probe keeps it paused)
             lim._slow_start = True
+        if self._paused_limit is not None:  # and the first window's sending with it
+            lim.limit, self._paused_limit = self._paused_limit, None
         # two measures of the throughput: answers over time (x), right even while the calls in flight change but
         # noisy when answers come in bursts; Little's law n/r, steadier but only once the calls in flight have
         # settled: used for the windows judged in a steady state (not the first, not one after a change)
@@ -264,18 +306,26 @@ class DelaySignal:
                 self.knee, self.knee_throughput, self._wait = lim.limit, x, self._hold
                 self._at_knee = (x * span, span)
                 self._knee_slow_start = probe.slow_start
+                if probe.early and int(lim.limit) >= 2:
+                    # this knee is Little's law on the run's first answers, all sent together: the least of their
+                    # latencies holds the client's own start-up work (and may have queued), so the knee may be too
+                    # high. The first try below it comes after one window, not HOLD
+                    self._wait, self._try_down, self._recheck = 1, True, True
             else:  # they were being served: this latency is the provider's own, not a queue
                 # (the latency of the calls sent at the lower limit: those sent before may have queued behind others)
                 self.base = max(self.base or 0.0, self._fresh if self._fresh is not None else r)
-                self._ratio = min(2 * self._ratio, 4 * QUEUE_RATIO)  # and a queue must show more clearly next time
                 lim._slow_start = probe.slow_start
-                if self.knee is not None:  # a try below the knee: the knee stands; the try above it comes next
-                    self._wait = 1
+                if recheck:  # the early knee was right: it stands, held as any knee
+                    self._wait = self._hold
+                else:
+                    self._ratio = min(2 * self._ratio, 4 * QUEUE_RATIO)  # and a queue must show more clearly next time
+                    if self.knee is not None:  # a try below the knee: the knee stands; the try above it comes next
+                        self._wait = 1
                 self._set(lim, probe.limit)
             return
         if probe is not None:  # a try above the knee
             more = int(lim.limit) / int(probe.limit)  # the calls in flight are whole
-            if x >= probe.throughput * (1 + GAIN_SHARE * (more - 1)):
+            if not futile and x >= probe.throughput * (1 + GAIN_SHARE * (more - 1)):
                 self.knee = self.knee_throughput = None
                 self._hold = HOLD
                 lim._slow_start = self._knee_slow_start  # the knee was wrong or has moved: explore as before it
@@ -295,7 +345,7 @@ class DelaySignal:
         # one window may be a run of long answers: a queue is acted on when two windows in a row show it (at once
         # in the window that ended slow start), against the higher of their throughputs
         if suspect and (early or len(self._suspects) >= 2):
-            self._probe = Probe("down", lim.limit, max(self._suspects), r, lim._slow_start)
+            self._probe = Probe("down", lim.limit, max(self._suspects), r, lim._slow_start, early)
             self._suspects = []
             lim._slow_start = False
             self.probes += 1
