@@ -213,8 +213,11 @@ def import_lean(name: str):
     blocked = [pkg for pkg in LEAN_BLOCKED if pkg not in sys.modules]
     for pkg in blocked:
         sys.modules[pkg] = None  # type: ignore[assignment]
+    from llmops_cli.core.imports import collector_paused
+
     try:
-        return importlib.import_module(name)
+        with collector_paused():
+            return importlib.import_module(name)
     finally:
         for pkg in blocked:
             if sys.modules.get(pkg, 0) is None:

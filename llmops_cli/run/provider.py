@@ -28,15 +28,15 @@ from llmops_cli.record.schema import Call
 if TYPE_CHECKING:
     from llmops_cli.plan.requests import Request
 
-# passed to every call when set; response_format, tools and tool_choice are OpenAI's (LiteLLM maps them per provider)
-
-
-
 def import_litellm():
-    """Import LiteLLM (≈3.5 s) with the offline price map, and register the
+    """Import LiteLLM (≈2 s) with the offline price map and the garbage
+    collector paused (:mod:`llmops_cli.core.imports`), and register the
     embedded ``local`` provider."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    from llmops_cli.core.imports import collector_paused
+
+    with collector_paused():
+        import litellm
 
     from llmops_cli.run import local_model
 
@@ -62,7 +62,10 @@ async def warm_up(litellm, endpoints) -> None:
     hosted = [ep for ep in endpoints if not ep.is_local]
     if not hosted:
         return
-    import openai.resources.chat  # noqa: F401
+    from llmops_cli.core.imports import collector_paused
+
+    with collector_paused():
+        import openai.resources.chat  # noqa: F401
 
     model = hosted[0].deployments[0].model if hosted[0].deployments else hosted[0].model
     await litellm.acompletion(model=model, messages=[{"role": "user", "content": "warm-up"}], mock_response="ok",
