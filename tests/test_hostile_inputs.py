@@ -305,3 +305,53 @@ def test_nan_or_infinity_in_a_config_number_is_exit_2(make_project, rule, key):
         assert res.exit_code == 2, res.output
         assert "llmops.yaml" in line and f"gate.metrics.{key}" in line and "finite number" in line
         assert srv.request_count == 0
+
+
+CHECKS_PY = '''
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError("no str")
+
+def surrogate(output):
+    return (False, "bad \\ud800 reason")
+
+def huge(output):
+    return (False, "x" * 1_000_000)
+
+def unprintable(output):
+    return (False, Unprintable())
+
+def raises_unprintable(output):
+    class Boom(Exception):
+        def __str__(self):
+            raise RuntimeError("no str either")
+    raise Boom()
+'''
+
+
+def test_a_python_checks_reason_is_recorded_safely_whatever_it_returns(make_project, litellm_loaded):
+    """A python check (from a pull request) returning a reason with a lone
+    surrogate, a reason whose str() raises, or one exception whose str()
+    raises ended the run in an internal error (exit 3, no record); a
+    1,000,000-character reason went into the record and the baseline whole.
+    Each is now the failed check's recorded reason: replaced, named, or cut
+    to MAX_REASON_CHARS."""
+    from llmops_cli.measure.checks import MAX_REASON_CHARS
+
+    with FakeOpenAI(reply=answer) as srv:
+        cfg = make_project(srv.url, extra="""\
+            checks:
+              sur: {python: "hostile_checks.py:surrogate"}
+              big: {python: "hostile_checks.py:huge"}
+              obj: {python: "hostile_checks.py:unprintable"}
+              exc: {python: "hostile_checks.py:raises_unprintable"}
+            """)
+        (cfg.parent / "hostile_checks.py").write_text(CHECKS_PY)
+        res = run("eval", cfg, "--update-baseline", "--no-cache", "-o", cfg.parent / "run.json")
+        assert res.exit_code == 0, res.output
+    reasons = json.loads((cfg.parent / "run.json").read_text(encoding="utf-8"))["cases"][0]["reasons"]
+    assert reasons["sur"] == "bad \ufffd reason"
+    assert len(reasons["big"]) == MAX_REASON_CHARS and reasons["big"].endswith("…")
+    assert reasons["obj"] == "<a Unprintable whose str() raised RuntimeError>"
+    assert reasons["exc"] == "hostile_checks.py:raises_unprintable raised Boom: <a Boom whose str() raised RuntimeError>"
+    assert (cfg.parent / "baseline.json").stat().st_size < 200_000

@@ -222,6 +222,27 @@ def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+MAX_REASON_CHARS = 500  # a python check's own reason is cut to this many characters in the record
+
+
+def _text_of(value: Any, width: int, *, one_line: bool = True) -> str:
+    """``str(value)`` from a python check (its reason, or what it raised),
+    made safe to record: at most ``width`` characters (``one_line``: its
+    whitespace collapsed too), lone surrogates replaced (no UTF-8 file can
+    hold them), and a ``__str__`` that raises named instead of propagating."""
+    from llmops_cli.core.files import valid_text
+
+    try:
+        text = str(value)
+    except BaseException as e:  # noqa: B036  (the user's __str__; KeyboardInterrupt is re-raised)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        text = f"<a {type(value).__name__} whose str() raised {type(e).__name__}>"
+    if one_line:
+        text = " ".join(text.split())
+    return valid_text(text if len(text) <= width else text[: width - 1] + "…")
+
+
 def _target(output: str, field: str | None) -> tuple[Any, str | None]:
     """The text a check looks at, or ``(None, reason)`` when a ``field`` was
     asked for and the answer does not parse or has none."""
@@ -325,7 +346,7 @@ def _call(check: Prepared, output: str, inputs, references, chunks) -> Verdict:
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # the user's function failed on this answer (SystemExit included): a failed check
-        return 0.0, f"{check.spec.python} raised {type(e).__name__}: {_short(str(e), 80)}"
+        return 0.0, f"{check.spec.python} raised {type(e).__name__}: {_text_of(e, 80)}"
     reason = None
     if isinstance(result, dict):
         reason = result.get("reason")
@@ -337,8 +358,18 @@ def _call(check: Prepared, output: str, inputs, references, chunks) -> Verdict:
     elif isinstance(result, (int, float)) and 0 <= result <= 1:
         score = float(result)
     else:
-        return 0.0, f"{check.spec.python} returned {_short(repr(result), 40)}, not a bool or a 0–1 score"
-    return score, (None if score == 1.0 else (str(reason) if reason else "failed"))
+        return 0.0, f"{check.spec.python} returned {_text_of(_Repr(result), 40)}, not a bool or a 0–1 score"
+    return score, (None if score == 1.0 else (_text_of(reason, MAX_REASON_CHARS, one_line=False) if reason else "failed"))
+
+
+class _Repr:
+    """``repr(value)`` as its ``str``, for :func:`_text_of`."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __str__(self) -> str:
+        return repr(self.value)
 
 
 class CheckTimeout(BaseException):
