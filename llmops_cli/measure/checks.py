@@ -217,30 +217,30 @@ def _forget_foreign(top: str, base_dir) -> None:
 
 # -- running a check -----------------------------------------------------------------------
 
-def _short(text: str, width: int = 60) -> str:
-    text = " ".join(text.split())
+def _short(text: str, width: int = 60, *, one_line: bool = True) -> str:
+    """``text`` cut to ``width`` characters (``one_line``: its whitespace collapsed first)."""
+    if one_line:
+        text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 MAX_REASON_CHARS = 500  # a python check's own reason is cut to this many characters in the record
 
 
-def _text_of(value: Any, width: int, *, one_line: bool = True) -> str:
-    """``str(value)`` from a python check (its reason, or what it raised),
-    made safe to record: at most ``width`` characters (``one_line``: its
-    whitespace collapsed too), lone surrogates replaced (no UTF-8 file can
-    hold them), and a ``__str__`` that raises named instead of propagating."""
+def _text_of(value: Any, width: int, *, one_line: bool = True, show: Callable[[Any], str] = str) -> str:
+    """``show(value)`` (``str`` or ``repr``) of what a python check gave (its
+    reason, its result, or what it raised), made safe to record: cut by
+    :func:`_short`, lone surrogates replaced (no UTF-8 file can hold them),
+    and a ``__str__``/``__repr__`` that raises named instead of propagating."""
     from llmops_cli.core.files import valid_text
 
     try:
-        text = str(value)
+        text = show(value)
     except BaseException as e:  # noqa: B036  (the user's __str__; KeyboardInterrupt is re-raised)
         if isinstance(e, KeyboardInterrupt):
             raise
-        text = f"<a {type(value).__name__} whose str() raised {type(e).__name__}>"
-    if one_line:
-        text = " ".join(text.split())
-    return valid_text(text if len(text) <= width else text[: width - 1] + "…")
+        text = f"<a {type(value).__name__} whose {show.__name__}() raised {type(e).__name__}>"
+    return valid_text(_short(text, width, one_line=one_line))
 
 
 def _target(output: str, field: str | None) -> tuple[Any, str | None]:
@@ -358,18 +358,8 @@ def _call(check: Prepared, output: str, inputs, references, chunks) -> Verdict:
     elif isinstance(result, (int, float)) and 0 <= result <= 1:
         score = float(result)
     else:
-        return 0.0, f"{check.spec.python} returned {_text_of(_Repr(result), 40)}, not a bool or a 0–1 score"
+        return 0.0, f"{check.spec.python} returned {_text_of(result, 40, show=repr)}, not a bool or a 0–1 score"
     return score, (None if score == 1.0 else (_text_of(reason, MAX_REASON_CHARS, one_line=False) if reason else "failed"))
-
-
-class _Repr:
-    """``repr(value)`` as its ``str``, for :func:`_text_of`."""
-
-    def __init__(self, value: Any):
-        self.value = value
-
-    def __str__(self) -> str:
-        return repr(self.value)
 
 
 class CheckTimeout(BaseException):

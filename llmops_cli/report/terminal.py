@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 
-from rich.markup import escape as _markup_escape
+# data in a rich string with markup goes through escape: its "[" escaped (a "[/]" in an answer is text); its control
+# characters are the console's (terminal)
+from rich.markup import escape
 
 from llmops_cli.gate.comparison import Comparison
 from llmops_cli.plan.dataset import input_text
@@ -29,13 +31,6 @@ def visible(text: str) -> str:
     C1) shown as ``\\xNN``: data reaches the terminal as text, never as a
     terminal command."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def escape(text: str) -> str:
-    """Data for a rich string with markup: its ``[`` escaped (a ``[/]`` in an
-    answer is text); its control characters are the console's
-    (:func:`terminal`)."""
-    return _markup_escape(text)
 
 
 def print_run_summary(console, record: RunRecord) -> None:
