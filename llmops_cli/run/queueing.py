@@ -163,7 +163,6 @@ class DelaySignal:
         self._ratio = QUEUE_RATIO  # doubled after each probe that found no queue
         self._at_knee = (0.0, 0.0)  # (answers, seconds) at the knee since the last try above it
         self._suspects: list[float] = []  # the throughputs of the windows in a row that suggested a queue
-        self._answers = 0
         self._recheck = False  # the try below the knee under way checks a knee found in the run's first window
         self._paused_limit: float | None = None  # the limit while the first window's sending is paused
 
@@ -192,6 +191,10 @@ class DelaySignal:
         start is over for good, and a paused first window's limit is the
         one halved."""
         self._probe, self._hystart = None, False
+        self._resume(lim)
+
+    def _resume(self, lim: SteeredLimit) -> None:
+        """End the first window's pause, if on: the limit from before it is back."""
         if self._paused_limit is not None:
             lim.limit, self._paused_limit = self._paused_limit, None
 
@@ -294,8 +297,7 @@ class DelaySignal:
         self._first = False
         if paused:  # slow start was paused on one slow answer: the window judges it (a probe keeps it paused)
             lim._slow_start = True
-        if self._paused_limit is not None:  # and the first window's sending with it
-            lim.limit, self._paused_limit = self._paused_limit, None
+        self._resume(lim)  # and the first window's sending with it
         # two measures of the throughput: answers over time (x), right even while the calls in flight change but
         # noisy when answers come in bursts; Little's law n/r, steadier but only once the calls in flight have
         # settled: used for the windows judged in a steady state (not the first, not one after a change)
