@@ -7,83 +7,32 @@ model; ``score_outputs`` scores answers made elsewhere.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Callable
 
-from llmops_cli import __version__
 from llmops_cli.core import stop
 from llmops_cli.core.cache import Cache
 from llmops_cli.config import Config
-from llmops_cli.record.environment import collect_environment
-from llmops_cli.core.errors import InputError, Interrupted, RunIncomplete
+from llmops_cli.core.errors import InputError, Interrupted
 from llmops_cli.run.concurrency import DEFAULT_CAP, LimitStats
 from llmops_cli.run.execute import DEFAULT_RETRIES, Progress, allowed_failures, execute
 from llmops_cli.core.fingerprint import fingerprint
-from llmops_cli.plan.requests import Plan, Request, make_plan
-from llmops_cli.record.schema import Call, CaseRecord, RunRecord, Usage, new_run_id, now_iso
-from llmops_cli.record.usage import served_summary, usage_of
+from llmops_cli.jobs.recording import build_record, check_errors, current_budget
+from llmops_cli.plan.requests import Request, make_plan, select_cases
+from llmops_cli.record.schema import Call, RunRecord, Usage
+from llmops_cli.record.usage import usage_of
 from llmops_cli.measure.score import score_run
 from llmops_cli.measure.prepare import prepare
 
-NOT_RUN = "not run"  # a case's error when its call was never made (interrupted, or the run stopped early)
+CHUNK = 10_000  # cases planned, answered and scored at a time by a larger run (:mod:`llmops_cli.jobs.chunked_run`)
 ProgressFn = Callable[[int, int], None]
-
-
-def _display_path(p) -> str | None:
-    """``p`` relative to the working directory when inside it (records and
-    baselines get committed; absolute paths would leak the author's layout)."""
-    if p is None:
-        return None
-    try:
-        return str(p.relative_to(os.getcwd()))
-    except ValueError:
-        return str(p)
-
-
-def build_record(cfg: Config, plan: Plan, *, source: str = "model", status: str = "complete") -> RunRecord:
-    """The run record of ``plan`` after execution: one case record per case
-    with its calls (a case without any is ``not run``), the config snapshot,
-    fingerprint, hashes, who served the answers and the environment. Scores
-    and usage are filled in later."""
-    snapshot = cfg.snapshot()
-    by_case: dict[int, list[Call]] = {}
-    for r in plan.requests:
-        if r.call is not None:
-            by_case.setdefault(r.case_index, []).append(r.call)
-    records = []
-    for i, case in enumerate(plan.cases):
-        calls = sorted(by_case.get(i, []), key=lambda c: c.repeat)
-        first = calls[0] if calls else None
-        # built from the plan's already-validated parts, sharing them (the eval set's inputs and references
-        # are not copied: 4 MB less peak RSS at 10,000 cases)
-        records.append(CaseRecord.model_construct(
-            CaseRecord.all_fields(),
-            id=case.id, inputs=case.inputs, references=case.references, slices=case.slices, retrieval=plan.retrievals[i],
-            messages=plan.messages[i] if plan.messages else None, calls=calls,
-            output=first.output if first else None,
-            error=next((c.error for c in calls if c.error), None) if calls else NOT_RUN,
-        ))
-    return RunRecord(
-        run_id=new_run_id(), created_at=now_iso(), tool_version=__version__, source=source, status=status,
-        config_path=_display_path(cfg.path), config=snapshot,
-        fingerprint=fingerprint(snapshot, plan.corpus_hash), dataset_hash=plan.dataset_hash, corpus_hash=plan.corpus_hash,
-        served=served_summary(plan.requests), environment=collect_environment(),
-        shard=plan.shard, cases=records,
-    )
-
-
-def current_budget():
-    from llmops_cli.run.budget import current
-
-    return current()
 
 
 def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None = None,
              max_concurrency: int = DEFAULT_CAP, cache: Cache | None = None, retries: int = DEFAULT_RETRIES,
              progress: ProgressFn | None = None, refresh: bool = False,
-             shard: tuple[int, int] | None = None) -> RunRecord:
+             shard: tuple[int, int] | None = None, chunk: int = CHUNK) -> RunRecord:
     """Answer and score every case of ``cfg``'s eval set (or of one shard of it).
 
     Args:
@@ -100,6 +49,9 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
         shard: ``(k, n)``: only the cases of shard k of n (1-based; see
             :mod:`llmops_cli.plan.shards`); the record gets a ``shard`` block and
             keeps the whole eval set's dataset hash.
+        chunk: cases planned, answered and scored at a time (≥ 1). A run of
+            more cases holds each finished case on disk, not in memory
+            (:mod:`llmops_cli.jobs.chunked_run`); its record is the same.
 
     Returns:
         The run record, status ``complete``.
@@ -114,8 +66,17 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
     """
     t0 = time.perf_counter()
     prepare(cfg)
-    plan = make_plan(cfg, limit, memo=cache, shard=shard)
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, not {chunk}")
+    total = len(select_cases(cfg, limit, shard)[0])
+    plan = make_plan(cfg, limit, memo=cache, shard=shard, part=slice(0, chunk) if total > chunk else None)
     prog = Progress(progress)
+    if total > chunk:
+        from llmops_cli.jobs.chunked_run import run_chunked
+
+        prog.add(total * cfg.repeats)
+        return run_chunked(cfg, plan, total, chunk, limit=limit, shard=shard, cache=cache, concurrency=concurrency,
+                           max_concurrency=max_concurrency, retries=retries, prog=prog, refresh=refresh, t0=t0)
     prog.add(len(plan.requests))
 
     limits: list[LimitStats | None] = []  # what the concurrency limits saw, per execute() call
@@ -153,22 +114,6 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
     if budget is not None and budget.exceeded:  # passed while the judges were called
         raise budget.stop(record, "every case answered, some judge calls not made")
     return record
-
-
-def check_errors(cfg: Config, record: RunRecord, what: str, t0: float, limits=()) -> None:
-    """Raise :class:`RunIncomplete` (status ``incomplete``, usage filled in)
-    when more than ``cfg.max_error_share`` of the cases have no output;
-    ``what`` says where, e.g. ``calling openai/gpt-4o``; ``t0`` is the run's
-    ``time.perf_counter()`` start; ``limits``: what the concurrency limits saw."""
-    failed = [c for c in record.cases if c.error]
-    if failed and len(failed) / len(record.cases) > cfg.max_error_share:
-        record.status = "incomplete"
-        record.usage = usage_of(record.cases, time.perf_counter() - t0, limits=limits)
-        errors = [c.error for c in failed if c.error != NOT_RUN]
-        not_run = len(failed) - len(errors)
-        raise RunIncomplete(f"{len(errors)} of {len(record.cases)} cases failed (limit {cfg.max_error_share:.0%}) {what}"
-                            f"{f', so the other {not_run} were not run' if not_run else ''}; "
-                            f"first error: {errors[0] if errors else NOT_RUN}", record)
 
 
 def load_outputs(path: str | Path) -> dict[str, str]:

@@ -83,7 +83,7 @@ def run_sequential(cfg: Config, baseline: RunRecord, *, limit: int | None = None
         Interrupted: Ctrl-C; ``.record``: the waves answered so far.
     """
     from llmops_cli.jobs.merge import sum_counts, sum_usage, summarise
-    from llmops_cli.jobs.runner import build_record, check_errors
+    from llmops_cli.jobs.recording import build_record, check_errors
     from llmops_cli.measure.score import score_run, slice_summary
     from llmops_cli.record.usage import usage_of
 

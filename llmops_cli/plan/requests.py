@@ -71,13 +71,16 @@ def model_endpoint(cfg: Config) -> Endpoint:
 
 
 def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, memo: Cache | None = None,
-              shard: tuple[int, int] | None = None) -> Plan:
+              shard: tuple[int, int] | None = None, part: slice | None = None) -> Plan:
     """Load cases, retrieve, render messages and compute cache keys.
 
     ``limit``: number of cases (overrides ``dataset.limit``; 0 = all).
     ``shard``: ``(k, n)``, plan only the cases of shard k of n (1-based; see
     :mod:`llmops_cli.plan.shards`), chosen after sampling and the limit; the
     plan's ``dataset_hash`` stays the whole eval set's.
+    ``part``: plan only these cases of the selection (after the shard), e.g.
+    ``slice(10000, 20000)`` — one chunk of a large run; ``shard`` (the
+    record's block) still describes the whole selection.
     ``with_prompts=False`` only loads the cases (for the dataset hash).
     ``memo`` memoises the retrieval hits (see :func:`retrieval.retrieve`).
 
@@ -87,13 +90,9 @@ def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, 
             rendering, a check's regex is invalid once rendered for a case,
             or a ``gate.slices`` rule names a value no case has.
     """
-    cases = load_dataset(cfg.dataset, cfg.base_dir, limit)
-    full_hash, shard_info = dataset_hash(cases), None
-    check_slice_rules(cfg, cases)  # gate.slices against the eval set: exit 2 before any call
-    if shard is not None:
-        from llmops_cli.plan.shards import select
-
-        cases, shard_info = select(cases, *shard)
+    cases, full_hash, shard_info = select_cases(cfg, limit, shard)
+    if part is not None:
+        cases = cases[part]
     path = cfg.path or "<config>"
     if cfg.gate.cluster and any(cfg.gate.cluster not in c.inputs for c in cases):
         raise ConfigError(path, "gate.cluster", f"not an input field of the eval set (inputs: {', '.join(cases[0].inputs)})")
@@ -129,6 +128,25 @@ def make_plan(cfg: Config, limit: int | None = None, with_prompts: bool = True, 
                 ep_r = ep.for_sample(rep)
                 plan.requests.append(Request(i, rep, msgs, ep_r.key(msgs, rep), ep_r))
     return plan
+
+
+def select_cases(cfg: Config, limit: int | None = None,
+                 shard: tuple[int, int] | None = None) -> tuple[list[Case], str, ShardInfo | None]:
+    """The cases a run of ``cfg`` holds (arguments as :func:`make_plan`),
+    the whole eval set's dataset hash, and the ``shard`` block (None without
+    a shard).
+
+    Raises:
+        DatasetError: eval set unreadable or empty.
+        ConfigError: a ``gate.slices`` rule names a value no case has."""
+    cases = load_dataset(cfg.dataset, cfg.base_dir, limit)
+    full_hash, shard_info = dataset_hash(cases), None
+    check_slice_rules(cfg, cases)  # gate.slices against the eval set: exit 2 before any call
+    if shard is not None:
+        from llmops_cli.plan.shards import select
+
+        cases, shard_info = select(cases, *shard)
+    return cases, full_hash, shard_info
 
 
 def check_slice_rules(cfg: Config, cases: list[Case]) -> None:

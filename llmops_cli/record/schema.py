@@ -256,6 +256,8 @@ class RunRecord(RecordModel):
         case's rendered messages and raw responses (judge replies' too), for
         a record already saved."""
         for case in self.cases:
+            if not isinstance(case, CaseRecord):  # a spooled case (llmops_cli.record.spool): held without them
+                continue
             case.messages = None
             for call in case.calls:
                 call.response = None

@@ -206,6 +206,6 @@ def execute(requests: list[Request], cache: Cache | None, *, concurrency: int | 
 
 
 def allowed_failures(n_cases: int, max_error_share: float) -> int:
-    """The most failed cases :func:`llmops_cli.jobs.runner.check_errors` lets pass (``k / n ≤ share``,
+    """The most failed cases :func:`llmops_cli.jobs.recording.check_errors` lets pass (``k / n ≤ share``,
     computed the same way, so float rounding cannot make the two disagree)."""
     return next((k for k in range(n_cases, -1, -1) if not n_cases or k / n_cases <= max_error_share), 0)
