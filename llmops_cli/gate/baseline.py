@@ -15,7 +15,7 @@ from pathlib import Path
 
 from llmops_cli.config import Config
 from llmops_cli.core.errors import BaselineError, RunIncomplete
-from llmops_cli.record.compact import PerCaseModel, SharedFloat
+from llmops_cli.record.compact import PerCaseModel, SharedFloat, frozen
 from llmops_cli.record.schema import RetrievedContext, RunRecord, load_record, save_record
 
 
@@ -35,12 +35,48 @@ class GatedCase(PerCaseModel):
     retrieval: RetrievedContext | None = None
 
 
+class GatedRow:
+    """A :class:`GatedCase` as a loaded baseline holds it: the same fields
+    in slots, ``scores`` and ``stats`` as read-only mappings
+    (:class:`~llmops_cli.record.compact.FrozenMap`) — about 450 bytes less
+    per case than the model. Read only."""
+
+    __slots__ = ("id", "output", "error", "scores", "stats", "retrieval")
+
+    def __init__(self, case: GatedCase):
+        set_ = object.__setattr__
+        set_(self, "id", case.id)
+        set_(self, "output", case.output)
+        set_(self, "error", case.error)
+        set_(self, "scores", frozen(case.scores))
+        set_(self, "stats", frozen(case.stats))
+        set_(self, "retrieval", case.retrieval)
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"a baseline's case is read-only (setting {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GatedRow):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"GatedRow({self.id!r})"
+
+
 class GatedBaseline(RunRecord):
     """A baseline loaded to gate against (:func:`load_baseline` with
-    ``gated=True``): every run-level field, each case a :class:`GatedCase`.
-    Read only; never written back."""
+    ``gated=True``): every run-level field, each case read as a
+    :class:`GatedCase` and held as a :class:`GatedRow`. Read only; never
+    written back."""
 
     cases: list[GatedCase] = []  # type: ignore[assignment]
+
+    @classmethod
+    def held(cls, case):
+        return GatedRow(case) if isinstance(case, GatedCase) else case
 
 
 def load_baseline(path: str | Path, *, gated: bool = False) -> RunRecord:

@@ -15,7 +15,7 @@ from llmops_cli.core.fingerprint import canonical_json, sha256_text
 from llmops_cli.core.errors import DatasetError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Case:
     """One eval case. ``inputs`` feed the templates; ``references`` are the
     acceptable answers (one or more strings); ``slices``: the value of each

@@ -248,6 +248,12 @@ class RunRecord(RecordModel):
     sequential: SequentialInfo | None = None
     cases: list[CaseRecord] = []
 
+    @classmethod
+    def held(cls, case: Any) -> Any:
+        """A case as this kind of record keeps it once loaded (itself here;
+        a subclass may keep it more compactly)."""
+        return case
+
     def case_map(self) -> dict[str, CaseRecord]:
         return {c.id: c for c in self.cases}
 
@@ -373,7 +379,7 @@ def _stream_validate(path: Path, model: type[RunRecord]) -> RunRecord:
 
     with path.open("rb") as f:
         try:
-            cases = [case_model.model_validate(c)
+            cases = [model.held(case_model.model_validate(c))
                      for c in ijson.items(everything_but_cases(ijson.parse(f, use_float=True)), "cases.item")]
         except ijson.JSONError as e:
             raise ValueError(f"invalid JSON: {e}") from None
@@ -399,6 +405,7 @@ def load_record(path: str | Path, what: str = "run record", model: type[RunRecor
             record = _stream_validate(path, model)
         else:  # straight from JSON to the models (no intermediate dicts)
             record = model.model_validate_json(path.read_bytes())
+            record.cases = [model.held(c) for c in record.cases]
     except (OSError, ValueError):  # ValidationError, ijson's JSONError, a shape _stream_validate refuses
         pass  # the slower path below names what is wrong
     else:
@@ -427,4 +434,5 @@ def load_record(path: str | Path, what: str = "run record", model: type[RunRecor
         key = ".".join(str(x) for x in first["loc"])
         raise BaselineError(path, key, first["msg"]) from None
     check_finite(record, path)
+    record.cases = [model.held(c) for c in record.cases]
     return record

@@ -26,6 +26,7 @@ import threading
 from array import array
 from typing import Any
 
+from llmops_cli.record.compact import frozen
 from llmops_cli.record.schema import CaseRecord
 
 
@@ -79,8 +80,9 @@ class CaseSpool:
 class CaseRow:
     """One spooled case as a run keeps it in memory (see the module). Reads
     like a :class:`~llmops_cli.record.schema.CaseRecord`: ``id``, ``inputs``,
-    ``references``, ``slices``, ``output``, ``error``, ``scores`` (metric →
-    0–1 score or None), ``stats``, ``reasons`` are held; any other field
+    ``references``, ``slices``, ``output``, ``error`` are held, and
+    ``scores`` (metric → 0–1 score or None), ``stats``, ``reasons`` as
+    read-only mappings (:class:`~llmops_cli.record.compact.FrozenMap`); any other field
     (``calls``, ``judges``, ``retrieval``, ``messages``) and model method
     (``model_dump``, ``without_traces``) reads the case back from its spool
     (a fresh object on each access: keep it in a variable when reading it
@@ -96,6 +98,8 @@ class CaseRow:
         set_(self, "_at", at)
         for name in self.HELD:
             set_(self, name, getattr(case, name))
+        for name in ("scores", "stats", "reasons"):  # ~200 bytes less per case than their dicts
+            set_(self, name, frozen(getattr(case, name)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a spooled case is read-only (setting {name!r})")

@@ -83,9 +83,9 @@ def _row(case: CaseRecord, base: CaseRecord | None, names: list[str], index: dic
     if why:
         row["why"] = why
     if case.reasons:
-        row["reasons"] = case.reasons
+        row["reasons"] = dict(case.reasons)
     if case.slices:
-        row["sl"] = case.slices
+        row["sl"] = dict(case.slices)
     if case.retrieval is not None:
         row["ch"] = [[c.id, _num(round(c.score, 4))] for c in case.retrieval.chunks]
         for c in case.retrieval.chunks:
