@@ -15,7 +15,7 @@ from pathlib import Path
 
 from llmops_cli.config import Config
 from llmops_cli.core.errors import BaselineError, RunIncomplete
-from llmops_cli.record.compact import PerCaseModel, SharedFloat, frozen
+from llmops_cli.record.compact import FrozenMap, PerCaseModel, SharedFloat, frozen
 from llmops_cli.record.schema import RetrievedContext, RunRecord, load_record, save_record
 
 
@@ -42,6 +42,12 @@ class GatedRow:
     per case than the model. Read only."""
 
     __slots__ = ("id", "output", "error", "scores", "stats", "retrieval")
+    id: str
+    output: str | None
+    error: str | None
+    scores: FrozenMap
+    stats: FrozenMap
+    retrieval: RetrievedContext | None
 
     def __init__(self, case: GatedCase):
         set_ = object.__setattr__
