@@ -299,14 +299,24 @@ def candidate_all(metric: str, candidate: RunRecord, ids: list[str] | None = Non
     return math.fsum(vals) / len(vals)
 
 
-def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseChange]:
+def case_changes(a: RunRecord, b: RunRecord, metrics: list[str], top: int | None = None) -> list[CaseChange]:
     """Cases whose score changed between runs ``a`` and ``b``, most fallen
     first. A case ``b`` failed counts as the metric's worst value. The sort
     key (``delta``, on ``metric``) is the largest fall over ``metrics``
     (scaled to 0–1) when the case fell on any, else the change in the first
     metric; ties are broken by the mean scaled change over all of them.
     Lower-is-better metrics (costs, latencies, tokens, perplexity) do not
-    rank cases: per-case timing jitter is not a fallen answer."""
+    rank cases: per-case timing jitter is not a fallen answer. ``top``: only
+    the first ``top`` (their inputs and references are read only for them:
+    a spooled case reads them back from disk)."""
+    ranked = rank_changes(a, b, metrics)
+    return [as_change(r) for r in (ranked[:top] if top else ranked)]
+
+
+def rank_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[tuple]:
+    """The ranking of :func:`case_changes`, as ``(delta, mean change, ca, cb,
+    metric, scores)`` tuples (``ca``, ``cb``: the case in ``a`` and in
+    ``b``) in its order; :func:`changed_counts` counts them."""
     metrics = [m for m in metrics if higher_is_better(m)]
     amap = a.case_map()
     out = []
@@ -320,8 +330,19 @@ def case_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[CaseCha
             continue
         fell = min(diffs, key=diffs.__getitem__)
         metric = fell if diffs[fell] < 0 else next(iter(diffs))
-        key = diffs[metric]
-        out.append((key, sum(diffs.values()) / len(diffs), CaseChange(cb.id, key, metric, ca.output, cb.output, cb.inputs,
-                                                                      cb.references, scores, cb.error, dict(cb.reasons))))
+        out.append((diffs[metric], sum(diffs.values()) / len(diffs), ca, cb, metric, scores))
     out.sort(key=lambda t: (t[0], t[1]))
-    return [t[2] for t in out if t[0] != 0 or t[1] != 0] + [t[2] for t in out if t[0] == 0 and t[1] == 0]
+    return [t for t in out if t[0] != 0 or t[1] != 0] + [t for t in out if t[0] == 0 and t[1] == 0]
+
+
+def changed_counts(ranked: list[tuple]) -> tuple[int, int]:
+    """``(improved, worse)``: the cases of :func:`rank_changes` whose sort key rose, and fell."""
+    return sum(r[0] > 0 for r in ranked), sum(r[0] < 0 for r in ranked)
+
+
+def as_change(ranked: tuple) -> CaseChange:
+    """One tuple of :func:`rank_changes` as a :class:`CaseChange` (the
+    candidate's inputs, references and reasons read now)."""
+    key, _, ca, cb, metric, scores = ranked
+    return CaseChange(cb.id, key, metric, ca.output, cb.output, cb.inputs, cb.references, scores, cb.error,
+                      dict(cb.reasons))

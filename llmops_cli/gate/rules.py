@@ -203,17 +203,20 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
         for m in names + [m for m in rules if m not in names]:
             tests.append(_Test(m, label, rules.get(m), *measure(m, ids), ids))
     results, family_size = _verdicts(tests, baseline, candidate, gate, max_unscored_share, memo)
-    changes = pairing.case_changes(baseline, candidate, names)
+    ranked = pairing.rank_changes(baseline, candidate, names)
+    n_improved, n_worse = pairing.changed_counts(ranked)
+    changes = [pairing.as_change(r) for r in (ranked[:top] if top else ranked)]
+    del ranked
     drift = model_drift(baseline, candidate)
     return Comparison(
         mode=gate.mode, confidence=gate.confidence, resamples=gate.resamples,
         metrics=[r for r in results if r.slice is None], slices=[r for r in results if r.slice is not None],
-        changed_cases=changes[:top] if top else changes,
+        changed_cases=changes,
         only_baseline=[cid for cid in bmap if cid not in cmap], only_candidate=[cid for cid in cmap if cid not in bmap],
         config_changes=config_diff(baseline.config, candidate.config),
         baseline_fingerprint=baseline.fingerprint, candidate_fingerprint=candidate.fingerprint,
         cluster=gate.cluster,
-        n_improved_cases=sum(ch.delta > 0 for ch in changes), n_worse_cases=sum(ch.delta < 0 for ch in changes),
+        n_improved_cases=n_improved, n_worse_cases=n_worse,
         correction=gate.correction if gate.mode == "paired" else "none",
         family_size=family_size,
         model_drift=drift, drift_failed=bool(drift) and gate.on_model_drift == "fail",

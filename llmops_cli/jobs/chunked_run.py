@@ -32,18 +32,19 @@ from llmops_cli.core import stop
 from llmops_cli.core.cache import Cache
 from llmops_cli.core.errors import Interrupted
 from llmops_cli.jobs.recording import NOT_RUN, build_record, check_errors, current_budget
+from llmops_cli.plan.dataset import release_loaded
 from llmops_cli.plan.requests import Plan, make_plan, select_cases
 from llmops_cli.record.schema import CaseRecord, RunRecord, new_run_id, now_iso
 from llmops_cli.record.spool import CaseSpool
 from llmops_cli.run.execute import Progress, allowed_failures, execute
 
 
-def run_chunked(cfg: Config, first: Plan, total: int, chunk: int, *, limit: int | None,
+def run_chunked(cfg: Config, total: int, chunk: int, *, limit: int | None,
                 shard: tuple[int, int] | None, cache: Cache | None, concurrency: int | None, max_concurrency: int,
                 retries: int, prog: Progress, refresh: bool, t0: float) -> RunRecord:
-    """Answer and score the ``total`` selected cases ``chunk`` at a time
-    (``first``: the plan of the first chunk, already made); arguments as
-    :func:`llmops_cli.jobs.runner.run_eval`, ``t0`` its ``perf_counter`` start.
+    """Answer and score the ``total`` selected cases ``chunk`` at a time;
+    arguments as :func:`llmops_cli.jobs.runner.run_eval`, ``t0`` its
+    ``perf_counter`` start.
 
     Returns:
         The run record, status ``complete``; its cases are
@@ -62,7 +63,7 @@ def run_chunked(cfg: Config, first: Plan, total: int, chunk: int, *, limit: int 
     from llmops_cli.record.usage import usage_of
 
     parts = [slice(s, s + chunk) for s in range(0, total, chunk)]
-    for part in parts[1:]:  # every template, row and check value, before the first call
+    for part in parts[1:]:  # every template, row and check value, before the first call (the first: in the loop)
         make_plan(cfg, limit, memo=cache, shard=shard, part=part)
     spool = CaseSpool()
     rows: list = []
@@ -81,7 +82,8 @@ def run_chunked(cfg: Config, first: Plan, total: int, chunk: int, *, limit: int 
             cases += [CaseRecord.model_construct(CaseRecord.all_fields(), id=c.id, inputs=c.inputs,
                                                  references=c.references, slices=c.slices, error=NOT_RUN)
                       for c in every[len(cases):]]
-        head = done[0] if done else build_record(cfg, first, status=status)
+        head = done[0] if done else build_record(cfg, plan or make_plan(cfg, limit, shard=shard, part=parts[0]),
+                                                  status=status)
         record = head.model_copy(update={"cases": cases, "status": status, "run_id": run_id,
                                          "created_at": created_at})
         record.metrics = summarise(cases, done) if done else {}
@@ -96,11 +98,13 @@ def run_chunked(cfg: Config, first: Plan, total: int, chunk: int, *, limit: int 
         return record
 
     run_id, created_at = new_run_id(), now_iso()
-    plan: Plan | None = first
+    plan: Plan | None = None  # one chunk's plan at a time
     provider = cfg.model + (f" at {cfg.api_base}" if cfg.api_base else "")
     for part in parts:
         if plan is None:
             plan = make_plan(cfg, limit, memo=cache, shard=shard, part=part)
+        if part is parts[-1]:  # every chunk planned: the eval set is held only by the cases of this one
+            release_loaded()
         try:
             seen = execute(plan.requests, cache, concurrency=concurrency, max_concurrency=max_concurrency,
                            retries=retries, on_done=prog.tick, refresh=refresh, config_path=cfg.path,

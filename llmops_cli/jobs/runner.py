@@ -69,14 +69,14 @@ def run_eval(cfg: Config, *, limit: int | None = None, concurrency: int | None =
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, not {chunk}")
     total = len(select_cases(cfg, limit, shard)[0])
-    plan = make_plan(cfg, limit, memo=cache, shard=shard, part=slice(0, chunk) if total > chunk else None)
     prog = Progress(progress)
     if total > chunk:
         from llmops_cli.jobs.chunked_run import run_chunked
 
         prog.add(total * cfg.repeats)
-        return run_chunked(cfg, plan, total, chunk, limit=limit, shard=shard, cache=cache, concurrency=concurrency,
+        return run_chunked(cfg, total, chunk, limit=limit, shard=shard, cache=cache, concurrency=concurrency,
                            max_concurrency=max_concurrency, retries=retries, prog=prog, refresh=refresh, t0=t0)
+    plan = make_plan(cfg, limit, memo=cache, shard=shard)
     prog.add(len(plan.requests))
 
     limits: list[LimitStats | None] = []  # what the concurrency limits saw, per execute() call

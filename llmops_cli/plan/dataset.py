@@ -96,6 +96,14 @@ _LOADED: dict[tuple, list[Case]] = {}  # the last eval set loaded, by file ident
 _HASHED: dict[int, tuple[list[Case], str]] = {}  # id(cases) → (cases, their hash)
 
 
+def release_loaded() -> None:
+    """Let go of the eval set kept for the next :func:`load_dataset` (which
+    then reads the file again): a large run does, once it holds what it
+    still needs of each case (:mod:`llmops_cli.jobs.chunked_run`)."""
+    _LOADED.clear()
+    _HASHED.clear()
+
+
 def _load(spec: DatasetSpec, path: Path, limit: int | None) -> list[Case]:
     rows = read_records(path, spec.format, "eval set")
     cases: list[Case] = []

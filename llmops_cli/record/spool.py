@@ -5,11 +5,11 @@ A run of more cases than one chunk (:data:`llmops_cli.jobs.runner.CHUNK`)
 plans, answers and scores them a chunk at a time. As each chunk finishes, its
 case records go to a :class:`CaseSpool` — a temporary file holding each
 case's JSON exactly as the run record writes it — and the run keeps, per
-case, a :class:`CaseRow`: what a gate, its reports and the run's summaries
-read (id, inputs and references shared with the loaded eval set, output,
-error, scores, corpus statistics, reasons, slices), with everything else
-(calls, raw responses, rendered messages, retrieval, judge replies) read back
-from the spool when asked for. At 100,000 cases a row is ~0.5 KB against
+case, a :class:`CaseRow`: what a gate and the run's summaries read for every
+case (id, output, error, scores, corpus statistics, reasons, slices), with
+everything else (inputs, references, calls, raw responses, rendered
+messages, retrieval, judge replies) read back from the spool when asked for
+— so the loaded eval set can be let go once every chunk is planned. At 100,000 cases a row is ~0.5 KB against
 ~2.8 KB for a :class:`~llmops_cli.record.schema.CaseRecord` whose traces were
 released; measured by ``benchmarks/run.py --scale``.
 
@@ -79,18 +79,18 @@ class CaseSpool:
 
 class CaseRow:
     """One spooled case as a run keeps it in memory (see the module). Reads
-    like a :class:`~llmops_cli.record.schema.CaseRecord`: ``id``, ``inputs``,
-    ``references``, ``slices``, ``output``, ``error`` are held, and
+    like a :class:`~llmops_cli.record.schema.CaseRecord`: ``id``,
+    ``slices``, ``output``, ``error`` are held, and
     ``scores`` (metric → 0–1 score or None), ``stats``, ``reasons`` as
     read-only mappings (:class:`~llmops_cli.record.compact.FrozenMap`); any other field
-    (``calls``, ``judges``, ``retrieval``, ``messages``) and model method
+    (``inputs``, ``references``, ``calls``, ``judges``, ``retrieval``,
+    ``messages``) and model method
     (``model_dump``, ``without_traces``) reads the case back from its spool
     (a fresh object on each access: keep it in a variable when reading it
     twice). Assigning a field raises :class:`AttributeError`."""
 
-    __slots__ = ("_spool", "_at", "id", "inputs", "references", "slices", "output", "error", "scores", "stats",
-                 "reasons")
-    HELD = ("id", "inputs", "references", "slices", "output", "error", "scores", "stats", "reasons")
+    __slots__ = ("_spool", "_at", "id", "slices", "output", "error", "scores", "stats", "reasons")
+    HELD = ("id", "slices", "output", "error", "scores", "stats", "reasons")
 
     def __init__(self, spool: CaseSpool, at: int, case: CaseRecord):
         set_ = object.__setattr__
