@@ -169,3 +169,29 @@ def test_ctrl_c_in_a_later_chunk_keeps_the_chunks_done(tmp_path):
     assert rec.status == "interrupted" and len(rec.cases) == 12
     assert all(c.error is None and c.scores["token_f1"] is not None for c in rec.cases[:4])
     assert rec.cases[-1].error == NOT_RUN and seen[-1] == 6
+
+
+def test_a_chunked_run_holds_a_fraction_of_the_memory_per_case(tmp_path):
+    """What the returned record keeps alive, measured by letting it go: each
+    spooled case holds its scores and output, not its calls, raw responses,
+    messages, retrieval or inputs (those are on disk)."""
+    import gc
+    import tracemalloc
+
+    rows = [{**q, "id": f"{q['id']}-{i}", "kind": "first"} for i in range(20) for q in QUESTIONS]  # 120 cases
+    held = {}
+    with FakeOpenAI(reply=reply) as srv:
+        cfg = load_config(project(tmp_path, srv.url, rows, extra=EXTRA.split("judges:")[0]))
+        for chunk in (1000, 40):
+            tracemalloc.start()
+            try:
+                rec = run_eval(cfg, concurrency=4, chunk=chunk)
+                assert len(rec.cases) == 120 and all(c.scores["token_f1"] is not None for c in rec.cases)
+                gc.collect()
+                before = tracemalloc.get_traced_memory()[0]
+                del rec
+                gc.collect()
+                held[chunk] = before - tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+    assert held[40] < 0.4 * held[1000], held

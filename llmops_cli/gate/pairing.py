@@ -313,12 +313,13 @@ def case_changes(a: RunRecord, b: RunRecord, metrics: list[str], top: int | None
     return [as_change(r) for r in (ranked[:top] if top else ranked)]
 
 
-def rank_changes(a: RunRecord, b: RunRecord, metrics: list[str]) -> list[tuple]:
+def rank_changes(a: RunRecord, b: RunRecord, metrics: list[str], amap: dict | None = None) -> list[tuple]:
     """The ranking of :func:`case_changes`, as ``(delta, mean change, ca, cb,
     metric, scores)`` tuples (``ca``, ``cb``: the case in ``a`` and in
-    ``b``) in its order; :func:`changed_counts` counts them."""
+    ``b``) in its order; :func:`changed_counts` counts them. ``amap``:
+    ``a.case_map()`` when already made."""
     metrics = [m for m in metrics if higher_is_better(m)]
-    amap = a.case_map()
+    amap = a.case_map() if amap is None else amap
     out = []
     for cb in b.cases:
         ca = amap.get(cb.id)

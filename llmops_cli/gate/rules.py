@@ -203,7 +203,7 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
         for m in names + [m for m in rules if m not in names]:
             tests.append(_Test(m, label, rules.get(m), *measure(m, ids), ids))
     results, family_size = _verdicts(tests, baseline, candidate, gate, max_unscored_share, memo)
-    ranked = pairing.rank_changes(baseline, candidate, names)
+    ranked = pairing.rank_changes(baseline, candidate, names, bmap)
     n_improved, n_worse = pairing.changed_counts(ranked)
     changes = [pairing.as_change(r) for r in (ranked[:top] if top else ranked)]
     del ranked

@@ -25,7 +25,7 @@ from llmops_cli.record.usage import usage_of
 from llmops_cli.measure.score import score_run
 from llmops_cli.measure.prepare import prepare
 
-CHUNK = 10_000  # cases planned, answered and scored at a time by a larger run (:mod:`llmops_cli.jobs.chunked_run`)
+CHUNK = 5_000  # cases planned, answered and scored at a time by a larger run (:mod:`llmops_cli.jobs.chunked_run`)
 ProgressFn = Callable[[int, int], None]
 
 
