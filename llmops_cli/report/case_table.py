@@ -13,6 +13,7 @@ import json
 import math
 from typing import Any
 
+from llmops_cli.record.spool import whole
 from llmops_cli.gate.comparison import CaseChange
 from llmops_cli.plan.dataset import input_text
 from llmops_cli.gate.pairing import counted, higher_is_better, scale_of, unit_of
@@ -47,7 +48,7 @@ def case_table(record: RunRecord, baseline: RunRecord | None = None,
     bmap = baseline.case_map() if baseline is not None else {}
     moved = {c.id: c for c in changes or []}
     chunks: dict[str, str] = {}
-    rows = [_row(case, bmap.get(case.id), names, index, moved.get(case.id), chunks, baseline is not None)
+    rows = [_row(whole(case), bmap.get(case.id), names, index, moved.get(case.id), chunks, baseline is not None)
             for case in record.cases]
     metrics = [{"name": m, "scale": record.metrics[m].scale or scale_of(m),
                 "unit": record.metrics[m].info.get("unit") or unit_of(m), "higher": higher_is_better(m)} for m in names]
