@@ -169,6 +169,10 @@ def test_ctrl_c_in_a_later_chunk_keeps_the_chunks_done(tmp_path):
     assert rec.status == "interrupted" and len(rec.cases) == 12
     assert all(c.error is None and c.scores["token_f1"] is not None for c in rec.cases[:4])
     assert rec.cases[-1].error == NOT_RUN and seen[-1] == 6
+    # spooled rows, the chunk in hand and the cases never planned make one record on disk
+    back = load_record(save_record(rec, tmp_path / "partial.json"))
+    assert [c.id for c in back.cases] == [q["id"] for q in MORE] and back.status == "interrupted"
+    assert back.cases[0].calls[0].output == rec.cases[0].output and back.cases[-1].calls == []
 
 
 def test_a_chunked_run_holds_a_fraction_of_the_memory_per_case(tmp_path):
