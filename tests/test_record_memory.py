@@ -255,7 +255,7 @@ def test_a_record_read_one_case_at_a_time_is_the_record_read_whole(tmp_path, mon
     streamed = (load_record(path), load_baseline(base), load_baseline(base, gated=True))
     for a, b in zip(whole, streamed):
         assert type(a) is type(b) and [type(c) for c in a.cases] == [type(c) for c in b.cases]
-        assert a.model_dump() == b.model_dump()
+        assert a.model_dump(exclude={"cases"}) == b.model_dump(exclude={"cases"}) and a.cases == b.cases
         assert a.model_fields_set == b.model_fields_set
     assert save_record(streamed[0], tmp_path / "again.json").read_bytes() == path.read_bytes()
     # a record whose cases are not its last field (edited by hand) reads the same
