@@ -199,3 +199,12 @@ def test_a_chunked_run_holds_a_fraction_of_the_memory_per_case(tmp_path):
             finally:
                 tracemalloc.stop()
     assert held[40] < 0.4 * held[1000], held
+
+
+def test_an_unwritable_temporary_folder_is_one_line_naming_it(tmp_path, monkeypatch):
+    from llmops_cli.core.errors import OutputError
+    from llmops_cli.record.spool import CaseSpool
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "absent"))  # as a $TMPDIR that is gone
+    with pytest.raises(OutputError, match="absent.*TMPDIR"):
+        CaseSpool()

@@ -28,6 +28,7 @@ import threading
 from array import array
 from typing import Any
 
+from llmops_cli.core.errors import OutputError
 from llmops_cli.record.compact import frozen
 from llmops_cli.record.schema import CaseRecord
 
@@ -38,12 +39,16 @@ class CaseSpool:
     ``CaseRecord.model_dump_json(indent=1)`` gives it, in UTF-8.
 
     Raises:
-        OSError: the temporary directory (``$TMPDIR``, else the system's)
-            cannot be written — when the spool is made or a case added.
+        OutputError: the temporary directory (``$TMPDIR``, else the
+            system's) cannot be written — when the spool is made or a case
+            added (exit 2, naming the directory).
     """
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="llmops-cases-")
+        try:
+            self._file = tempfile.TemporaryFile(prefix="llmops-cases-")
+        except OSError as e:
+            raise _unwritable(e) from None
         self._starts = array("q")
         self._sizes = array("q")
         self._end = 0
@@ -56,8 +61,11 @@ class CaseSpool:
         """Write ``case`` (scored, final) and return its row."""
         data = case.model_dump_json(indent=1).encode("utf-8")
         with self._lock:
-            self._file.seek(self._end)
-            self._file.write(data)
+            try:
+                self._file.seek(self._end)
+                self._file.write(data)
+            except OSError as e:
+                raise _unwritable(e) from None
             self._starts.append(self._end)
             self._sizes.append(len(data))
             self._end += len(data)
@@ -77,6 +85,11 @@ class CaseSpool:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _unwritable(e: OSError) -> OutputError:
+    return OutputError(tempfile.gettempdir(), None, f"cannot write the finished cases of a chunked run here "
+                       f"(set TMPDIR to another folder): {e.strerror or e}")
 
 
 class CaseRow:
