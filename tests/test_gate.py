@@ -461,3 +461,14 @@ def test_mde_positive_and_shrinks_with_n():
         assert mdes[30][metric] > 0 and mdes[810][metric] > 0
         assert mdes[30][metric] > 2 * mdes[810][metric]  # ≈ √(810/30) ≈ 5× when the per-case spread is similar
         assert mdes[810][metric] < 0.051
+
+
+def test_a_cluster_field_a_case_lacks_is_bad_input_naming_the_case():
+    from llmops_cli.core.errors import InputError
+
+    ids = ["a", "b", "c", "d"]
+    inputs = [{"question": "q", "doc": "p1"}, {"question": "q", "doc": "p1"}, {"question": "q"}, {"question": "q"}]
+    base = make_record(ids, {"token_f1": [1.0, 0.5, 1.0, 0.0]}, kind="baseline", model="base", inputs=inputs)
+    cand = make_record(ids, {"token_f1": [1.0, 0.5, 0.5, 0.0]}, model="cand", inputs=inputs)
+    with pytest.raises(InputError, match=r"case 'c' has no input field 'doc'"):
+        compare(base, cand, Gate(metrics={"token_f1": GateRule(max_drop=0.1)}, cluster="doc"))

@@ -172,11 +172,13 @@ def compare(baseline: RunRecord, candidate: RunRecord, gate: Gate, *, metrics: l
     common = [cid for cid in cmap if cid in bmap]
     cluster_of = None
     if gate.cluster:
-        missing = [cid for cid in common if gate.cluster not in cmap[cid].inputs]
-        if missing:
-            raise InputError(None, "gate.cluster", f"case {missing[0]!r} has no input field {gate.cluster!r} to cluster by "
-                             "(add it to dataset.inputs)")
-        cluster_of = {cid: cmap[cid].inputs[gate.cluster] for cid in common}
+        cluster_of = {}
+        for cid in common:  # each case's inputs read once (a spooled case reads them back from disk)
+            inputs = cmap[cid].inputs
+            if gate.cluster not in inputs:
+                raise InputError(None, "gate.cluster", f"case {cid!r} has no input field {gate.cluster!r} to cluster by "
+                                 "(add it to dataset.inputs)")
+            cluster_of[cid] = inputs[gate.cluster]
     memo = _local_memo(memo)
     binary = binary_metrics(baseline, candidate, names + [m for rules in gate.slices.values() for m in rules])
     counts: dict[int, Any] = {}  # resample draws, shared by the metrics of this comparison only
