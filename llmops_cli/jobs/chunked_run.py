@@ -73,17 +73,21 @@ def run_chunked(cfg: Config, total: int, chunk: int, *, limit: int | None,
     failed = 0
     budget = current_budget()
 
-    def joined(status: str, current: list[CaseRecord] = ()) -> RunRecord:  # type: ignore[assignment]
-        """The run so far: the spooled rows, ``current`` (a chunk not
-        spooled), then the cases never planned as not run."""
-        cases = [*rows, *current]
+    def interrupted(record: RunRecord) -> Interrupted:
+        return Interrupted(f"interrupted after {prog.done} of {prog.total} calls; completed answers are cached",
+                           joined("interrupted", record))
+
+    def joined(status: str, current: RunRecord | None = None) -> RunRecord:
+        """The run so far: the spooled rows, the cases of ``current`` (a
+        chunk's record, not spooled), then the cases never planned as not run."""
+        cases = [*rows, *(current.cases if current is not None else ())]
         if len(cases) < total:
             every = select_cases(cfg, limit, shard)[0]
             cases += [CaseRecord.model_construct(CaseRecord.all_fields(), id=c.id, inputs=c.inputs,
                                                  references=c.references, slices=c.slices, error=NOT_RUN)
                       for c in every[len(cases):]]
-        head = done[0] if done else build_record(cfg, plan or make_plan(cfg, limit, shard=shard, part=parts[0]),
-                                                  status=status)
+        head = done[0] if done else current
+        assert head is not None, "a chunk is done or in hand"
         record = head.model_copy(update={"cases": cases, "status": status, "run_id": run_id,
                                          "created_at": created_at})
         record.metrics = summarise(cases, done) if done else {}
@@ -92,7 +96,8 @@ def run_chunked(cfg: Config, total: int, chunk: int, *, limit: int | None,
         judged = [r.judge_usage for r in done if r.judge_usage is not None]
         record.judge_usage = sum_usage(judged) if judged else None
         record.judge_served = sum_counts([r.judge_served for r in done])
-        usage = sum_usage([*(r.usage for r in done), usage_of(list(current), 0.0, limits=limits[len(done):])])
+        usage = sum_usage([*(r.usage for r in done),
+                           usage_of(current.cases if current is not None else [], 0.0, limits=limits[len(done):])])
         usage.wall_s = round(time.perf_counter() - t0, 3)
         record.usage = usage
         return record
@@ -112,24 +117,21 @@ def run_chunked(cfg: Config, total: int, chunk: int, *, limit: int | None,
             limits.append(seen)
             stop.check()
         except KeyboardInterrupt:
-            current = build_record(cfg, plan, status="interrupted").cases
-            raise Interrupted(f"interrupted after {prog.done} of {prog.total} calls; completed answers are cached",
-                              joined("interrupted", current)) from None
+            raise interrupted(build_record(cfg, plan, status="interrupted")) from None
         record = build_record(cfg, plan)
         failed += sum(c.error is not None for c in record.cases)
         if budget is not None and budget.exceeded:
-            raise budget.stop(joined("incomplete", record.cases),
+            raise budget.stop(joined("incomplete", record),
                               f"{sum(c.error is None for c in [*rows, *record.cases])} of {total} cases answered")
         if failed > allowed:
-            partial = joined("complete", record.cases)
+            partial = joined("complete", record)
             check_errors(cfg, partial, f"calling {provider}", t0, usage=partial.usage)
         try:
             score_run(cfg, plan, record, cache, concurrency=concurrency, max_concurrency=max_concurrency,
                       retries=retries, progress=prog, refresh=refresh)
             stop.check()
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted after {prog.done} of {prog.total} calls; completed answers are cached",
-                              joined("interrupted", record.cases)) from None
+            raise interrupted(record) from None
         record.usage = usage_of(record.cases, 0.0, limits=[seen])
         rows.extend(spool.add(c) for c in record.cases)
         record.cases = []
